@@ -1,0 +1,190 @@
+"""Webhook callbacks Tencent POSTs to the app (reference §5), and the acknowledgement.
+
+`parse_event` turns a body into a typed event. Events timbridge acts on are the robot events
+``Bot.OnC2CMessage`` and ``Bot.OnGroupMessage``, and the ordinary after-send callbacks that can
+stand in for them (§5.5). Any other command parses into `UnknownEvent`, to be acknowledged and
+ignored.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final, Literal, cast
+
+import orjson
+from pydantic import Field, ValidationError
+
+from timbridge.errors import PayloadError
+from timbridge.protocol.base import WireModel, payload_error
+from timbridge.protocol.elements import MsgBody
+
+__all__ = [
+    "ACK_OK",
+    "BOT_C2C_MESSAGE",
+    "BOT_GROUP_MESSAGE",
+    "C2C_AFTER_SEND",
+    "GROUP_AFTER_SEND",
+    "Ack",
+    "C2CAfterSendEvent",
+    "C2CMessageEvent",
+    "CallbackEvent",
+    "GroupAfterSendEvent",
+    "GroupAtInfo",
+    "GroupMessageEvent",
+    "UnknownEvent",
+    "ack",
+    "parse_event",
+]
+
+BOT_C2C_MESSAGE: Final = "Bot.OnC2CMessage"
+BOT_GROUP_MESSAGE: Final = "Bot.OnGroupMessage"
+C2C_AFTER_SEND: Final = "C2C.CallbackAfterSendMsg"
+GROUP_AFTER_SEND: Final = "Group.CallbackAfterSendMsg"
+
+
+class GroupAtInfo(WireModel):
+    """One @-mention of a group message; ``GroupAtAllFlag: 1`` is @all."""
+
+    group_at_all_flag: int = 0
+    group_at_account: str = Field(default="", alias="GroupAt_Account")
+
+
+class _C2CFields(WireModel):
+    from_account: str = Field(alias="From_Account")
+    to_account: str = Field(alias="To_Account")
+    msg_seq: int
+    msg_random: int
+    msg_time: int
+    msg_key: str = ""
+    online_only_flag: int = 0
+    send_msg_result: int = 0
+    error_info: str = ""
+    unread_msg_num: int = 0
+    msg_body: MsgBody
+    cloud_custom_data: str = ""
+    event_time: int = 0
+
+    @property
+    def identity(self) -> str:
+        """The message's unique identity: ``MsgKey``, else sender|seq|random|time (§7.1)."""
+        if self.msg_key:
+            return self.msg_key
+        return f"{self.from_account}|{self.msg_seq}|{self.msg_random}|{self.msg_time}"
+
+
+class C2CMessageEvent(_C2CFields):
+    """``Bot.OnC2CMessage``: a user sent a one-to-one message to a robot."""
+
+    callback_command: Literal["Bot.OnC2CMessage"] = BOT_C2C_MESSAGE
+    msg_id: str = ""
+
+
+class C2CAfterSendEvent(_C2CFields):
+    """``C2C.CallbackAfterSendMsg``: any C2C message was sent (includes robots' own replies)."""
+
+    callback_command: Literal["C2C.CallbackAfterSendMsg"] = C2C_AFTER_SEND
+
+
+class _GroupFields(WireModel):
+    group_id: str
+    type: str = ""
+    from_account: str = Field(alias="From_Account")
+    operator_account: str = Field(default="", alias="Operator_Account")
+    random: int = 0
+    msg_seq: int
+    msg_time: int = 0
+    online_only_flag: int = 0
+    msg_body: MsgBody
+    cloud_custom_data: str = ""
+    event_time: int = 0
+    topic_id: str | None = None
+
+    @property
+    def identity(self) -> str:
+        """``GroupId|MsgSeq`` (+``|TopicId``): the message's unique identity (§7.1)."""
+        base = f"{self.group_id}|{self.msg_seq}"
+        return f"{base}|{self.topic_id}" if self.topic_id else base
+
+
+class GroupMessageEvent(_GroupFields):
+    """``Bot.OnGroupMessage``: a group message @-mentioned one or more robots."""
+
+    callback_command: Literal["Bot.OnGroupMessage"] = BOT_GROUP_MESSAGE
+    at_robots_account: tuple[str, ...] = Field(default=(), alias="AtRobots_Account")
+
+
+class GroupAfterSendEvent(_GroupFields):
+    """``Group.CallbackAfterSendMsg``: any group message was sent; mentions in `group_at_info`."""
+
+    callback_command: Literal["Group.CallbackAfterSendMsg"] = GROUP_AFTER_SEND
+    group_at_info: tuple[GroupAtInfo, ...] = ()
+
+
+class UnknownEvent(WireModel):
+    """A callback timbridge does not handle; acknowledged and ignored."""
+
+    callback_command: str = ""
+
+
+CallbackEvent = (
+    C2CMessageEvent | GroupMessageEvent | C2CAfterSendEvent | GroupAfterSendEvent | UnknownEvent
+)
+
+_MODELS: dict[str, type[WireModel]] = {
+    BOT_C2C_MESSAGE: C2CMessageEvent,
+    BOT_GROUP_MESSAGE: GroupMessageEvent,
+    C2C_AFTER_SEND: C2CAfterSendEvent,
+    GROUP_AFTER_SEND: GroupAfterSendEvent,
+}
+
+
+def parse_event(body: bytes, command: str | None = None) -> CallbackEvent:
+    """Parse a webhook body into its event; `command` is the query string's ``CallbackCommand``.
+
+    When `command` is absent the body's own ``CallbackCommand`` decides. Raises `PayloadError`
+    naming the field when the body is not JSON, is not an object, or a field has the wrong type
+    (a body whose ``CallbackCommand`` contradicts the query's is refused as a wrong field).
+    """
+    if command is None:
+        try:
+            data: Any = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise PayloadError("body", f"not valid JSON: {exc}") from None
+        if not isinstance(data, dict):
+            raise PayloadError("body", "must be a JSON object")
+        found = data.get("CallbackCommand")
+        if not isinstance(found, str):
+            raise PayloadError("CallbackCommand", "missing from both the query and the body")
+        model = _MODELS.get(found)
+        if model is None:
+            return UnknownEvent(callback_command=found)
+        try:
+            return cast(CallbackEvent, model.model_validate(data))
+        except ValidationError as exc:
+            raise payload_error(exc, what=found) from None
+    model = _MODELS.get(command)
+    if model is None:
+        return UnknownEvent(callback_command=command)
+    try:
+        return cast(CallbackEvent, model.model_validate_json(body))
+    except ValidationError as exc:
+        raise payload_error(exc, what=command) from None
+
+
+class Ack(WireModel):
+    """The JSON a webhook answers; ``ErrorCode`` 0 means accepted."""
+
+    action_status: Literal["OK", "FAIL"] = "OK"
+    error_info: str = ""
+    error_code: int = 0
+
+
+ACK_OK: Final = Ack().to_json()
+"""``{"ActionStatus":"OK","ErrorInfo":"","ErrorCode":0}`` as bytes, built once."""
+
+
+def ack(error_code: int = 0, error_info: str = "") -> bytes:
+    """An acknowledgement body; non-zero `error_code` answers ``ActionStatus: FAIL``."""
+    if error_code == 0 and not error_info:
+        return ACK_OK
+    status: Literal["OK", "FAIL"] = "OK" if error_code == 0 else "FAIL"
+    return Ack(action_status=status, error_code=error_code, error_info=error_info).to_json()

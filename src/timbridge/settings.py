@@ -1,0 +1,332 @@
+"""Typed configuration: ``timbridge.toml`` plus ``TIMBRIDGE_<SECTION>__<KEY>`` overrides.
+
+The file is found at ``--config``, else ``$TIMBRIDGE_CONFIG``, else ``./timbridge.toml`` when it
+exists; with none, the embedded defaults apply. The environment wins over the file. Secrets
+(`tencent.secret_key`, `tencent.callback_token`, model API keys) come only from the environment:
+a secret written into the file stops start-up. Every bad value raises `ConfigError` with one line
+naming the key, its environment variable, and what was expected.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from timbridge.errors import ConfigError
+
+__all__ = [
+    "DEFAULT_CONFIG_PATH",
+    "ENV_PREFIX",
+    "REGION_HOSTS",
+    "CoordinationSettings",
+    "ModelProfile",
+    "RobotSettings",
+    "ServerSettings",
+    "Settings",
+    "StoreSettings",
+    "TencentSettings",
+    "env_name",
+    "load_settings",
+]
+
+ENV_PREFIX = "TIMBRIDGE_"
+DEFAULT_CONFIG_PATH = Path("timbridge.toml")
+
+Region = Literal[
+    "china", "singapore", "seoul", "tokyo", "frankfurt", "usa", "jakarta", "mumbai", "riyadh"
+]
+
+#: Tencent's REST host for each data-centre region (protocol reference §1.2).
+REGION_HOSTS: Mapping[str, str] = {
+    "china": "console.tim.qq.com",
+    "singapore": "adminapisgp.im.qcloud.com",
+    "seoul": "adminapikr.im.qcloud.com",
+    "tokyo": "adminapijpn.im.qcloud.com",
+    "frankfurt": "adminapiger.im.qcloud.com",
+    "usa": "adminapiusa.im.qcloud.com",
+    "jakarta": "adminapiidn.im.qcloud.com",
+    "mumbai": "adminapiind.im.qcloud.com",
+    "riyadh": "adminapiksa.im.qcloud.com",
+}
+
+#: Keys that hold secrets: accepted from the environment only.
+_SECRET_KEYS = (("tencent", "secret_key"), ("tencent", "callback_token"))
+
+_MAX_USERID_BYTES = 32
+
+
+def env_name(key: str) -> str:
+    """The variable for a dotted key: ``tencent.sdkappid`` → ``TIMBRIDGE_TENCENT__SDKAPPID``."""
+    return ENV_PREFIX + key.replace(".", "__").upper()
+
+
+def _check_user_id(value: str) -> str:
+    if not value:
+        raise ValueError("must not be empty")
+    if not value.isascii() or not value.isprintable():
+        raise ValueError("must be printable ASCII")
+    if len(value.encode()) > _MAX_USERID_BYTES:
+        raise ValueError(f"must be at most {_MAX_USERID_BYTES} bytes")
+    return value
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TencentSettings(_Section):
+    """Which Tencent Chat app to talk to, and how."""
+
+    sdkappid: Annotated[int, Field(gt=0, lt=2**32)] | None = None
+    admin: str = "administrator"
+    region: Region = "singapore"
+    api_base: str | None = None
+    secret_key: SecretStr | None = None
+    callback_token: SecretStr | None = None
+    timeout_s: Annotated[float, Field(gt=0)] = 10.0
+
+    @field_validator("admin")
+    @classmethod
+    def _admin_is_user_id(cls, value: str) -> str:
+        return _check_user_id(value)
+
+    @field_validator("api_base")
+    @classmethod
+    def _api_base_is_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+    @property
+    def base_url(self) -> str:
+        """Where REST calls go: `api_base` when set, else the region's host over HTTPS."""
+        return self.api_base or f"https://{REGION_HOSTS[self.region]}"
+
+    def credentials(self) -> tuple[int, str]:
+        """``(sdkappid, secret_key)``, or `ConfigError` naming the one that is missing."""
+        if self.sdkappid is None:
+            raise ConfigError(
+                "tencent.sdkappid",
+                "required: the SDKAppID from the Tencent Chat console",
+                env=env_name("tencent.sdkappid"),
+            )
+        if self.secret_key is None or not self.secret_key.get_secret_value():
+            raise ConfigError(
+                "tencent.secret_key",
+                "required: the app's secret key, from the environment only",
+                env=env_name("tencent.secret_key"),
+            )
+        return self.sdkappid, self.secret_key.get_secret_value()
+
+
+class ServerSettings(_Section):
+    """The webhook HTTP server."""
+
+    host: str = "0.0.0.0"  # a server listens on every interface unless told otherwise
+    port: Annotated[int, Field(ge=0, le=65535)] = 8080
+    path: str = "/im"
+    max_body_bytes: Annotated[int, Field(ge=1024)] = 1024 * 1024
+
+    @field_validator("path")
+    @classmethod
+    def _path_is_absolute(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError("must start with /")
+        return value
+
+
+class StoreSettings(_Section):
+    """Where history, usage and sent replies live."""
+
+    url: str = "sqlite:///timbridge.db"
+
+    @field_validator("url")
+    @classmethod
+    def _known_scheme(cls, value: str) -> str:
+        if not value.startswith(("sqlite://", "postgresql://", "postgres://")):
+            raise ValueError("must start with sqlite:// or postgresql://")
+        return value
+
+
+class CoordinationSettings(_Section):
+    """Queue, dedupe, ordering and rate limits: in-process or Redis."""
+
+    url: str = "memory://"
+
+    @field_validator("url")
+    @classmethod
+    def _known_scheme(cls, value: str) -> str:
+        if not value.startswith(("memory://", "redis://", "rediss://")):
+            raise ValueError("must start with memory:// or redis://")
+        return value
+
+
+class ModelProfile(_Section):
+    """One way to reach a model: provider, endpoint, model name, key, limits, fallbacks."""
+
+    provider: Literal["openai", "anthropic", "gemini", "offline"] = "offline"
+    base_url: str | None = None
+    model: str = ""
+    api_key_env: str | None = None
+    timeout_s: Annotated[float, Field(gt=0)] = 60.0
+    fallback: tuple[str, ...] = ()
+
+
+class RobotSettings(_Section):
+    """One robot account and how it behaves."""
+
+    id: str
+    nick: str = ""
+    model: str = "default"
+    persona: str = "You are a helpful assistant."
+    group_context: Literal["group", "member"] = "group"
+    reply_mode: Literal["off", "stream", "edit", "segments"] = "off"
+
+    @field_validator("id")
+    @classmethod
+    def _robot_id(cls, value: str) -> str:
+        _check_user_id(value)
+        if not value.startswith("@RBT#"):
+            raise ValueError("a robot UserID must start with @RBT#")
+        return value
+
+
+def _default_models() -> dict[str, ModelProfile]:
+    return {"default": ModelProfile()}
+
+
+class Settings(BaseSettings):
+    """All of timbridge's configuration. Build it with `load_settings`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    tencent: TencentSettings = TencentSettings()
+    server: ServerSettings = ServerSettings()
+    store: StoreSettings = StoreSettings()
+    coordination: CoordinationSettings = CoordinationSettings()
+    models: dict[str, ModelProfile] = Field(default_factory=_default_models)
+    robots: tuple[RobotSettings, ...] = ()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The file arrives as init values; the environment must win over it.
+        return env_settings, init_settings
+
+    @model_validator(mode="after")
+    def _references_resolve(self) -> Settings:
+        for name, profile in self.models.items():
+            for other in profile.fallback:
+                if other not in self.models:
+                    raise ValueError(
+                        f"models.{name}.fallback names unknown profile {other!r}; "
+                        f"known: {', '.join(sorted(self.models))}"
+                    )
+        seen: set[str] = set()
+        for index, robot in enumerate(self.robots):
+            if robot.id in seen:
+                raise ValueError(f"robots[{index}].id: {robot.id!r} is configured twice")
+            seen.add(robot.id)
+            if robot.model not in self.models:
+                raise ValueError(
+                    f"robots[{index}].model names unknown profile {robot.model!r}; "
+                    f"known: {', '.join(sorted(self.models))}"
+                )
+        return self
+
+    def robot(self, robot_id: str) -> RobotSettings | None:
+        """The configured robot with this UserID, if any."""
+        return next((r for r in self.robots if r.id == robot_id), None)
+
+
+def _dotted(loc: tuple[int | str, ...]) -> str:
+    key = ""
+    for part in loc:
+        if isinstance(part, int):
+            key += f"[{part}]"
+        elif part.startswith(("function-", "tagged-union")):
+            continue
+        else:
+            key += f".{part}" if key else part
+    return key
+
+
+def _config_error(exc: ValidationError) -> ConfigError:
+    error = exc.errors()[0]
+    key = _dotted(tuple(error["loc"]))
+    message = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        message = "unknown key (check the spelling; see the README's configuration table)"
+    elif error["type"] not in ("missing", "value_error"):
+        message = f"{message} (got {error['input']!r})"
+    if not key:  # a model-level check: its message already names the key
+        key, _, message = message.partition(": ") if ": " in message else ("settings", "", message)
+    env = env_name(key) if "[" not in key else None
+    return ConfigError(key, message, env=env)
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            data = tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError("config", f"file {str(path)!r} not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError("config", f"{path} is not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError("config", f"cannot read {path}: {exc.strerror}") from None
+    for section, key in _SECRET_KEYS:
+        if key in data.get(section, {}):
+            dotted = f"{section}.{key}"
+            raise ConfigError(
+                dotted,
+                f"secrets live only in the environment: remove it from {path} and set "
+                f"{env_name(dotted)}",
+            )
+    return data
+
+
+def load_settings(path: str | Path | None = None) -> Settings:
+    """Read the configuration; raise `ConfigError` on the first bad value.
+
+    `path` (the ``--config`` option) wins over ``$TIMBRIDGE_CONFIG``; either must exist. With
+    neither, ``./timbridge.toml`` is read when present, else the embedded defaults apply.
+    """
+    chosen = path if path is not None else os.environ.get(f"{ENV_PREFIX}CONFIG") or None
+    if chosen is not None:
+        data = _read_file(Path(chosen))
+    elif DEFAULT_CONFIG_PATH.is_file():
+        data = _read_file(DEFAULT_CONFIG_PATH)
+    else:
+        data = {}
+    try:
+        return Settings(**data)
+    except ValidationError as exc:
+        raise _config_error(exc) from None

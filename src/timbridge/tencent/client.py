@@ -1,0 +1,172 @@
+"""The async Tencent REST client: signing, retries, limits, error mapping.
+
+One `TencentClient` per app and process, on one pooled `aiohttp.ClientSession` handed in by the
+caller. `call` sends a typed request and returns its typed response, or raises:
+
+* `TencentAPIError` for ``ActionStatus: FAIL`` (after retries, for transient codes),
+* `TencentTransportError` when no usable answer came (after retries, when transient).
+
+Retries use exponential backoff with jitter (`stamina`) for transient failures only: frequency
+codes, 60008, 10002, 20004, 20005, HTTP 429/5xx, connection errors and timeouts. The body is
+serialised once, so a retried send carries the same ``MsgRandom``/``MsgSeq``/``Random`` and
+Tencent's own dedupe drops a double; each attempt gets a fresh URL ``random``. On 70001 (UserSig
+expired) the admin sig is re-signed and the call retried once.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import TypeVar
+from urllib.parse import quote
+
+import aiohttp
+import stamina
+import structlog
+from pydantic import ValidationError
+from yarl import URL
+
+from timbridge.errors import TencentAPIError, TencentTransportError
+from timbridge.protocol.rest import RestRequest, RestResponse
+from timbridge.tencent.codes import Remedy, remedy
+from timbridge.tencent.limits import CallLimits
+from timbridge.usersig import UserSigSigner
+
+__all__ = ["RetryPolicy", "TencentClient", "is_transient"]
+
+ResponseT = TypeVar("ResponseT", bound=RestResponse)
+
+_log = structlog.get_logger("timbridge.tencent")
+_JSON_HEADERS = {"Content-Type": "application/json"}
+_EXPIRED_USERSIG = 70001
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How hard to retry transient failures."""
+
+    attempts: int = 5
+    timeout_s: float = 30.0
+    wait_initial_s: float = 0.1
+    wait_max_s: float = 5.0
+    wait_jitter_s: float = 0.5
+
+
+def is_transient(exc: Exception) -> bool:
+    """Whether a retry may succeed where this failure happened."""
+    if isinstance(exc, TencentAPIError):
+        return remedy(exc.error_code) is Remedy.RETRY
+    if isinstance(exc, TencentTransportError):
+        return exc.transient
+    return False
+
+
+class TencentClient:
+    """Calls Tencent's REST API as the app admin."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        *,
+        base_url: str,
+        sdkappid: int,
+        admin: str,
+        signer: UserSigSigner,
+        timeout_s: float = 10.0,
+        retry: RetryPolicy | None = None,
+        limits: CallLimits | None = None,
+        max_response_bytes: int = 8 * 1024 * 1024,
+    ) -> None:
+        self._session = session
+        self._base = base_url.rstrip("/")
+        self._query_head = f"?sdkappid={sdkappid}&identifier={quote(admin, safe='')}&usersig="
+        self._admin = admin
+        self._signer = signer
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._retry = retry or RetryPolicy()
+        self._limits = limits or CallLimits()
+        self._max_response = max_response_bytes
+
+    @property
+    def base_url(self) -> str:
+        return self._base
+
+    async def call(self, request: RestRequest[ResponseT]) -> ResponseT:
+        """Send `request`; return its response, or raise `TencentError` after retries."""
+        body = request.to_json()
+        group_id = getattr(request, "group_id", None)
+        policy = self._retry
+        async for attempt in stamina.retry_context(
+            on=is_transient,
+            attempts=policy.attempts,
+            timeout=policy.timeout_s,
+            wait_initial=policy.wait_initial_s,
+            wait_max=policy.wait_max_s,
+            wait_jitter=policy.wait_jitter_s,
+        ):
+            with attempt:
+                await self._limits.acquire(request.command, group_id)
+                return await self._call_once(request, body)
+        raise AssertionError("unreachable: stamina raises after the last attempt")
+
+    async def _call_once(self, request: RestRequest[ResponseT], body: bytes) -> ResponseT:
+        command = request.command
+        resigned = False
+        while True:
+            raw = await self._post(command, body)
+            try:
+                response = request.parse_response(raw)
+            except ValidationError:
+                raise TencentTransportError(
+                    command, f"answer is not a Tencent JSON envelope: {raw[:200]!r}", transient=True
+                ) from None
+            if response.ok:
+                return response
+            if response.error_code == _EXPIRED_USERSIG and not resigned:
+                _log.info("tencent.usersig_renewed", command=command)
+                self._signer.invalidate(self._admin)
+                resigned = True
+                continue
+            raise TencentAPIError(response.error_code, response.error_info, command)
+
+    async def _post(self, command: str, body: bytes) -> bytes:
+        usersig = self._signer.get(self._admin)
+        url = URL(
+            f"{self._base}/v4/{command}{self._query_head}{usersig}"
+            f"&random={random.getrandbits(32)}&contenttype=json",
+            encoded=True,
+        )
+        try:
+            async with self._session.post(
+                url, data=body, headers=_JSON_HEADERS, timeout=self._timeout
+            ) as resp:
+                if resp.status != 200:
+                    transient = resp.status == 429 or resp.status >= 500
+                    raise TencentTransportError(
+                        command, f"HTTP {resp.status}", status=resp.status, transient=transient
+                    )
+                return await self._read(command, resp)
+        except TimeoutError:
+            raise TencentTransportError(
+                command, f"no answer within {self._timeout.total} s", transient=True
+            ) from None
+        except aiohttp.ClientError as exc:
+            raise TencentTransportError(
+                command, f"connection failed: {exc!r}", transient=True
+            ) from exc
+
+    async def _read(self, command: str, resp: aiohttp.ClientResponse) -> bytes:
+        limit = self._max_response
+        too_big = TencentTransportError(
+            command, f"answer larger than {limit} bytes", status=resp.status, transient=False
+        )
+        if resp.content_length is not None:
+            if resp.content_length > limit:
+                raise too_big
+            return await resp.read()
+        data = bytearray()
+        async for chunk in resp.content.iter_chunked(64 * 1024):
+            data += chunk
+            if len(data) > limit:
+                raise too_big
+        return bytes(data)
