@@ -246,7 +246,7 @@ class Settings(BaseSettings):
             for other in profile.fallback:
                 if other not in self.models:
                     raise ValueError(
-                        f"models.{name}.fallback names unknown profile {other!r}; "
+                        f"models.{name}.fallback: names unknown profile {other!r}; "
                         f"known: {', '.join(sorted(self.models))}"
                     )
         seen: set[str] = set()
@@ -256,7 +256,7 @@ class Settings(BaseSettings):
             seen.add(robot.id)
             if robot.model not in self.models:
                 raise ValueError(
-                    f"robots[{index}].model names unknown profile {robot.model!r}; "
+                    f"robots[{index}].model: names unknown profile {robot.model!r}; "
                     f"known: {', '.join(sorted(self.models))}"
                 )
         return self
@@ -286,8 +286,8 @@ def _config_error(exc: ValidationError) -> ConfigError:
         message = "unknown key (check the spelling; see the README's configuration table)"
     elif error["type"] not in ("missing", "value_error"):
         message = f"{message} (got {error['input']!r})"
-    if not key:  # a model-level check: its message already names the key
-        key, _, message = message.partition(": ") if ": " in message else ("settings", "", message)
+    if not key:  # a cross-key check: its message starts with "key: "
+        key, _, message = message.partition(": ")
     env = env_name(key) if "[" not in key else None
     return ConfigError(key, message, env=env)
 

@@ -42,7 +42,17 @@ class WireModel(BaseModel):
 def payload_error(exc: ValidationError, *, what: str = "") -> PayloadError:
     """Name the first offending field of a validation failure, in Tencent's spelling."""
     error = exc.errors()[0]
-    parts = [str(p) for p in error["loc"] if not str(p).startswith(("function-", "tagged-union"))]
+    parts: list[str] = []
+    previous: object = None
+    for part in error["loc"]:
+        # An element's union tag (its MsgType, or "unknown") follows its index in the path;
+        # the JSON path a sender can act on does not have it.
+        is_tag = isinstance(previous, int) and (
+            part == "unknown" or (str(part).startswith("TIM") and str(part).endswith("Elem"))
+        )
+        if not is_tag and not str(part).startswith(("function-", "tagged-union")):
+            parts.append(str(part))
+        previous = part
     field = ".".join(parts)
     if error["type"] in ("json_invalid", "json_type"):
         return PayloadError("body", f"not valid JSON: {error['msg']}")

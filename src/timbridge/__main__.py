@@ -1,0 +1,5 @@
+"""``python -m timbridge``: the same as the ``timbridge`` command."""
+
+from timbridge.cli import main
+
+main()

@@ -1,0 +1,224 @@
+"""The ``timbridge`` command.
+
+Every command reads its configuration through `load_settings` (``--config FILE``, else
+``$TIMBRIDGE_CONFIG``, else ``./timbridge.toml``, plus ``TIMBRIDGE_*`` variables). Exit codes:
+0 success, 1 the operation failed (Tencent refused, signature invalid), 2 bad usage or
+configuration.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import random
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Annotated, Any, NoReturn, TypeVar
+
+import typer
+
+from timbridge.errors import ConfigError, TencentAPIError, TencentError, UserSigError
+from timbridge.settings import Settings, load_settings
+
+__all__ = ["app", "main"]
+
+T = TypeVar("T")
+
+app = typer.Typer(
+    name="timbridge",
+    help="AI-chatbot backend for Tencent Cloud Chat robots.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+robots_app = typer.Typer(help="Create, list and delete robot accounts (@RBT#...).")
+app.add_typer(robots_app, name="robots", no_args_is_help=True)
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        "-c",
+        help="Configuration file (default: $TIMBRIDGE_CONFIG, else ./timbridge.toml if present).",
+        dir_okay=False,
+    ),
+]
+
+
+def _fail(message: str, code: int = 1) -> NoReturn:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _settings(config: Path | None) -> Settings:
+    try:
+        return load_settings(config)
+    except ConfigError as exc:
+        _fail(f"configuration: {exc}", 2)
+
+
+def _run(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a command's coroutine; turn timbridge's errors into one-line messages and exit codes."""
+    from timbridge.tencent.codes import describe
+
+    try:
+        return asyncio.run(coro)
+    except ConfigError as exc:
+        _fail(f"configuration: {exc}", 2)
+    except TencentAPIError as exc:
+        _fail(f"{exc.command} failed: ErrorCode {describe(exc.error_code)}")
+    except TencentError as exc:
+        _fail(f"{exc} (is tencent.region / tencent.api_base right?)")
+
+
+@app.command()
+def usersig(
+    user: Annotated[str | None, typer.Argument(help="UserID to sign for.")] = None,
+    expire: Annotated[
+        int, typer.Option("--expire", min=1, help="Validity in seconds (default 180 days).")
+    ] = 180 * 86400,
+    verify: Annotated[
+        str | None, typer.Option("--verify", help="Check this UserSig instead of signing.")
+    ] = None,
+    verify_user: Annotated[
+        str | None, typer.Option("--user", help="With --verify: the UserID it must be for.")
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Print a UserSig for USER, or check one with --verify SIG --user USER."""
+    from timbridge import usersig as sigs
+
+    settings = _settings(config)
+    try:
+        sdkappid, key = settings.tencent.credentials()
+    except ConfigError as exc:
+        _fail(f"configuration: {exc}", 2)
+    if verify is None:
+        if user is None:
+            _fail("give a USER to sign for, or --verify SIG --user USER", 2)
+        typer.echo(sigs.sign(sdkappid, key, user, expire=expire))
+        return
+    who = verify_user or user
+    if who is None:
+        _fail("--verify needs --user USER", 2)
+    try:
+        info = sigs.verify(verify, sdkappid=sdkappid, key=key, identifier=who)
+    except UserSigError as exc:
+        _fail(f"invalid UserSig: {exc}")
+    issued = dt.datetime.fromtimestamp(info.time, dt.UTC).isoformat()
+    expires = dt.datetime.fromtimestamp(info.expires_at, dt.UTC).isoformat()
+    typer.echo(f"valid UserSig\nidentifier: {info.identifier}\nsdkappid: {info.sdkappid}")
+    typer.echo(f"issued: {issued}\nexpire: {info.expire} s\nexpires: {expires}")
+
+
+@robots_app.command("create")
+def robots_create(
+    robot_id: Annotated[str, typer.Argument(metavar="ID", help="Robot UserID, starting @RBT#.")],
+    nick: Annotated[str | None, typer.Option("--nick", help="Display name.")] = None,
+    face_url: Annotated[str | None, typer.Option("--face-url", help="Avatar URL.")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Create a robot account (idempotent)."""
+    from timbridge.protocol.rest import CreateRobot
+    from timbridge.services import open_tencent
+
+    if not robot_id.startswith("@RBT#"):
+        _fail("a robot UserID must start with @RBT#", 2)
+    settings = _settings(config)
+
+    async def go() -> None:
+        async with open_tencent(settings) as client:
+            await client.call(CreateRobot(user_id=robot_id, nick=nick, face_url=face_url))
+
+    _run(go())
+    typer.echo(f"created {robot_id}")
+
+
+@robots_app.command("list")
+def robots_list(config: ConfigOption = None) -> None:
+    """List the app's robot accounts, one per line."""
+    from timbridge.protocol.rest import GetAllRobots
+    from timbridge.services import open_tencent
+
+    settings = _settings(config)
+
+    async def go() -> tuple[str, ...]:
+        async with open_tencent(settings) as client:
+            return (await client.call(GetAllRobots())).robot_account
+
+    for robot in _run(go()):
+        typer.echo(robot)
+
+
+@robots_app.command("delete")
+def robots_delete(
+    robot_id: Annotated[str, typer.Argument(metavar="ID", help="Robot UserID.")],
+    config: ConfigOption = None,
+) -> None:
+    """Delete (invalidate) a robot account."""
+    from timbridge.protocol.rest import DeleteRobot
+    from timbridge.services import open_tencent
+
+    settings = _settings(config)
+
+    async def go() -> None:
+        async with open_tencent(settings) as client:
+            await client.call(DeleteRobot(robot_account=robot_id))
+
+    _run(go())
+    typer.echo(f"deleted {robot_id}")
+
+
+@app.command()
+def send(
+    text: Annotated[str, typer.Argument(help="Message text.")],
+    sender: Annotated[str, typer.Option("--from", help="Sending account, e.g. a robot @RBT#...")],
+    to: Annotated[str | None, typer.Option("--to", help="Recipient UserID (one-to-one).")] = None,
+    group: Annotated[str | None, typer.Option("--group", help="GroupId to send into.")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Send TEXT as --from to --to USER or --group GROUP; print the MsgKey or MsgSeq."""
+    from timbridge.protocol.elements import TextElem
+    from timbridge.protocol.rest import SendC2CMsg, SendGroupMsg
+    from timbridge.services import open_tencent
+
+    if (to is None) == (group is None):
+        _fail("give exactly one of --to USER or --group GROUP", 2)
+    settings = _settings(config)
+    body = (TextElem.of(text),)
+    nonce = random.getrandbits(32)
+
+    async def go() -> str:
+        async with open_tencent(settings) as client:
+            if to is not None:
+                c2c = SendC2CMsg(
+                    from_account=sender, to_account=to, msg_random=nonce, msg_body=body
+                )
+                return f"MsgKey {(await client.call(c2c)).msg_key}"
+            assert group is not None
+            grp = SendGroupMsg(group_id=group, from_account=sender, random=nonce, msg_body=body)
+            return f"MsgSeq {(await client.call(grp)).msg_seq}"
+
+    typer.echo(_run(go()))
+
+
+@app.callback()
+def _root(
+    log_level: Annotated[
+        str, typer.Option("--log-level", help="debug, info, warning or error.")
+    ] = "warning",
+    log_format: Annotated[
+        str, typer.Option("--log-format", help="console (readable) or json.")
+    ] = "console",
+) -> None:
+    """AI-chatbot backend for Tencent Cloud Chat robots."""
+    from timbridge.logs import configure_logging
+
+    if log_format not in ("console", "json"):
+        _fail("--log-format must be console or json", 2)
+    configure_logging("json" if log_format == "json" else "console", log_level)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,58 @@
+"""Shared fixtures: every server binds 127.0.0.1 on port 0 (never a fixed port)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import aiohttp
+import pytest
+from pytest_aiohttp import AiohttpServer
+
+from tests.scripted import ScriptedTencent
+from timbridge.tencent.client import RetryPolicy, TencentClient
+from timbridge.usersig import UserSigSigner
+
+SDKAPPID = 1400000000
+SECRET_KEY = "5bd2850fff3ecb11d7c805251c51ee463a25727bddc2385f3fa8bfee1bb93b5e"
+ADMIN = "administrator"
+FAST_RETRY = RetryPolicy(
+    attempts=4, timeout_s=10, wait_initial_s=0.001, wait_max_s=0.01, wait_jitter_s=0.001
+)
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> Iterator[None]:
+    """No TIMBRIDGE_* variables and an empty working directory: settings see only the test's."""
+    import os
+
+    for name in list(os.environ):
+        if name.startswith("TIMBRIDGE_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    yield
+
+
+@pytest.fixture
+async def scripted(aiohttp_server: AiohttpServer) -> AsyncIterator[tuple[ScriptedTencent, str]]:
+    fake = ScriptedTencent()
+    server = await aiohttp_server(fake.app(), host="127.0.0.1", port=0)
+    yield fake, str(server.make_url("")).rstrip("/")
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+@pytest.fixture
+def make_client(
+    http: aiohttp.ClientSession,
+) -> Callable[..., TencentClient]:
+    def make(base_url: str, **kwargs: Any) -> TencentClient:
+        kwargs.setdefault("retry", FAST_RETRY)
+        kwargs.setdefault("signer", UserSigSigner(SDKAPPID, SECRET_KEY))
+        return TencentClient(http, base_url=base_url, sdkappid=SDKAPPID, admin=ADMIN, **kwargs)
+
+    return make

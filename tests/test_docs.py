@@ -1,0 +1,67 @@
+"""The README is tested: first commands, every setting, every command, every error code."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import typer.main
+from pydantic import BaseModel
+
+from timbridge.cli import app
+from timbridge.settings import ModelProfile, RobotSettings, Settings
+from timbridge.tencent.codes import CODES
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+
+
+def _readme_commands() -> list[str]:
+    block = re.search(r"```sh\n(.*?)```", README, re.S)
+    assert block is not None and README.index(block.group(0)) < 200, "README must open with them"
+    return block.group(1).strip().splitlines()
+
+
+def test_readme_opens_with_install_run_and_test_commands() -> None:
+    install, tests = _readme_commands()
+    assert "pip install" in install and "timbridge" in install
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    assert tests in ci, ".ci/run must run the README's test command"
+
+
+def _keys(model: type[BaseModel], prefix: str) -> list[str]:
+    return [f"{prefix}.{name}" for name in model.model_fields]
+
+
+def test_every_setting_is_documented() -> None:
+    keys: list[str] = []
+    for section, field in Settings.model_fields.items():
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            keys += _keys(annotation, section)
+    keys += _keys(ModelProfile, "models.NAME") + _keys(RobotSettings, "robots[]")
+    missing = [key for key in keys if f"`{key}`" not in README]
+    assert not missing, f"document these settings in the README: {missing}"
+
+
+def _commands(group: Any, prefix: str = "timbridge") -> list[str]:
+    found = []
+    for name, command in group.commands.items():
+        if hasattr(command, "commands"):  # a group (typer ships its own click)
+            found += _commands(command, f"{prefix} {name}")
+        else:
+            found.append(f"{prefix} {name}")
+    return found
+
+
+def test_every_command_is_documented() -> None:
+    group = typer.main.get_command(app)
+    assert len(_commands(group)) >= 5
+    missing = [c for c in _commands(group) if f"`{c}" not in README]
+    assert not missing, f"document these commands in the README: {missing}"
+
+
+def test_every_error_code_is_documented() -> None:
+    missing = [code for code in CODES if f"| {code} |" not in README]
+    assert not missing, f"document these error codes in the README: {missing}"
