@@ -39,6 +39,7 @@ ALLOWED: dict[str, set[str]] = {
     "webhook": {"bot", "services", "protocol", "settings", "coordination"},
     "emulator": {"protocol", "usersig"},
     "cli": {"*"},
+    "runtime": set(),
     "__init__": {"errors", "settings"},
     "__main__": {"cli"},
 }

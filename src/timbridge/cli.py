@@ -202,6 +202,55 @@ def send(
     typer.echo(_run(go()))
 
 
+@app.command()
+def emulator(
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port.")] = 9000,
+    callback_url: Annotated[
+        str | None, typer.Option("--callback-url", help="Where webhooks go, e.g. the bot's /im.")
+    ] = None,
+    robots: Annotated[
+        list[str] | None, typer.Option("--robot", help="Robot to create at start (repeatable).")
+    ] = None,
+    users: Annotated[
+        list[str] | None, typer.Option("--user", help="User to create at start (repeatable).")
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Run a local Tencent Chat: REST API, webhooks, fault injection and a web chat page."""
+    from timbridge.emulator import DEMO_SDKAPPID, DEMO_SECRET_KEY, Emulator, EmulatorConfig
+    from timbridge.runtime import serve_app
+
+    settings = _settings(config)
+    tencent = settings.tencent
+    key = tencent.secret_key.get_secret_value() if tencent.secret_key else DEMO_SECRET_KEY
+    token = tencent.callback_token.get_secret_value() if tencent.callback_token else None
+    robot_ids = tuple(robots or ["@RBT#helper"])
+    for robot in robot_ids:
+        if not robot.startswith("@RBT#"):
+            _fail(f"--robot {robot!r}: a robot UserID must start with @RBT#", 2)
+    emu = Emulator(
+        EmulatorConfig(
+            sdkappid=tencent.sdkappid or DEMO_SDKAPPID,
+            secret_key=key,
+            admin=tencent.admin,
+            callback_url=callback_url,
+            callback_token=token,
+            robots=robot_ids,
+            users=tuple(users or ["user01"]),
+        )
+    )
+    banner = [
+        f"Tencent Chat emulator, SDKAppID {emu.config.sdkappid}, admin {tencent.admin}",
+        f"  chat page: http://{host}:{{port}}/",
+        f'  REST API:  http://{host}:{{port}}/v4/... (tencent.api_base = "http://{host}:{{port}}")',
+        f"  webhooks:  {callback_url or 'off (set --callback-url)'}",
+    ]
+    if tencent.secret_key is None:
+        banner.append(f"  secret key: {DEMO_SECRET_KEY} (demo; set TIMBRIDGE_TENCENT__SECRET_KEY)")
+    serve_app(emu.create_app(), host=host, port=port, banner=banner)
+
+
 @app.callback()
 def _root(
     log_level: Annotated[

@@ -15,6 +15,7 @@ from timbridge.protocol.callbacks import (
     GroupMessageEvent,
     UnknownEvent,
     ack,
+    callback_sign,
     parse_event,
 )
 from timbridge.protocol.elements import (
@@ -58,5 +59,6 @@ __all__ = [
     "UnknownElem",
     "UnknownEvent",
     "ack",
+    "callback_sign",
     "parse_event",
 ]

@@ -8,6 +8,7 @@ ignored.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any, Final, Literal, cast
 
 import orjson
@@ -32,6 +33,7 @@ __all__ = [
     "GroupMessageEvent",
     "UnknownEvent",
     "ack",
+    "callback_sign",
     "parse_event",
 ]
 
@@ -188,3 +190,8 @@ def ack(error_code: int = 0, error_info: str = "") -> bytes:
         return ACK_OK
     status: Literal["OK", "FAIL"] = "OK" if error_code == 0 else "FAIL"
     return Ack(action_status=status, error_code=error_code, error_info=error_info).to_json()
+
+
+def callback_sign(token: str, request_time: str | int) -> str:
+    """A webhook's ``Sign``: hex SHA-256 of ``token + RequestTime`` (plain hash, not HMAC; §5.1)."""
+    return hashlib.sha256(f"{token}{request_time}".encode()).hexdigest()

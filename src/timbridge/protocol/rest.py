@@ -76,7 +76,9 @@ ResponseT = TypeVar("ResponseT", bound=RestResponse)
 class RestRequest(WireModel, Generic[ResponseT]):
     """A REST call: its body fields, its path (`command`) and its answer type (`response_type`)."""
 
-    model_config = ConfigDict(extra="forbid")
+    # Unknown fields are ignored, as Tencent does; typos in our own code are caught by mypy's
+    # pydantic plugin (init_forbid_extra), not at run time.
+    model_config = ConfigDict(extra="ignore")
 
     command: ClassVar[str]
     response_type: ClassVar[type[RestResponse]] = RestResponse
@@ -175,6 +177,7 @@ class SendC2CMsg(RestRequest[SendC2CMsgResponse]):
     send_msg_control: tuple[str, ...] | None = None
     offline_push_info: OfflinePushInfo | None = None
     is_need_read_receipt: int | None = None
+    online_only_flag: int | None = None  # in the batch API's doc; on sendmsg UNVERIFIED (§3.1)
 
 
 class SendGroupMsgResponse(RestResponse):
