@@ -655,3 +655,94 @@ async def test_waiters_await_messages(setup: Setup) -> None:
     assert (one.text, two.text) == ("one", "two")
     with pytest.raises(TimeoutError):
         await setup.emu.wait_message(from_="bob", limit_s=0.2)
+
+
+async def test_stream_ends_after_15s_gap(aiohttp_server: AiohttpServer) -> None:
+    now = [1_700_000_000.0]
+    emu = Emulator(
+        EmulatorConfig(
+            sdkappid=APP,
+            secret_key=KEY,
+            robots=("@RBT#helper",),
+            users=("alice",),
+            clock=lambda: now[0],
+        )
+    )
+    element = {
+        "MsgType": "TIMStreamElem",
+        "MsgContent": {
+            "CompatibleText": "c",
+            "Chunks": [{"Index": 1, "Markdown": "a", "IsLast": False}],
+        },
+    }
+    message = emu.world.stream_chunk(
+        kind="c2c",
+        from_account="@RBT#helper",
+        to_account="alice",
+        group_id=None,
+        element=element,
+        msg_random=1,
+    )
+    assert message.stream is not None
+    stream_id = message.stream.stream_id
+    later = {
+        "MsgType": "TIMStreamElem",
+        "MsgContent": {
+            "StreamMsgID": stream_id,
+            "Chunks": [{"Index": 2, "Markdown": "b", "IsLast": False}],
+        },
+    }
+    now[0] += 14.9
+    emu.world.stream_chunk(
+        kind="c2c",
+        from_account="@RBT#helper",
+        to_account="alice",
+        group_id=None,
+        element=later,
+        msg_random=1,
+    )
+    now[0] += 15.1
+    emu.world.end_stale_streams()
+    assert message.stream.finished
+    from timbridge.errors import TencentAPIError
+
+    with pytest.raises(TencentAPIError, match="stream has ended"):
+        emu.world.stream_chunk(
+            kind="c2c",
+            from_account="@RBT#helper",
+            to_account="alice",
+            group_id=None,
+            element={**later, "MsgContent": {**later["MsgContent"], "Chunks": [{"Index": 3}]}},
+            msg_random=1,
+        )
+    assert message.text == "ab"
+
+
+async def test_robot_send_stream_msg_appends_text(setup: Setup) -> None:
+    first = await setup.call(
+        "openim_robot_http_svc/send_stream_msg",
+        {"From_Account": "@RBT#helper", "To_Account": "alice", "Chunk": "Hello, "},
+    )
+    done = await setup.call(
+        "openim_robot_http_svc/send_stream_msg",
+        {
+            "From_Account": "@RBT#helper",
+            "To_Account": "alice",
+            "Chunk": "world",
+            "MsgKey": first["MsgKey"],
+            "Finish": 1,
+        },
+    )
+    assert done["MsgKey"] == first["MsgKey"]
+    [message] = setup.emu.world.conversation("alice", "@RBT#helper")
+    assert message.text == "Hello, world"
+    late = await setup.call(
+        "openim_robot_http_svc/send_stream_msg",
+        {
+            "From_Account": "@RBT#helper",
+            "To_Account": "alice",
+            "Chunk": "!",
+            "MsgKey": first["MsgKey"],
+        },
+    )
+    assert late["ErrorCode"] != 0

@@ -25,7 +25,9 @@ from timbridge.errors import TencentAPIError
 
 __all__ = ["LiveEvents", "PageAPI", "message_json"]
 
-_MENTION = re.compile("(?:^|\\s)[@\uff20]([^\\s@\uff20]+)")  # @ or its full-width form (§7.3)
+# "@" (or its full-width form) then a name; a robot's UserID starts with "@" itself, so
+# "@@RBT#helper" names "@RBT#helper" (reference §7.3's regex misses that case).
+_MENTION = re.compile("(?:^|\\s)[@\uff20]([@\uff20]?[^\\s@\uff20]+)")
 _STATIC = resources.files("timbridge.emulator") / "static"
 _STATIC_TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css"}
 

@@ -599,14 +599,16 @@ class World:
         return message
 
     def end_stale_streams(self) -> None:
-        """Tell listeners about streams that ended by the 15 s gap rule."""
+        """End streams silent for over 15 s (telling listeners); forget long-finished ones."""
         now = self.clock()
         for stream_id, message in list(self._streams.items()):
             state = message.stream
-            if state is not None and not state.finished and state.ended(now):
+            assert state is not None
+            if not state.finished and state.ended(now):
                 state.finished = True
-                del self._streams[stream_id]
                 self._emit(Change(ChangeKind.UPDATE, message=message))
+            elif state.finished and now - state.last_chunk_at > 300:
+                del self._streams[stream_id]  # late calls now get "unknown StreamMsgID"
 
     # --- acting as a client app -----------------------------------------------------------
 
