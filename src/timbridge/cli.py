@@ -17,12 +17,19 @@ from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 
-from timbridge.errors import ConfigError, TencentAPIError, TencentError, UserSigError
+from timbridge.errors import (
+    ConfigError,
+    TencentAPIError,
+    TencentError,
+    TimbridgeError,
+    UserSigError,
+)
 from timbridge.settings import Settings, load_settings
 
 __all__ = ["app", "main"]
 
 T = TypeVar("T")
+_LOG_LEVEL = ["info"]  # `serve` logs at info unless --log-level says otherwise
 
 app = typer.Typer(
     name="timbridge",
@@ -203,6 +210,36 @@ def send(
 
 
 @app.command()
+def serve(
+    host: Annotated[str | None, typer.Option("--host", help="Overrides server.host.")] = None,
+    port: Annotated[
+        int | None, typer.Option("--port", min=0, max=65535, help="Overrides server.port.")
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Run the webhook and the workers in one process (the embedded deployment)."""
+    from timbridge.logs import configure_logging
+    from timbridge.runtime import serve_services
+
+    settings = _settings(config)
+    configure_logging("json", _LOG_LEVEL[0])
+    try:
+        settings.tencent.credentials()
+    except ConfigError as exc:
+        _fail(f"configuration: {exc}", 2)
+    if not settings.robots:
+        _fail("configuration: robots: no [[robots]] configured; nothing would answer", 2)
+    try:
+        serve_services(
+            settings, host=host or settings.server.host, port=port or settings.server.port
+        )
+    except ConfigError as exc:
+        _fail(f"configuration: {exc}", 2)
+    except TimbridgeError as exc:
+        _fail(str(exc))
+
+
+@app.command()
 def emulator(
     host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port.")] = 9000,
@@ -265,6 +302,7 @@ def _root(
 
     if log_format not in ("console", "json"):
         _fail("--log-format must be console or json", 2)
+    _LOG_LEVEL[0] = log_level if log_level != "warning" else "info"
     configure_logging("json" if log_format == "json" else "console", log_level)
 
 

@@ -1,21 +1,36 @@
-"""Services: builds everything a process needs from `Settings`, and closes it.
-
-Nothing else creates clients or sessions: commands and the webhook app receive what they need
-from here (STYLE.md rule 7).
+"""Services: builds everything a process needs from `Settings`, and closes it. The one place that
+wires (STYLE.md rule 7): commands and the webhook app receive what they need from here.
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
 
 import aiohttp
+import structlog
 
-from timbridge.settings import Settings
+from timbridge.bot.engine import Engine
+from timbridge.bot.models import ModelChain
+from timbridge.bot.replies import ReplySender
+from timbridge.coordination.base import Coordinator
+from timbridge.coordination.local import LocalCoordinator
+from timbridge.errors import ConfigError, TencentError, TimbridgeError
+from timbridge.llm.base import ChatModel
+from timbridge.llm.openai_compat import OpenAICompatible
+from timbridge.memory.store import Store
+from timbridge.metrics import Metrics
+from timbridge.protocol.rest import GetAllRobots
+from timbridge.settings import ModelProfile, Settings
 from timbridge.tencent.client import RetryPolicy, TencentClient
 from timbridge.usersig import UserSigSigner
 
-__all__ = ["http_session", "open_tencent", "tencent_client"]
+__all__ = ["Services", "build_model", "http_session", "open_tencent", "tencent_client"]
+
+_log = structlog.get_logger("timbridge.services")
 
 
 def http_session(*, limit: int = 256) -> aiohttp.ClientSession:
@@ -30,7 +45,11 @@ def http_session(*, limit: int = 256) -> aiohttp.ClientSession:
 
 
 def tencent_client(
-    settings: Settings, session: aiohttp.ClientSession, *, retry: RetryPolicy | None = None
+    settings: Settings,
+    session: aiohttp.ClientSession,
+    *,
+    retry: RetryPolicy | None = None,
+    metrics: Metrics | None = None,
 ) -> TencentClient:
     """A `TencentClient` for the configured app; `ConfigError` if credentials are missing."""
     sdkappid, key = settings.tencent.credentials()
@@ -42,6 +61,7 @@ def tencent_client(
         signer=UserSigSigner(sdkappid, key),
         timeout_s=settings.tencent.timeout_s,
         retry=retry,
+        on_result=metrics.rest_result if metrics is not None else None,
     )
 
 
@@ -51,3 +71,98 @@ async def open_tencent(settings: Settings) -> AsyncIterator[TencentClient]:
     settings.tencent.credentials()  # fail on missing credentials before opening anything
     async with http_session(limit=8) as session:
         yield tencent_client(settings, session)
+
+
+def build_model(name: str, profile: ModelProfile) -> ChatModel:
+    """The `ChatModel` a profile describes; `ConfigError` when it cannot be built."""
+    if profile.provider == "openai":
+        if not profile.model:
+            raise ConfigError(f"models.{name}.model", "required for provider openai")
+        return OpenAICompatible(
+            model=profile.model,
+            api_key=profile.api_key(name),
+            base_url=profile.base_url,
+            timeout_s=profile.timeout_s,
+            stream=profile.stream,
+            max_tokens=profile.max_tokens,
+        )
+    raise ConfigError(
+        f"models.{name}.provider",
+        f"provider {profile.provider!r} is not available in this version; use provider "
+        '"openai" with any OpenAI-compatible endpoint',
+    )
+
+
+@dataclass
+class Services:
+    """Everything a running timbridge holds. Open with `Services.open(settings)`."""
+
+    settings: Settings
+    session: aiohttp.ClientSession
+    tencent: TencentClient
+    store: Store
+    coordination: Coordinator
+    metrics: Metrics
+    models: dict[str, ChatModel]
+    engine: Engine
+    _tencent_checked: tuple[float, str | None] = field(default=(0.0, None))
+
+    @classmethod
+    @asynccontextmanager
+    async def open(
+        cls, settings: Settings, *, tencent_retry: RetryPolicy | None = None
+    ) -> AsyncIterator[Services]:
+        """Build every part from `settings`; close them all on exit, in reverse order."""
+        settings.tencent.credentials()
+        needed: dict[str, ModelProfile] = {}
+        for robot in settings.robots:
+            for name in [robot.model, *settings.models[robot.model].fallback]:
+                needed[name] = settings.models[name]
+        async with AsyncExitStack() as stack:
+            models = {name: build_model(name, p) for name, p in needed.items()}
+            for model in models.values():
+                stack.push_async_callback(model.aclose)
+            metrics = Metrics()
+            session = await stack.enter_async_context(http_session())
+            tencent = tencent_client(settings, session, retry=tencent_retry, metrics=metrics)
+            store = await Store.open(settings.store.url)
+            stack.push_async_callback(store.aclose)
+            coordination = LocalCoordinator()
+            if not settings.coordination.url.startswith("memory://"):
+                raise ConfigError("coordination.url", "only memory:// is available in this version")
+            chain = ModelChain(
+                models,
+                settings.models,
+                concurrency=asyncio.Semaphore(settings.server.model_concurrency),
+            )
+            engine = Engine(settings, store, chain, ReplySender(tencent, store), metrics)
+            yield cls(settings, session, tencent, store, coordination, metrics, models, engine)
+
+    async def start_workers(self) -> None:
+        await self.coordination.start(self.engine.handle)
+
+    async def stop_workers(self) -> None:
+        await self.coordination.close(self.settings.server.shutdown_grace_s)
+
+    async def check_ready(self) -> list[str]:
+        """What keeps this process from serving, as readable problems (empty: ready)."""
+        problems: list[str] = []
+        try:
+            await self.store.ping()
+        except TimbridgeError as exc:
+            problems.append(f"store: {exc}")
+        try:
+            await self.coordination.ping()
+        except (TimbridgeError, OSError) as exc:
+            problems.append(f"coordination: {exc}")
+        checked_at, problem = self._tencent_checked
+        if time.monotonic() - checked_at > 30:  # at most one REST call per 30 s
+            try:
+                await self.tencent.call(GetAllRobots())
+                problem = None
+            except TencentError as exc:
+                problem = f"tencent: {exc}"
+            self._tencent_checked = (time.monotonic(), problem)
+        if problem:
+            problems.append(problem)
+        return problems

@@ -136,12 +136,14 @@ class TencentSettings(_Section):
 
 
 class ServerSettings(_Section):
-    """The webhook HTTP server."""
+    """The webhook HTTP server and the workers behind it."""
 
     host: str = "0.0.0.0"  # a server listens on every interface unless told otherwise
     port: Annotated[int, Field(ge=0, le=65535)] = 8080
     path: str = "/im"
     max_body_bytes: Annotated[int, Field(ge=1024)] = 1024 * 1024
+    model_concurrency: Annotated[int, Field(ge=1)] = 256
+    shutdown_grace_s: Annotated[float, Field(ge=0)] = 20.0
 
     @field_validator("path")
     @classmethod
@@ -185,7 +187,23 @@ class ModelProfile(_Section):
     model: str = ""
     api_key_env: str | None = None
     timeout_s: Annotated[float, Field(gt=0)] = 60.0
+    stream: bool = True
+    max_tokens: Annotated[int, Field(gt=0)] | None = None
+    context_tokens: Annotated[int, Field(ge=256)] = 8000
+    retries: Annotated[int, Field(ge=0, le=10)] = 2
     fallback: tuple[str, ...] = ()
+
+    def api_key(self, name: str) -> str:
+        """The key from the variable `api_key_env` names; `ConfigError` when it is unset."""
+        if not self.api_key_env:
+            return "not-needed"  # local servers (Ollama, vLLM) take any key
+        value = os.environ.get(self.api_key_env, "")
+        if not value:
+            raise ConfigError(
+                f"models.{name}.api_key_env",
+                f"the environment variable {self.api_key_env} is empty or unset",
+            )
+        return value
 
 
 class RobotSettings(_Section):

@@ -16,6 +16,7 @@ expired) the admin sig is re-signed and the call retried once.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 from urllib.parse import quote
@@ -76,6 +77,7 @@ class TencentClient:
         retry: RetryPolicy | None = None,
         limits: CallLimits | None = None,
         max_response_bytes: int = 8 * 1024 * 1024,
+        on_result: Callable[[str, int], None] | None = None,
     ) -> None:
         self._session = session
         self._base = base_url.rstrip("/")
@@ -86,6 +88,7 @@ class TencentClient:
         self._retry = retry or RetryPolicy()
         self._limits = limits or CallLimits()
         self._max_response = max_response_bytes
+        self._on_result = on_result
 
     @property
     def base_url(self) -> str:
@@ -117,9 +120,11 @@ class TencentClient:
             try:
                 response = request.parse_response(raw)
             except ValidationError:
+                self._report(command, -1)
                 raise TencentTransportError(
                     command, f"answer is not a Tencent JSON envelope: {raw[:200]!r}", transient=True
                 ) from None
+            self._report(command, response.error_code)
             if response.ok:
                 return response
             if response.error_code == _EXPIRED_USERSIG and not resigned:
@@ -128,6 +133,10 @@ class TencentClient:
                 resigned = True
                 continue
             raise TencentAPIError(response.error_code, response.error_info, command)
+
+    def _report(self, command: str, code: int) -> None:
+        if self._on_result is not None:
+            self._on_result(command, code)
 
     async def _post(self, command: str, body: bytes) -> bytes:
         usersig = self._signer.get(self._admin)
@@ -141,16 +150,19 @@ class TencentClient:
                 url, data=body, headers=_JSON_HEADERS, timeout=self._timeout
             ) as resp:
                 if resp.status != 200:
+                    self._report(command, -1)
                     transient = resp.status == 429 or resp.status >= 500
                     raise TencentTransportError(
                         command, f"HTTP {resp.status}", status=resp.status, transient=transient
                     )
                 return await self._read(command, resp)
         except TimeoutError:
+            self._report(command, -1)
             raise TencentTransportError(
                 command, f"no answer within {self._timeout.total} s", transient=True
             ) from None
         except aiohttp.ClientError as exc:
+            self._report(command, -1)
             raise TencentTransportError(
                 command, f"connection failed: {exc!r}", transient=True
             ) from exc

@@ -1,0 +1,151 @@
+"""The engine: answers one job (one robot, one inbound message), start to finish.
+
+command? ▸ build context (persona + history within the budget) ▸ model chain ▸ store both turns
+▸ send the reply as the robot. A job that is run again (redelivery, restart) finds its stored
+reply and the parts already sent, and sends only what is missing.
+"""
+
+from __future__ import annotations
+
+import time
+
+import structlog
+
+from timbridge.bot.commands import HELP_TEXT, RESET_TEXT, UNKNOWN_TEXT, parse_command
+from timbridge.bot.context import build_context
+from timbridge.bot.conversation import Conversation, MessageEvent
+from timbridge.bot.models import ModelChain
+from timbridge.bot.replies import ReplySender
+from timbridge.bot.text import extract_text, strip_mentions
+from timbridge.coordination.base import Job
+from timbridge.errors import LLMError, PayloadError, TencentError
+from timbridge.llm.tokens import count_tokens
+from timbridge.memory.store import Store, Turn
+from timbridge.metrics import Metrics
+from timbridge.protocol.callbacks import (
+    C2CAfterSendEvent,
+    C2CMessageEvent,
+    GroupAfterSendEvent,
+    GroupMessageEvent,
+    parse_event,
+)
+from timbridge.settings import Settings
+
+__all__ = ["APOLOGY", "EMPTY_TEXT", "Engine"]
+
+APOLOGY = "Sorry, I can't answer right now: the model is unavailable. Please try again shortly."
+EMPTY_TEXT = "I can only read text messages. Please write your question as text."
+
+_log = structlog.get_logger("timbridge.engine")
+
+
+class Engine:
+    """Turns jobs into replies."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        models: ModelChain,
+        replies: ReplySender,
+        metrics: Metrics,
+    ) -> None:
+        self._settings = settings
+        self._robots = {r.id: r for r in settings.robots}
+        self._store = store
+        self._models = models
+        self._replies = replies
+        self._metrics = metrics
+
+    def conversation(self, robot: str, event: MessageEvent) -> Conversation:
+        member = self._robots[robot].group_context == "member"
+        return Conversation.of(robot, event, member_scoped=member)
+
+    async def handle(self, job: Job) -> None:
+        event = job.event if job.event is not None else parse_event(job.body, job.command)
+        if not isinstance(
+            event, C2CMessageEvent | C2CAfterSendEvent | GroupMessageEvent | GroupAfterSendEvent
+        ):
+            raise PayloadError("CallbackCommand", f"job holds no message event: {job.command}")
+        conversation = self.conversation(job.robot, event)
+        with structlog.contextvars.bound_contextvars(
+            trace_id=job.trace_id, robot=job.robot, conversation=conversation.key
+        ):
+            await self._answer(job, conversation, event)
+            self._metrics.reply_latency.observe(max(0.0, time.time() - job.received_at))
+
+    async def _answer(self, job: Job, conv: Conversation, event: MessageEvent) -> None:
+        text = extract_text(event.msg_body)
+        if isinstance(event, GroupMessageEvent | GroupAfterSendEvent):
+            text = strip_mentions(text)
+        command = parse_command(text)
+        try:
+            if command is not None:
+                await self._command(job, conv, command.name)
+            elif not text:
+                await self._replies.send(conv, job.identity, EMPTY_TEXT)
+            else:
+                await self._chat(job, conv, text)
+        except TencentError as exc:
+            _log.error("reply.not_sent", error=str(exc))
+
+    async def _command(self, job: Job, conv: Conversation, name: str) -> None:
+        if name == "/reset":
+            removed = await self._store.reset(conv.key)
+            _log.info("command.reset", removed=removed)
+            reply = RESET_TEXT
+        elif name == "/help":
+            reply = HELP_TEXT
+        else:
+            reply = UNKNOWN_TEXT.format(name=name)
+        await self._replies.send(conv, job.identity, reply)
+
+    async def _chat(self, job: Job, conv: Conversation, text: str) -> None:
+        robot = self._robots[conv.robot]
+        said = f"{conv.sender}: {text}" if conv.kind == "group" and not conv.member_scoped else text
+        stored = await self._store.reply_for(conv.key, job.identity)
+        if stored is not None:  # this job ran before: send what is missing, nothing more
+            await self._replies.send(conv, job.identity, stored)
+            return
+        history = await self._store.recent_turns(conv.key)
+        profile = self._settings.models[robot.model]
+        messages = build_context(
+            robot.persona,
+            history,
+            said,
+            budget=profile.context_tokens,
+            answer_tokens=profile.max_tokens,
+        )
+        async with self._replies.typing(conv):
+            try:
+                answer = await self._models.answer(robot.model, messages)
+            except LLMError as exc:
+                self._metrics.model_failures.labels(conv.robot).inc()
+                _log.error("model.unavailable", error=str(exc))
+                await self._store.add_turns(
+                    conv.key, job.identity, [Turn("user", said, count_tokens(said))]
+                )
+                await self._replies.send(conv, job.identity, APOLOGY)
+                return
+        self._metrics.model_latency.labels(answer.profile).observe(answer.total_s)
+        self._metrics.model_first_token.labels(answer.profile).observe(answer.first_token_s)
+        _log.info(
+            "model.answered",
+            profile=answer.profile,
+            model=answer.model,
+            input_tokens=answer.usage.input_tokens,
+            output_tokens=answer.usage.output_tokens,
+        )
+        await self._store.add_turns(
+            conv.key,
+            job.identity,
+            [
+                Turn("user", said, count_tokens(said)),
+                Turn(
+                    "assistant",
+                    answer.text,
+                    answer.usage.output_tokens or count_tokens(answer.text),
+                ),
+            ],
+        )
+        await self._replies.send(conv, job.identity, answer.text)

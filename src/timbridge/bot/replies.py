@@ -1,0 +1,97 @@
+"""Sending a reply as the robot: split under the size limit, numbered deterministically, each part
+recorded once sent so that a repeated job resumes instead of repeating."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections.abc import AsyncIterator
+
+import structlog
+
+from timbridge.bot.conversation import Conversation, derive_random, derive_seq
+from timbridge.bot.split import split_reply
+from timbridge.errors import TencentError
+from timbridge.memory.store import Store
+from timbridge.protocol.callbacks import GroupAtInfo
+from timbridge.protocol.elements import TextElem
+from timbridge.protocol.rest import FORBID_CALLBACKS, SendC2CMsg, SendGroupMsg
+from timbridge.tencent.client import TencentClient
+from timbridge.tencent.notices import typing_notice
+
+__all__ = ["ReplySender"]
+
+_log = structlog.get_logger("timbridge.replies")
+TYPING_EVERY_S = 4.0
+
+
+class ReplySender:
+    """Sends replies and typing notices through the Tencent client."""
+
+    def __init__(self, tencent: TencentClient, store: Store) -> None:
+        self._tencent = tencent
+        self._store = store
+
+    async def send(self, conversation: Conversation, identity: str, text: str) -> int:
+        """Send `text` as the reply to message `identity`; return how many parts went out now."""
+        parts = split_reply(text)
+        done = await self._store.sent_parts(identity + "|" + conversation.robot)
+        sent = 0
+        for number, part in enumerate(parts):
+            if number in done:
+                continue
+            handle = await self._send_part(conversation, identity, number, part)
+            await self._store.record_part(identity + "|" + conversation.robot, number, handle)
+            sent += 1
+        return sent
+
+    async def _send_part(self, conv: Conversation, identity: str, number: int, text: str) -> str:
+        nonce = derive_random(conv.robot, identity, number)
+        if conv.kind == "c2c":
+            c2c = SendC2CMsg(
+                from_account=conv.robot,
+                to_account=conv.peer,
+                msg_random=nonce,
+                msg_seq=derive_seq(conv.robot, identity, number),
+                sync_other_machine=1,
+                forbid_callback_control=FORBID_CALLBACKS,
+                msg_body=(TextElem.of(text),),
+            )
+            return (await self._tencent.call(c2c)).msg_key
+        mention = number == 0
+        group = SendGroupMsg(
+            group_id=conv.peer,
+            from_account=conv.robot,
+            random=nonce,
+            topic_id=conv.topic,
+            forbid_callback_control=FORBID_CALLBACKS,
+            msg_body=(TextElem.of(f"@{conv.sender} {text}" if mention else text),),
+            group_at_info=(GroupAtInfo(group_at_account=conv.sender),) if mention else None,
+        )
+        return str((await self._tencent.call(group)).msg_seq)
+
+    @contextlib.asynccontextmanager
+    async def typing(self, conversation: Conversation) -> AsyncIterator[None]:
+        """Show "typing…" in a C2C chat while the body runs (groups have no typing notice)."""
+        if conversation.kind != "c2c":
+            yield
+            return
+        task = asyncio.get_running_loop().create_task(self._keep_typing(conversation))
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _keep_typing(self, conversation: Conversation) -> None:
+        while True:
+            try:
+                notice = typing_notice(
+                    conversation.robot, conversation.peer, msg_random=random.getrandbits(32)
+                )
+                await self._tencent.call(notice)
+            except TencentError as exc:  # a missing typing notice must not stop the reply
+                _log.info("reply.typing_failed", error=str(exc))
+            await asyncio.sleep(TYPING_EVERY_S)

@@ -1,0 +1,81 @@
+"""Splitting a reply into messages under Tencent's size limit.
+
+A part's serialised text stays under `limit` bytes (Tencent refuses over 12 KB; 11 KB leaves room
+for the envelope). Parts break at line ends, never inside a line unless one line alone is too
+long, so Markdown table rows and list items stay whole; a code fence cut between parts is closed
+at the end of one and re-opened, with its language, at the start of the next. Python strings
+are split between characters, so no UTF-8 sequence is ever cut.
+"""
+
+from __future__ import annotations
+
+import orjson
+
+__all__ = ["DEFAULT_LIMIT", "json_size", "split_reply"]
+
+DEFAULT_LIMIT = 11 * 1024
+
+
+def json_size(text: str) -> int:
+    """Bytes `text` takes inside a JSON string (without the quotes)."""
+    return len(orjson.dumps(text)) - 2
+
+
+def _hard_split(line: str, budget: int) -> list[str]:
+    pieces: list[str] = []
+    while json_size(line) > budget:
+        low, high = 1, len(line)
+        while low < high:  # the longest prefix that fits
+            mid = (low + high + 1) // 2
+            if json_size(line[:mid]) <= budget:
+                low = mid
+            else:
+                high = mid - 1
+        pieces.append(line[:low])
+        line = line[low:]
+    pieces.append(line)
+    return pieces
+
+
+def split_reply(text: str, limit: int = DEFAULT_LIMIT) -> list[str]:
+    """`text` as one or more parts, each under `limit` bytes once serialised."""
+    if json_size(text) <= limit:
+        return [text]
+    parts: list[str] = []
+    current: list[str] = []
+    size = 0
+    fence: str | None = None  # the opening line of the code fence we are inside
+    closing = "```\n"
+
+    def flush() -> None:
+        nonlocal current, size
+        body = "".join(current)
+        if fence is not None:
+            body = body.rstrip("\n") + "\n```"
+        if body.strip():
+            parts.append(body.rstrip("\n"))
+        current = [fence] if fence is not None else []
+        size = json_size(fence) if fence is not None else 0
+
+    reserve = json_size(closing) + 1
+    for line in text.splitlines(keepends=True):
+        line_size = json_size(line)
+        if size + line_size + reserve > limit and current:
+            flush()
+        if size + line_size + reserve > limit:  # one line longer than a part: cut it
+            for piece in _hard_split(line, limit - reserve - size):
+                if size + json_size(piece) + reserve > limit:
+                    flush()
+                current.append(piece)
+                size += json_size(piece)
+        else:
+            current.append(line)
+            size += line_size
+        if line.lstrip().startswith("```"):
+            fence = None if fence is not None else (line if line.endswith("\n") else line + "\n")
+    fence_open = fence
+    fence = None
+    body = "".join(current)
+    if body.strip() and body.strip() != (fence_open or "").strip():
+        parts.append(body.rstrip("\n"))
+    return parts

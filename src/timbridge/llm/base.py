@@ -1,0 +1,46 @@
+"""The model interface every provider implements: streamed text deltas, then usage."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+__all__ = ["ChatMessage", "ChatModel", "Delta", "Usage"]
+
+Role = Literal["system", "user", "assistant"]
+
+
+@dataclass(frozen=True, slots=True)
+class ChatMessage:
+    role: Role
+    content: str
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Delta:
+    """A piece of the answer (`text`), or, last, the call's `usage`."""
+
+    text: str = ""
+    usage: Usage | None = None
+
+
+class ChatModel(Protocol):
+    """A model that answers a conversation. Implementations raise only `LLMError`s."""
+
+    @property
+    def name(self) -> str:
+        """``provider:model``, for logs and metrics."""
+        ...
+
+    def stream(self, messages: Sequence[ChatMessage]) -> AsyncIterator[Delta]:
+        """The answer as it is generated; the last delta may carry `usage`."""
+        ...
+
+    async def aclose(self) -> None: ...

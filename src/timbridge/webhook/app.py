@@ -1,0 +1,146 @@
+"""The webhook application: Tencent's callbacks in, OK JSON out, within milliseconds.
+
+POST ``server.path``: cap the body ▸ verify SdkAppid + Sign ▸ parse ▸ gate ▸ dedupe ▸ enqueue
+▸ ``{"ActionStatus":"OK",...}``. Bad input is refused with a non-OK envelope, a specific
+``ErrorInfo`` and 400/401/403/413, never a 5xx; only a failure to queue (the backend is down)
+answers 503 so that Tencent delivers again. Also ``/healthz``, ``/readyz`` and ``/metrics``.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import orjson
+import structlog
+from aiohttp import web
+
+from timbridge.bot.gate import gate
+from timbridge.coordination.base import Job
+from timbridge.errors import PayloadError, TimbridgeError
+from timbridge.protocol.callbacks import ACK_OK, UnknownEvent, parse_event
+from timbridge.services import Services
+from timbridge.webhook.verify import Refusal, check_request
+
+__all__ = ["create_app"]
+
+_log = structlog.get_logger("timbridge.webhook")
+_JSON = "application/json"
+
+
+def _ok() -> web.Response:
+    return web.Response(body=ACK_OK, content_type=_JSON)
+
+
+def _refuse(refusal: Refusal) -> web.Response:
+    body = orjson.dumps(
+        {
+            "ActionStatus": "FAIL",
+            "ErrorCode": refusal.status,
+            "ErrorInfo": f"{refusal.code}: {refusal.detail}",
+        }
+    )
+    return web.Response(status=refusal.status, body=body, content_type=_JSON)
+
+
+class WebhookHandler:
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        settings = services.settings
+        self._sdkappid = settings.tencent.sdkappid
+        token = settings.tencent.callback_token
+        self._token = token.get_secret_value() if token else None
+        self._robots = frozenset(r.id for r in settings.robots)
+        self._admin = settings.tencent.admin
+        self._limit = settings.server.max_body_bytes
+
+    async def handle(self, request: web.Request) -> web.Response:
+        command = request.query.get("CallbackCommand", "")
+        outcome, response = await self._process(request, command)
+        self.services.metrics.webhooks.labels(command or "none", outcome).inc()
+        return response
+
+    async def _process(self, request: web.Request, command: str) -> tuple[str, web.Response]:
+        refusal = check_request(request.query, sdkappid=self._sdkappid, token=self._token)
+        if refusal is not None:
+            _log.warning("webhook.rejected", reason=refusal.code, callback_command=command)
+            return refusal.code, _refuse(refusal)
+        if request.content_length is not None and request.content_length > self._limit:
+            return "too_large", _refuse(Refusal(413, "too_large", f"body over {self._limit} bytes"))
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return "too_large", _refuse(Refusal(413, "too_large", f"body over {self._limit} bytes"))
+        try:
+            event = parse_event(body, command or None)
+        except PayloadError as exc:
+            _log.warning(
+                "webhook.bad_payload", field=exc.field, error=str(exc), callback_command=command
+            )
+            return "bad_payload", _refuse(Refusal(400, "bad_payload", str(exc)))
+        if isinstance(event, UnknownEvent):
+            _log.info("webhook.ignored", callback_command=event.callback_command)
+            return "ignored", _ok()
+        verdict = gate(event, self._robots, self._admin)
+        if not verdict.robots:
+            _log.info("webhook.dropped", reason=verdict.reason, callback_command=command)
+            return f"dropped_{verdict.reason}", _ok()
+        identity = event.identity
+        coordination = self.services.coordination
+        try:
+            if not await coordination.first_seen(identity):
+                _log.info("webhook.duplicate", identity=identity)
+                return "duplicate", _ok()
+            trace_id = uuid.uuid4().hex[:16]
+            now = time.time()
+            for robot in verdict.robots:
+                conversation = self.services.engine.conversation(robot, event)
+                await coordination.enqueue(
+                    Job(
+                        conversation=conversation.key,
+                        robot=robot,
+                        command=event.callback_command,
+                        body=body,
+                        identity=identity,
+                        trace_id=trace_id,
+                        received_at=now,
+                        event=event,
+                    )
+                )
+        except (TimbridgeError, RuntimeError, OSError) as exc:
+            _log.error("webhook.enqueue_failed", error=str(exc))
+            return "unavailable", _refuse(
+                Refusal(503, "unavailable", "cannot queue the message now; retry")
+            )
+        return "accepted", _ok()
+
+
+async def _healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+def create_app(services: Services) -> web.Application:
+    """The webhook application for `services` (which it does not own or close)."""
+    settings = services.settings
+    handler = WebhookHandler(services)
+    # aiohttp stops reading past client_max_size; the handler answers 413 with our envelope.
+    app = web.Application(client_max_size=settings.server.max_body_bytes)
+
+    async def readyz(request: web.Request) -> web.Response:
+        problems = await services.check_ready()
+        status = 503 if problems else 200
+        return web.json_response(
+            {"status": "unready" if problems else "ready", "problems": problems}, status=status
+        )
+
+    async def metrics(request: web.Request) -> web.Response:
+        services.metrics.queue_depth.set(services.coordination.depth())
+        return web.Response(
+            body=services.metrics.render(), content_type="text/plain", charset="utf-8"
+        )
+
+    app.router.add_post(settings.server.path, handler.handle)
+    app.router.add_get("/healthz", _healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    return app

@@ -1,0 +1,128 @@
+"""A fake OpenAI-compatible server on loopback speaking the real wire format.
+
+``POST /v1/chat/completions``: JSON answers, or, with ``"stream": true``, server-sent
+``chat.completion.chunk`` events, a usage chunk (``stream_options.include_usage``) and
+``data: [DONE]``. Failures are scripted: an HTTP status with OpenAI's error body (and a
+``Retry-After`` header for 429), or a delay. Every request is recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+
+@dataclass
+class Failure:
+    status: int = 500
+    delay_s: float = 0.0
+    retry_after: float | None = None
+    message: str = "scripted failure"
+
+
+def echo(messages: list[dict[str, Any]]) -> str:
+    return f"echo: {messages[-1]['content']}"
+
+
+@dataclass
+class FakeOpenAI:
+    reply: Callable[[list[dict[str, Any]]], str] = echo
+    delay_s: float = 0.0  # before the first token
+    chunk_size: int = 8
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    failures: deque[Failure] = field(default_factory=deque)
+    times: list[float] = field(default_factory=list)
+
+    def fail(self, *failures: Failure) -> None:
+        self.failures.extend(failures)
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        body = orjson.loads(await request.read())
+        self.requests.append(body)
+        self.times.append(time.monotonic())
+        if self.failures:
+            failure = self.failures.popleft()
+            if failure.delay_s:
+                await asyncio.sleep(failure.delay_s)
+            headers = {}
+            if failure.retry_after is not None:
+                headers["Retry-After"] = str(failure.retry_after)
+            error = {
+                "error": {
+                    "message": failure.message,
+                    "type": "server_error",
+                    "param": None,
+                    "code": None,
+                }
+            }
+            return web.json_response(error, status=failure.status, headers=headers)
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
+        text = self.reply(body["messages"])
+        prompt = sum(len(str(m["content"]).split()) for m in body["messages"])
+        usage = {
+            "prompt_tokens": prompt,
+            "completion_tokens": len(text.split()),
+            "total_tokens": prompt + len(text.split()),
+        }
+        base = {"id": "chatcmpl-fake", "created": int(time.time()), "model": body["model"]}
+        if not body.get("stream"):
+            return web.json_response(
+                {
+                    **base,
+                    "object": "chat.completion",
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": {"role": "assistant", "content": text},
+                            "finish_reason": "stop",
+                        }
+                    ],
+                    "usage": usage,
+                }
+            )
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+
+        async def event(payload: dict[str, Any]) -> None:
+            await response.write(b"data: " + orjson.dumps(payload) + b"\n\n")
+
+        chunk = {**base, "object": "chat.completion.chunk"}
+        await event(
+            {
+                **chunk,
+                "choices": [
+                    {
+                        "index": 0,
+                        "delta": {"role": "assistant", "content": ""},
+                        "finish_reason": None,
+                    }
+                ],
+            }
+        )
+        for start in range(0, len(text), self.chunk_size):
+            piece = text[start : start + self.chunk_size]
+            await event(
+                {
+                    **chunk,
+                    "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}],
+                }
+            )
+        await event({**chunk, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+        if (body.get("stream_options") or {}).get("include_usage"):
+            await event({**chunk, "choices": [], "usage": usage})
+        await response.write(b"data: [DONE]\n\n")
+        await response.write_eof()
+        return response
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", self.handle)
+        return app

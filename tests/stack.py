@@ -1,0 +1,124 @@
+"""The whole system on loopback for scenario tests:
+
+user ─▶ emulator ─webhook▶ timbridge (webhook + workers) ─▶ fake OpenAI server
+                   ◀─REST── timbridge
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aiohttp.test_utils import TestServer
+from pydantic import SecretStr
+
+from tests.conftest import FAST_RETRY
+from tests.fake_openai import FakeOpenAI
+from timbridge.emulator import Emulator, EmulatorConfig
+from timbridge.services import Services
+from timbridge.settings import Settings
+from timbridge.webhook import create_app
+
+APP = 1400000777
+KEY = "stack-secret-key"
+TOKEN = "stack-callback-token"
+
+
+@dataclass
+class Stack:
+    emu: Emulator
+    llm: FakeOpenAI
+    services: Services
+    webhook_url: str
+    emulator_url: str
+    settings: Settings
+
+
+def stack_settings(
+    tmp: Path,
+    emulator_url: str,
+    llm_url: str,
+    *,
+    model_options: dict[str, Any] | None = None,
+    **overrides: Any,
+) -> Settings:
+    robots = overrides.pop(
+        "robots",
+        [
+            {"id": "@RBT#helper", "nick": "Helper", "persona": "You are Helper."},
+            {
+                "id": "@RBT#member",
+                "nick": "Member",
+                "persona": "You are Member.",
+                "group_context": "member",
+            },
+        ],
+    )
+    models = overrides.pop(
+        "models",
+        {
+            "default": {
+                "provider": "openai",
+                "base_url": llm_url + "/v1",
+                "model": "fake-model",
+                "timeout_s": 5,
+                "retries": 1,
+                **(model_options or {}),
+            }
+        },
+    )
+    return Settings(
+        tencent={
+            "sdkappid": APP,
+            "secret_key": SecretStr(KEY),
+            "callback_token": SecretStr(TOKEN),
+            "api_base": emulator_url,
+        },
+        store={"url": f"sqlite:///{tmp / 'timbridge.db'}"},
+        models=models,
+        robots=robots,
+        **overrides,
+    )
+
+
+@asynccontextmanager
+async def running_stack(
+    tmp: Path, *, llm: FakeOpenAI | None = None, emu: Emulator | None = None, **overrides: Any
+) -> AsyncIterator[Stack]:
+    llm = llm or FakeOpenAI()
+    emu = emu or Emulator(
+        EmulatorConfig(
+            sdkappid=APP,
+            secret_key=KEY,
+            callback_token=TOKEN,
+            robots=("@RBT#helper", "@RBT#member", "@RBT#stranger"),
+            users=("alice", "bob", "carol"),
+            webhook_backoff_s=0.01,
+        )
+    )
+    llm_server = TestServer(llm.app(), host="127.0.0.1", port=0)
+    emu_server = TestServer(emu.create_app(), host="127.0.0.1", port=0)
+    await llm_server.start_server()
+    await emu_server.start_server()
+    emulator_url = str(emu_server.make_url("")).rstrip("/")
+    settings = stack_settings(
+        tmp, emulator_url, str(llm_server.make_url("")).rstrip("/"), **overrides
+    )
+    try:
+        async with Services.open(settings, tencent_retry=FAST_RETRY) as services:
+            bot_server = TestServer(create_app(services), host="127.0.0.1", port=0)
+            await bot_server.start_server()
+            webhook_url = str(bot_server.make_url(settings.server.path))
+            emu.set_callback(webhook_url, TOKEN)
+            await services.start_workers()
+            try:
+                yield Stack(emu, llm, services, webhook_url, emulator_url, settings)
+            finally:
+                await services.stop_workers()
+                await bot_server.close()
+    finally:
+        await emu_server.close()
+        await llm_server.close()

@@ -1,0 +1,210 @@
+"""End to end over loopback: a user writes in the emulator, Tencent-style webhooks reach
+timbridge, the fake OpenAI server answers, and the reply lands back in the emulator."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.fake_openai import Failure, FakeOpenAI
+from tests.stack import running_stack
+from timbridge.bot.engine import APOLOGY
+from timbridge.emulator import Fault
+
+pytestmark = pytest.mark.usefixtures("clean_env")
+
+
+async def test_c2c_reply_with_persona(tmp_path: Path) -> None:
+    async with running_stack(tmp_path) as stack:
+        stack.emu.user_send("alice", "@RBT#helper", "What is timbridge?")
+        reply = await stack.emu.wait_message(from_="@RBT#helper", to="alice")
+        assert reply.text == "echo: What is timbridge?"
+        [request] = stack.llm.requests
+        assert request["messages"][0] == {"role": "system", "content": "You are Helper."}
+        assert request["stream"] is True
+        assert request["model"] == "fake-model"
+
+
+async def test_non_streaming_model(tmp_path: Path) -> None:
+    async with running_stack(tmp_path, model_options={"stream": False}) as stack:
+        stack.emu.user_send("alice", "@RBT#helper", "plain JSON please")
+        reply = await stack.emu.wait_message(from_="@RBT#helper", to="alice")
+        assert reply.text == "echo: plain JSON please"
+        assert "stream" not in stack.llm.requests[0]
+
+
+async def test_second_message_carries_history_even_after_restart(tmp_path: Path) -> None:
+    async with running_stack(tmp_path) as stack:
+        stack.emu.user_send("alice", "@RBT#helper", "My name is Alice.")
+        await stack.emu.wait_message(from_="@RBT#helper", to="alice")
+    llm = FakeOpenAI()
+    async with running_stack(tmp_path, llm=llm) as stack:  # same SQLite file: a restart
+        stack.emu.user_send("alice", "@RBT#helper", "What is my name?")
+        await stack.emu.wait_message(from_="@RBT#helper", to="alice")
+        assert llm.requests[0]["messages"] == [
+            {"role": "system", "content": "You are Helper."},
+            {"role": "user", "content": "My name is Alice."},
+            {"role": "assistant", "content": "echo: My name is Alice."},
+            {"role": "user", "content": "What is my name?"},
+        ]
+
+
+async def test_reset_empties_the_context(tmp_path: Path) -> None:
+    async with running_stack(tmp_path) as stack:
+        emu = stack.emu
+        emu.user_send("alice", "@RBT#helper", "remember 42")
+        await emu.wait_message(from_="@RBT#helper", to="alice")
+        mark = emu.mark()
+        emu.user_send("alice", "@RBT#helper", "/reset")
+        done = await emu.wait_message(from_="@RBT#helper", to="alice", after=mark)
+        assert "forgotten" in done.text
+        mark = emu.mark()
+        emu.user_send("alice", "@RBT#helper", "what number?")
+        await emu.wait_message(from_="@RBT#helper", to="alice", after=mark)
+        assert stack.llm.requests[-1]["messages"] == [
+            {"role": "system", "content": "You are Helper."},
+            {"role": "user", "content": "what number?"},
+        ]
+        assert len(stack.llm.requests) == 2  # /reset itself made no model call
+
+
+async def test_help_and_unknown_command_make_no_model_call(tmp_path: Path) -> None:
+    async with running_stack(tmp_path) as stack:
+        stack.emu.user_send("alice", "@RBT#helper", "/help")
+        stack.emu.user_send("alice", "@RBT#helper", "/frobnicate now")
+        help_reply, unknown = await stack.emu.wait_messages(2, from_="@RBT#helper")
+        assert "/reset" in help_reply.text
+        assert "don't know the command /frobnicate" in unknown.text
+        assert stack.llm.requests == []
+
+
+async def _group(stack: Any, members: tuple[str, ...]) -> str:
+    group = stack.emu.world.create_group(
+        type="Public", name="team", owner="alice", group_id=None, members=list(members)
+    )
+    return str(group.group_id)
+
+
+async def test_group_shared_context_mentions_asker(tmp_path: Path) -> None:
+    async with running_stack(tmp_path) as stack:
+        group = await _group(stack, ("bob", "@RBT#helper"))
+        stack.emu.user_send_group("bob", group, "just chatting")  # no mention: no reply
+        stack.emu.user_send_group("alice", group, "@@RBT#helper first", ("@RBT#helper",))
+        first = await stack.emu.wait_message(from_="@RBT#helper", group=group)
+        assert first.text == "@alice echo: alice: first"
+        assert first.at_accounts == ("alice",)
+        stack.emu.user_send_group("bob", group, "@Helper second", ("@RBT#helper",))
+        await stack.emu.wait_messages(2, from_="@RBT#helper", group=group)
+        second = stack.llm.requests[1]["messages"]
+        assert [m["content"] for m in second[1:]] == [
+            "alice: first",
+            "echo: alice: first",
+            "bob: second",
+        ]
+        assert len(stack.llm.requests) == 2
+
+
+async def test_group_member_context_is_per_member(tmp_path: Path) -> None:
+    async with running_stack(tmp_path) as stack:
+        group = await _group(stack, ("bob", "@RBT#member"))
+        stack.emu.user_send_group("alice", group, "@@RBT#member alice here", ("@RBT#member",))
+        await stack.emu.wait_message(from_="@RBT#member", group=group)
+        stack.emu.user_send_group("bob", group, "@@RBT#member bob here", ("@RBT#member",))
+        await stack.emu.wait_messages(2, from_="@RBT#member", group=group)
+        bob_context = stack.llm.requests[1]["messages"]
+        assert [m["content"] for m in bob_context[1:]] == ["bob here"]
+
+
+async def test_two_robots_mentioned_both_answer(tmp_path: Path) -> None:
+    async with running_stack(tmp_path) as stack:
+        group = await _group(stack, ("@RBT#helper", "@RBT#member", "@RBT#stranger"))
+        stack.emu.user_send_group(
+            "alice",
+            group,
+            "@@RBT#helper @@RBT#member @@RBT#stranger hi",
+            ("@RBT#helper", "@RBT#member", "@RBT#stranger"),
+        )
+        replies = await stack.emu.wait_messages(
+            2, group=group, where=lambda m: m.from_account.startswith("@RBT#")
+        )
+        assert {r.from_account for r in replies} == {"@RBT#helper", "@RBT#member"}
+        await asyncio.sleep(0)
+        assert not stack.emu.messages(from_="@RBT#stranger")  # not configured here
+
+
+async def test_same_event_delivered_four_times_is_answered_once(tmp_path: Path) -> None:
+    async with running_stack(tmp_path) as stack:
+        stack.emu.faults.duplicate(3, times=1)
+        stack.emu.user_send("alice", "@RBT#helper", "once please")
+        await stack.emu.wait_message(from_="@RBT#helper", to="alice")
+        await stack.emu.webhooks.idle()
+        await stack.services.coordination.idle()  # type: ignore[attr-defined]
+        assert stack.emu.webhooks.log[0].copies == 3
+        assert len(stack.emu.messages(from_="@RBT#helper")) == 1
+        assert len(stack.llm.requests) == 1
+
+
+async def test_model_500s_then_apology(tmp_path: Path) -> None:
+    llm = FakeOpenAI()
+    llm.fail(Failure(500), Failure(503))  # retries: 1 → two attempts, both fail
+    async with running_stack(tmp_path, llm=llm) as stack:
+        stack.emu.user_send("alice", "@RBT#helper", "are you there?")
+        reply = await stack.emu.wait_message(from_="@RBT#helper", to="alice")
+        assert reply.text == APOLOGY
+        assert len(llm.requests) == 2
+        mark = stack.emu.mark()
+        stack.emu.user_send("alice", "@RBT#helper", "and now?")
+        later = await stack.emu.wait_message(from_="@RBT#helper", to="alice", after=mark)
+        assert later.text == "echo: and now?"
+        # the unanswered question stays in the history, the apology does not
+        assert [m["content"] for m in llm.requests[-1]["messages"][1:]] == [
+            "are you there?",
+            "and now?",
+        ]
+
+
+async def test_model_500_once_is_retried(tmp_path: Path) -> None:
+    llm = FakeOpenAI()
+    llm.fail(Failure(500))
+    async with running_stack(tmp_path, llm=llm) as stack:
+        stack.emu.user_send("alice", "@RBT#helper", "retry")
+        reply = await stack.emu.wait_message(from_="@RBT#helper", to="alice")
+        assert reply.text == "echo: retry"
+
+
+async def test_model_timeout_then_apology(tmp_path: Path) -> None:
+    llm = FakeOpenAI(delay_s=2.0)
+    async with running_stack(tmp_path, llm=llm, model_options={"timeout_s": 0.3}) as stack:
+        stack.emu.user_send("alice", "@RBT#helper", "slow?")
+        reply = await stack.emu.wait_message(from_="@RBT#helper", to="alice")
+        assert reply.text == APOLOGY
+        assert len(llm.requests) == 2  # the first attempt and one retry
+
+
+async def test_tencent_60007_is_retried_nothing_lost(tmp_path: Path) -> None:
+    async with running_stack(tmp_path) as stack:
+        stack.emu.faults.add("openim/sendmsg", Fault(error_code=60007, times=2))
+        stack.emu.user_send("alice", "@RBT#helper", "through the limit")
+        reply = await stack.emu.wait_message(from_="@RBT#helper", to="alice")
+        assert reply.text == "echo: through the limit"
+        assert len(stack.emu.messages(from_="@RBT#helper")) == 1
+
+
+async def test_long_answer_is_split_and_fences_survive(tmp_path: Path) -> None:
+    code = "```python\n" + "".join(f"print({i})  # 中文\n" for i in range(1500)) + "```"
+    llm = FakeOpenAI(reply=lambda messages: code, chunk_size=4096)
+    async with running_stack(tmp_path, llm=llm) as stack:
+        stack.emu.user_send("alice", "@RBT#helper", "code please")
+
+        def all_parts() -> list[Any] | None:
+            found = stack.emu.messages(from_="@RBT#helper")
+            return found if sum(m.text.count("print(") for m in found) == 1500 else None
+
+        parts = await stack.emu.wait_until(all_parts)
+        assert len(parts) >= 3
+        for part in parts:
+            assert part.text.startswith("```python\n") and part.text.endswith("```")
+        assert "".join(p.text for p in parts).count("print(1499)") == 1
