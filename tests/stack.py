@@ -43,6 +43,7 @@ def stack_settings(
     llm_url: str,
     *,
     model_options: dict[str, Any] | None = None,
+    tencent_extra: dict[str, Any] | None = None,
     **overrides: Any,
 ) -> Settings:
     robots = overrides.pop(
@@ -76,6 +77,7 @@ def stack_settings(
             "secret_key": SecretStr(KEY),
             "callback_token": SecretStr(TOKEN),
             "api_base": emulator_url,
+            **(tencent_extra or {}),
         },
         store={"url": f"sqlite:///{tmp / 'timbridge.db'}"},
         models=models,

@@ -208,3 +208,49 @@ async def test_long_answer_is_split_and_fences_survive(tmp_path: Path) -> None:
         for part in parts:
             assert part.text.startswith("```python\n") and part.text.endswith("```")
         assert "".join(p.text for p in parts).count("print(1499)") == 1
+
+
+async def test_order_holds_under_load_50_conversations_x_20(tmp_path: Path) -> None:
+    """Every conversation's replies come in order, and each reply's context holds every
+    earlier turn of its conversation (so no job ran before an earlier one finished)."""
+
+    def reply(messages: list[dict[str, Any]]) -> str:
+        users = [m["content"] for m in messages if m["role"] == "user"]
+        return f"{users[-1]} seen-after {len(users) - 1}"
+
+    llm = FakeOpenAI(reply=reply)
+    emu_users = tuple(f"user{n:02d}" for n in range(50))
+    from timbridge.emulator import Emulator, EmulatorConfig
+    from tests.stack import APP, KEY, TOKEN
+
+    emu = Emulator(
+        EmulatorConfig(
+            sdkappid=APP,
+            secret_key=KEY,
+            callback_token=TOKEN,
+            robots=("@RBT#helper",),
+            users=emu_users,
+            webhook_backoff_s=0.01,
+            per_api_limit=10_000,
+        )
+    )
+    async with running_stack(
+        tmp_path,
+        llm=llm,
+        emu=emu,
+        model_options={"context_tokens": 100_000},
+        tencent_extra={"api_rate_limit": 10_000},
+    ) as stack:
+        for burst in range(4):  # 4 bursts of 5 messages per user, interleaved across users
+            for user in emu_users:
+                for n in range(5):
+                    stack.emu.user_send(user, "@RBT#helper", f"m{burst * 5 + n}")
+            await asyncio.sleep(0.05)
+        replies = await stack.emu.wait_messages(1000, from_="@RBT#helper", limit_s=60)
+        by_user: dict[str, list[str]] = {}
+        for message in replies:
+            assert message.to_account is not None
+            by_user.setdefault(message.to_account, []).append(message.text)
+        assert len(by_user) == 50
+        for user, texts in by_user.items():
+            assert texts == [f"m{n} seen-after {n}" for n in range(20)], user

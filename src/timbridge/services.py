@@ -26,6 +26,7 @@ from timbridge.metrics import Metrics
 from timbridge.protocol.rest import GetAllRobots
 from timbridge.settings import ModelProfile, Settings
 from timbridge.tencent.client import RetryPolicy, TencentClient
+from timbridge.tencent.limits import CallLimits
 from timbridge.usersig import UserSigSigner
 
 __all__ = ["Services", "build_model", "http_session", "open_tencent", "tencent_client"]
@@ -61,6 +62,9 @@ def tencent_client(
         signer=UserSigSigner(sdkappid, key),
         timeout_s=settings.tencent.timeout_s,
         retry=retry,
+        limits=CallLimits(
+            per_api=settings.tencent.api_rate_limit, per_group=settings.tencent.group_rate_limit
+        ),
         on_result=metrics.rest_result if metrics is not None else None,
     )
 

@@ -98,6 +98,8 @@ class TencentSettings(_Section):
     secret_key: SecretStr | None = None
     callback_token: SecretStr | None = None
     timeout_s: Annotated[float, Field(gt=0)] = 10.0
+    api_rate_limit: Annotated[float, Field(gt=0)] = 200.0
+    group_rate_limit: Annotated[float, Field(gt=0)] = 40.0
 
     @field_validator("admin")
     @classmethod

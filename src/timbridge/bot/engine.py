@@ -105,7 +105,7 @@ class Engine:
         said = f"{conv.sender}: {text}" if conv.kind == "group" and not conv.member_scoped else text
         stored = await self._store.reply_for(conv.key, job.identity)
         if stored is not None:  # this job ran before: send what is missing, nothing more
-            await self._replies.send(conv, job.identity, stored)
+            await self._replies.send(conv, job.identity, stored, resuming=True)
             return
         history = await self._store.recent_turns(conv.key)
         profile = self._settings.models[robot.model]

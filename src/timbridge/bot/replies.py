@@ -23,6 +23,7 @@ from timbridge.tencent.notices import typing_notice
 __all__ = ["ReplySender"]
 
 _log = structlog.get_logger("timbridge.replies")
+TYPING_AFTER_S = 0.8  # a fast answer needs no typing notice (each one costs a sendmsg call)
 TYPING_EVERY_S = 4.0
 
 
@@ -33,18 +34,25 @@ class ReplySender:
         self._tencent = tencent
         self._store = store
 
-    async def send(self, conversation: Conversation, identity: str, text: str) -> int:
-        """Send `text` as the reply to message `identity`; return how many parts went out now."""
-        parts = split_reply(text)
-        done = await self._store.sent_parts(identity + "|" + conversation.robot)
-        sent = 0
-        for number, part in enumerate(parts):
-            if number in done:
-                continue
-            handle = await self._send_part(conversation, identity, number, part)
-            await self._store.record_part(identity + "|" + conversation.robot, number, handle)
-            sent += 1
-        return sent
+    async def send(
+        self, conversation: Conversation, identity: str, text: str, *, resuming: bool = False
+    ) -> int:
+        """Send `text` as the reply to message `identity`; return how many parts went out now.
+
+        When `resuming` (the job ran before), parts already recorded as sent are skipped. Parts
+        are recorded together once all are out; a crash in between resends a part with the same
+        `MsgRandom`/`MsgSeq`/content, which Tencent's dedupe drops.
+        """
+        key = f"{identity}|{conversation.robot}"
+        done = await self._store.sent_parts(key) if resuming else {}
+        handles: dict[int, str] = {}
+        try:
+            for number, part in enumerate(split_reply(text)):
+                if number not in done:
+                    handles[number] = await self._send_part(conversation, identity, number, part)
+        finally:
+            await self._store.record_parts(key, handles)
+        return len(handles)
 
     async def _send_part(self, conv: Conversation, identity: str, number: int, text: str) -> str:
         nonce = derive_random(conv.robot, identity, number)
@@ -73,7 +81,8 @@ class ReplySender:
 
     @contextlib.asynccontextmanager
     async def typing(self, conversation: Conversation) -> AsyncIterator[None]:
-        """Show "typing…" in a C2C chat while the body runs (groups have no typing notice)."""
+        """Show "typing…" in a C2C chat while the body runs, once it has run for
+        `TYPING_AFTER_S` (groups have no typing notice)."""
         if conversation.kind != "c2c":
             yield
             return
@@ -86,6 +95,7 @@ class ReplySender:
                 await task
 
     async def _keep_typing(self, conversation: Conversation) -> None:
+        await asyncio.sleep(TYPING_AFTER_S)
         while True:
             try:
                 notice = typing_notice(

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
 import openai
+from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from timbridge.errors import LLMRateLimited, LLMResponseError, LLMServerError, LLMTimeout
 from timbridge.llm.base import ChatMessage, Delta, Usage
@@ -94,9 +95,15 @@ class OpenAICompatible:
 
     async def stream(self, messages: Sequence[ChatMessage]) -> AsyncIterator[Delta]:
         request = self._request(messages)
+        # The SDK's typed `chat.completions.create` re-walks every message through its
+        # TypedDict transform (measured ~10 ms a call with 20 turns); the body built here is
+        # already wire-ready, so it goes through the SDK's own low-level `post` instead, which
+        # keeps the SDK's auth, errors and stream parsing.
         with map_openai_errors(self._provider, self._model):
             if not self._stream:
-                completion = await self._client.chat.completions.create(**request)
+                completion = await self._client.post(
+                    "/chat/completions", body=request, cast_to=ChatCompletion
+                )
                 if not completion.choices:
                     raise LLMResponseError(
                         f"{self.name}: answer has no choices",
@@ -111,8 +118,12 @@ class OpenAICompatible:
                         )
                     )
                 return
-            chunks = await self._client.chat.completions.create(
-                **request, stream=True, stream_options={"include_usage": True}
+            chunks = await self._client.post(
+                "/chat/completions",
+                body={**request, "stream": True, "stream_options": {"include_usage": True}},
+                cast_to=ChatCompletionChunk,
+                stream=True,
+                stream_cls=openai.AsyncStream[ChatCompletionChunk],
             )
             async for chunk in chunks:
                 if chunk.choices and chunk.choices[0].delta.content:

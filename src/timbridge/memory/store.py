@@ -1,5 +1,10 @@
 """The SQL store: conversation turns and sent reply parts, on SQLite or PostgreSQL.
 
+Speed: concurrent writes are grouped into one transaction by a writer task ("group commit"; each
+caller still awaits its own commit). With SQLite, which serves one process, the newest turns of
+recently active conversations are also kept in memory, so loading history costs no query.
+
+
 SQLAlchemy 2 async Core gives one code path for both (aiosqlite embedded, asyncpg at scale).
 The newest turns of a conversation come from the ``(conversation, id)`` index, so loading them
 costs the same at 10 or 100 000 stored turns. Writes are idempotent on the inbound message's
@@ -9,8 +14,10 @@ known, so a retried job resumes instead of repeating.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
+from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,6 +75,11 @@ class Turn:
     role: Role
     content: str
     tokens: int
+    identity: str = ""
+
+
+_WINDOW = 64  # newest turns loaded per job (and kept in memory per conversation, SQLite)
+_CACHED_CONVERSATIONS = 20_000
 
 
 def async_url(url: str) -> str:
@@ -103,7 +115,14 @@ class Store:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
-        self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+        dialect = engine.dialect.name
+        self._insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        self._cache: OrderedDict[str, deque[Turn]] | None = (
+            OrderedDict() if dialect == "sqlite" else None
+        )
+        self._pending: list[tuple[sa.Table, list[dict[str, Any]], asyncio.Future[None]]] = []
+        self._wake = asyncio.Event()
+        self._writer: asyncio.Task[None] | None = None
 
     @classmethod
     async def open(cls, url: str) -> Store:
@@ -114,14 +133,28 @@ class Store:
                 Path(full.removeprefix("sqlite+aiosqlite:///")).parent.mkdir(
                     parents=True, exist_ok=True
                 )
-            engine = create_async_engine(full, pool_pre_ping=full.startswith("postgresql"))
-            if engine.dialect.name == "sqlite":
+            if full.startswith("sqlite"):
+                # One connection: SQLite has one writer, and writers on several connections
+                # wait in SQLite's busy handler (which sleeps up to 100 ms at a time).
+                engine = create_async_engine(full, pool_size=1, max_overflow=0, pool_timeout=60)
                 event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+            else:
+                engine = create_async_engine(
+                    full, pool_pre_ping=True, pool_size=20, max_overflow=10
+                )
             store = cls(engine)
             await store.migrate()
         return store
 
     async def aclose(self) -> None:
+        """Commit what is queued, then close every connection."""
+        if self._writer is not None:
+            while self._pending:
+                self._wake.set()
+                await asyncio.sleep(0.001)
+            self._writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._writer
         await self._engine.dispose()
 
     @contextlib.asynccontextmanager
@@ -147,40 +180,110 @@ class Store:
         async with self._begin("ping") as conn:
             await conn.execute(sa.select(1))
 
-    async def recent_turns(self, conversation: str, limit: int = 64) -> list[Turn]:
-        """The newest `limit` turns, oldest first."""
+    # --- group commit ---------------------------------------------------------------------
+
+    async def _write(self, table: sa.Table, rows: list[dict[str, Any]]) -> None:
+        """Insert `rows` (skipping ones already there) in the next group transaction."""
+        loop = asyncio.get_running_loop()
+        if self._writer is None:
+            self._writer = loop.create_task(self._write_loop())
+        done: asyncio.Future[None] = loop.create_future()
+        self._pending.append((table, rows, done))
+        self._wake.set()
+        await done
+
+    async def _write_loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            batch, self._pending = self._pending, []
+            if not batch:
+                continue
+            by_table: dict[str, tuple[sa.Table, list[dict[str, Any]]]] = {}
+            for table, rows, _ in batch:
+                by_table.setdefault(table.name, (table, []))[1].extend(rows)
+            outcome: StorageError | None = None
+            try:
+                async with self._begin("store") as conn:
+                    for table, rows in by_table.values():
+                        await conn.execute(self._insert(table).on_conflict_do_nothing(), rows)
+            except StorageError as exc:
+                outcome = exc
+            for _, _, done in batch:
+                if done.done():
+                    continue
+                if outcome is None:
+                    done.set_result(None)
+                else:
+                    done.set_exception(outcome)
+
+    # --- turns ----------------------------------------------------------------------------
+
+    async def recent_turns(self, conversation: str, limit: int = _WINDOW) -> list[Turn]:
+        """The newest `limit` turns (at most the window of 64), oldest first."""
+        if self._cache is not None and conversation in self._cache:
+            self._cache.move_to_end(conversation)
+            return list(self._cache[conversation])[-limit:]
         query = (
-            sa.select(turns.c.role, turns.c.content, turns.c.tokens)
+            sa.select(turns.c.role, turns.c.content, turns.c.tokens, turns.c.identity)
             .where(turns.c.conversation == conversation)
             .order_by(turns.c.id.desc())
-            .limit(limit)
+            .limit(_WINDOW)
         )
         async with self._begin("load history") as conn:
             rows = (await conn.execute(query)).all()
-        return [Turn(row.role, row.content, row.tokens) for row in reversed(rows)]
+        loaded = [Turn(r.role, r.content, r.tokens, r.identity) for r in reversed(rows)]
+        if self._cache is not None:
+            self._remember(conversation, loaded)
+        return loaded[-limit:]
+
+    def _remember(self, conversation: str, items: Sequence[Turn]) -> None:
+        assert self._cache is not None
+        window = self._cache.get(conversation)
+        if window is None:
+            window = self._cache[conversation] = deque(maxlen=_WINDOW)
+            while len(self._cache) > _CACHED_CONVERSATIONS:
+                self._cache.popitem(last=False)
+        window.extend(items)
+        self._cache.move_to_end(conversation)
 
     async def add_turns(self, conversation: str, identity: str, items: Sequence[Turn]) -> None:
         """Store turns of one inbound message; a repeat of the same identity is ignored."""
-        if not items:
+        known: set[tuple[str, str]] = set()
+        if self._cache is not None:
+            known = {(t.identity, t.role) for t in await self.recent_turns(conversation)}
+        fresh = [
+            Turn(t.role, t.content, t.tokens, identity)
+            for t in items
+            if (identity, t.role) not in known
+        ]
+        if not fresh:
             return
         now = time.time()
-        rows = [
-            {
-                "conversation": conversation,
-                "identity": identity,
-                "role": t.role,
-                "content": t.content,
-                "tokens": t.tokens,
-                "created_at": now,
-            }
-            for t in items
-        ]
-        statement = self._insert(turns).on_conflict_do_nothing()
-        async with self._begin("store turns") as conn:
-            await conn.execute(statement, rows)
+        await self._write(
+            turns,
+            [
+                {
+                    "conversation": conversation,
+                    "identity": identity,
+                    "role": t.role,
+                    "content": t.content,
+                    "tokens": t.tokens,
+                    "created_at": now,
+                }
+                for t in fresh
+            ],
+        )
+        if self._cache is not None:
+            self._remember(conversation, fresh)
 
     async def reply_for(self, conversation: str, identity: str) -> str | None:
         """The stored reply to inbound message `identity`, if a run of its job got that far."""
+        for turn in await self.recent_turns(conversation):
+            if turn.identity == identity and turn.role == "assistant":
+                return turn.content
+        if self._cache is not None:
+            return None  # the window is the whole recent history of this process
         query = sa.select(turns.c.content).where(
             turns.c.conversation == conversation,
             turns.c.identity == identity,
@@ -188,6 +291,16 @@ class Store:
         )
         async with self._begin("load reply") as conn:
             return (await conn.execute(query)).scalar()
+
+    async def reset(self, conversation: str) -> int:
+        """Forget a conversation's history; return how many turns were removed."""
+        async with self._begin("reset") as conn:
+            result = await conn.execute(turns.delete().where(turns.c.conversation == conversation))
+        if self._cache is not None:
+            self._cache[conversation] = deque(maxlen=_WINDOW)
+        return int(result.rowcount or 0)
+
+    # --- reply parts ----------------------------------------------------------------------
 
     async def sent_parts(self, identity: str) -> dict[int, str]:
         """Reply parts already sent for an inbound message: part number → Tencent handle."""
@@ -197,16 +310,12 @@ class Store:
         async with self._begin("load reply parts") as conn:
             return {row.part: row.handle for row in (await conn.execute(query)).all()}
 
-    async def record_part(self, identity: str, part: int, handle: str) -> None:
-        statement = self._insert(reply_parts).on_conflict_do_nothing()
-        async with self._begin("record reply part") as conn:
-            await conn.execute(
-                statement,
-                {"identity": identity, "part": part, "handle": handle, "created_at": time.time()},
-            )
-
-    async def reset(self, conversation: str) -> int:
-        """Forget a conversation's history; return how many turns were removed."""
-        async with self._begin("reset") as conn:
-            result = await conn.execute(turns.delete().where(turns.c.conversation == conversation))
-        return int(result.rowcount or 0)
+    async def record_parts(self, identity: str, handles: dict[int, str]) -> None:
+        """Remember which parts of the reply to `identity` went out, with their handles."""
+        now = time.time()
+        rows = [
+            {"identity": identity, "part": part, "handle": handle, "created_at": now}
+            for part, handle in handles.items()
+        ]
+        if rows:
+            await self._write(reply_parts, rows)
