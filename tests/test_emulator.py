@@ -15,7 +15,7 @@ import TLSSigAPIv2
 from pytest_aiohttp import AiohttpServer
 
 from tests.receiver import Receiver
-from timbridge.emulator import Emulator, EmulatorConfig
+from timbridge.emulator import Emulator, EmulatorConfig, Fault
 from timbridge.protocol import parse_event
 from timbridge.protocol.callbacks import C2CMessageEvent, GroupMessageEvent
 
@@ -615,7 +615,7 @@ async def test_timbridge_client_retries_through_emulator_faults(setup: Setup) ->
 
     setup.emu.faults.add(
         "openim/sendmsg",
-        __import__("timbridge.emulator", fromlist=["Fault"]).Fault(error_code=60007, times=1),
+        Fault(error_code=60007, times=1),
     )
     client = TencentClient(
         setup.http,

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from tests.fake_openai import Failure, FakeOpenAI
-from tests.stack import running_stack
+from tests.stack import APP, KEY, TOKEN, running_stack
 from timbridge.bot.engine import APOLOGY
-from timbridge.emulator import Fault
+from timbridge.emulator import Emulator, EmulatorConfig, Fault
 
 pytestmark = pytest.mark.usefixtures("clean_env")
 
@@ -220,9 +220,6 @@ async def test_order_holds_under_load_50_conversations_x_20(tmp_path: Path) -> N
 
     llm = FakeOpenAI(reply=reply)
     emu_users = tuple(f"user{n:02d}" for n in range(50))
-    from timbridge.emulator import Emulator, EmulatorConfig
-    from tests.stack import APP, KEY, TOKEN
-
     emu = Emulator(
         EmulatorConfig(
             sdkappid=APP,

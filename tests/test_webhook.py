@@ -15,6 +15,7 @@ import pytest
 
 from tests.stack import APP, TOKEN, Stack, running_stack
 from tests.test_protocol import C2C_SAMPLE, GROUP_SAMPLE
+from timbridge.emulator import Fault
 from timbridge.protocol.callbacks import callback_sign
 
 pytestmark = pytest.mark.usefixtures("clean_env")
@@ -234,10 +235,10 @@ async def test_health_ready_metrics(stack: Stack) -> None:
             assert "timbridge_webhooks_total" in text and "timbridge_queue_depth" in text
         stack.emu.faults.add(
             "openim_robot_http_svc/get_all_robots",
-            __import__("timbridge.emulator", fromlist=["Fault"]).Fault(error_code=70009, times=-1),
+            Fault(error_code=70009, times=-1),
         )
-        stack.services._tencent_checked = (0.0, None)  # noqa: SLF001 - force a fresh check
-        async with http.get(base + "/readyz") as resp:
+        problems = await stack.services.check_ready(fresh=True)
+        assert any("70009" in p for p in problems)
+        async with http.get(base + "/readyz") as resp:  # the cached verdict, for 30 s
             assert resp.status == 503
-            problems = (await resp.json())["problems"]
-            assert any("70009" in p for p in problems)
+            assert (await resp.json())["problems"] == problems

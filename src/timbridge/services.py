@@ -148,8 +148,11 @@ class Services:
     async def stop_workers(self) -> None:
         await self.coordination.close(self.settings.server.shutdown_grace_s)
 
-    async def check_ready(self) -> list[str]:
-        """What keeps this process from serving, as readable problems (empty: ready)."""
+    async def check_ready(self, *, fresh: bool = False) -> list[str]:
+        """What keeps this process from serving, as readable problems (empty: ready).
+
+        Tencent is asked at most every 30 s (each check is a REST call) unless `fresh`.
+        """
         problems: list[str] = []
         try:
             await self.store.ping()
@@ -160,7 +163,7 @@ class Services:
         except (TimbridgeError, OSError) as exc:
             problems.append(f"coordination: {exc}")
         checked_at, problem = self._tencent_checked
-        if time.monotonic() - checked_at > 30:  # at most one REST call per 30 s
+        if fresh or time.monotonic() - checked_at > 30:
             try:
                 await self.tencent.call(GetAllRobots())
                 problem = None

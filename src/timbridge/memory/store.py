@@ -143,7 +143,11 @@ class Store:
                     full, pool_pre_ping=True, pool_size=20, max_overflow=10
                 )
             store = cls(engine)
+        try:
             await store.migrate()
+        except StorageError:
+            await engine.dispose()  # leave no connection behind
+            raise
         return store
 
     async def aclose(self) -> None:

@@ -1,0 +1,214 @@
+"""The engine's pure parts: splitting, text extraction, commands, keys, derived numbers, the
+in-process queue and dedupe, context building."""
+
+from __future__ import annotations
+
+import asyncio
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.test_protocol import C2C_SAMPLE, GROUP_SAMPLE
+from timbridge.bot.commands import parse_command
+from timbridge.bot.context import build_context
+from timbridge.bot.conversation import Conversation, derive_random, derive_seq
+from timbridge.bot.split import DEFAULT_LIMIT, json_size, split_reply
+from timbridge.bot.text import extract_text, strip_mentions
+from timbridge.coordination import Job, LocalCoordinator, TTLSet
+from timbridge.llm.tokens import count_tokens
+from timbridge.memory import Turn
+from timbridge.protocol import parse_event
+from timbridge.protocol.callbacks import C2CMessageEvent, GroupMessageEvent
+
+# --- splitting --------------------------------------------------------------------------------
+
+texts = st.text(alphabet=st.sampled_from(list('ab中🙂\n"\\`| -')), max_size=3000)
+
+
+@given(text=texts, limit=st.integers(min_value=80, max_value=400))
+@settings(max_examples=200, deadline=None)
+def test_split_parts_fit_and_keep_every_line(text: str, limit: int) -> None:
+    parts = split_reply(text, limit)
+    for part in parts:
+        assert json_size(part) <= limit
+        part.encode("utf-8")  # never a broken character
+    if "```" not in text:
+        joined = "".join(p.replace("\n", "") for p in parts)
+        assert joined == text.replace("\n", "").rstrip() or joined == text.replace("\n", "")
+
+
+def test_split_short_text_is_one_part() -> None:
+    assert split_reply("hello") == ["hello"]
+
+
+def test_split_keeps_table_rows_whole() -> None:
+    rows = "| a | b |\n|---|---|\n" + "".join(f"| {n} | {'x' * 50} |\n" for n in range(400))
+    parts = split_reply(rows)
+    assert len(parts) > 1
+    for part in parts:
+        for line in part.splitlines():
+            assert line.startswith("|") and line.endswith("|")
+
+
+def test_split_reopens_code_fences_with_language() -> None:
+    code = "Intro\n```python\n" + "".join(f"x = {n}\n" for n in range(3000)) + "```\nBye"
+    parts = split_reply(code)
+    assert len(parts) >= 3
+    assert all(p.count("```") % 2 == 0 for p in parts)
+    assert all(p.startswith("```python\n") for p in parts[1:-1])
+    assert all(json_size(p) <= DEFAULT_LIMIT for p in parts)
+
+
+# --- text -------------------------------------------------------------------------------------
+
+
+def test_extract_text_describes_other_elements() -> None:
+    body = [
+        {"MsgType": "TIMTextElem", "MsgContent": {"Text": "look"}},
+        {"MsgType": "TIMImageElem", "MsgContent": {"UUID": "x"}},
+        {"MsgType": "TIMFileElem", "MsgContent": {"FileName": "a.pdf"}},
+        {"MsgType": "TIMHoloElem", "MsgContent": {}},
+    ]
+    event = parse_event(orjson.dumps({**C2C_SAMPLE, "MsgBody": body}))
+    assert isinstance(event, C2CMessageEvent)
+    assert extract_text(event.msg_body) == "look [image] [file: a.pdf] [holo]"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("@@RBT#helper hello", "hello"),
+        ("@Helper  @bob what now?", "what now?"),
+        ("\uff20Helper full-width", "full-width"),
+        ("no mention @here", "no mention @here"),
+        ("@@RBT#helper", ""),
+    ],
+)
+def test_strip_mentions(text: str, expected: str) -> None:
+    assert strip_mentions(text) == expected
+
+
+def test_commands() -> None:
+    assert parse_command("/help").name == "/help"  # type: ignore[union-attr]
+    assert parse_command("/RESET please").name == "/reset"  # type: ignore[union-attr]
+    assert parse_command("/etc/hosts is a file") is None
+    assert parse_command("hello /help") is None
+    unknown = parse_command("/nope")
+    assert unknown is not None and not unknown.known
+
+
+# --- keys and numbers -------------------------------------------------------------------------
+
+
+def test_conversation_keys() -> None:
+    c2c = parse_event(orjson.dumps(C2C_SAMPLE))
+    group = parse_event(orjson.dumps({**GROUP_SAMPLE, "TopicId": "t"}))
+    assert isinstance(c2c, C2CMessageEvent) and isinstance(group, GroupMessageEvent)
+    assert Conversation.of("@RBT#a", c2c, member_scoped=False).key == "c2c:@RBT#a:user01"
+    assert Conversation.of("@RBT#a", group, member_scoped=False).key == (
+        "group:@RBT#a:@TGS#2J4SZEAEL:t"
+    )
+    assert Conversation.of("@RBT#a", group, member_scoped=True).key == (
+        "group:@RBT#a:@TGS#2J4SZEAEL:t:jared"
+    )
+
+
+def test_derived_numbers_are_stable_and_distinct() -> None:
+    assert derive_random("@RBT#a", "k", 0) == derive_random("@RBT#a", "k", 0)
+    values = {derive_random("@RBT#a", "k", n) for n in range(100)}
+    assert len(values) == 100
+    assert all(0 <= v < 2**32 for v in values)
+    assert derive_random("@RBT#a", "k", 0) != derive_random("@RBT#b", "k", 0)
+    assert all(0 <= derive_seq("@RBT#a", "k", n) < 2**31 for n in range(100))
+
+
+# --- context ----------------------------------------------------------------------------------
+
+
+def test_context_keeps_newest_turns_within_budget() -> None:
+    history = [
+        Turn(
+            "user" if n % 2 == 0 else "assistant",
+            f"turn {n} " + "word " * 50,
+            count_tokens(f"turn {n} " + "word " * 50),
+        )
+        for n in range(40)
+    ]
+    messages = build_context("persona", history, "new", budget=2000, answer_tokens=500)
+    assert messages[0].role == "system" and messages[-1].content == "new"
+    kept = messages[1:-1]
+    assert kept[-1].content.startswith("turn 39")
+    assert 10 < len(kept) < 40
+    assert sum(count_tokens(m.content) for m in messages) <= 2000 - 500
+
+
+# --- coordination -----------------------------------------------------------------------------
+
+
+def _job(conversation: str, n: int) -> Job:
+    return Job(
+        conversation=conversation,
+        robot="@RBT#a",
+        command="Bot.OnC2CMessage",
+        body=b"",
+        identity=f"{conversation}-{n}",
+        trace_id="t",
+        received_at=0.0,
+    )
+
+
+async def test_local_queue_orders_per_conversation_and_runs_conversations_together() -> None:
+    coordinator = LocalCoordinator()
+    seen: dict[str, list[int]] = {}
+    running = 0
+    peak = 0
+
+    async def handler(job: Job) -> None:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await asyncio.sleep(0.01)
+        seen.setdefault(job.conversation, []).append(int(job.identity.rsplit("-", 1)[1]))
+        running -= 1
+
+    await coordinator.start(handler)
+    for n in range(10):
+        for conversation in ("a", "b", "c"):
+            await coordinator.enqueue(_job(conversation, n))
+    assert coordinator.depth() == 30
+    await coordinator.idle()
+    assert seen == {c: list(range(10)) for c in "abc"}
+    assert peak == 3  # one at a time per conversation, all three at once
+    assert coordinator.depth() == 0
+
+
+async def test_local_queue_survives_a_failing_job_and_drains_on_close() -> None:
+    coordinator = LocalCoordinator()
+    done: list[int] = []
+
+    async def handler(job: Job) -> None:
+        n = int(job.identity.rsplit("-", 1)[1])
+        if n == 1:
+            raise RuntimeError("boom")
+        await asyncio.sleep(0.01)
+        done.append(n)
+
+    await coordinator.start(handler)
+    for n in range(4):
+        await coordinator.enqueue(_job("a", n))
+    await coordinator.close(grace_s=5)
+    assert done == [0, 2, 3]
+    with pytest.raises(RuntimeError, match="shutting down"):
+        await coordinator.enqueue(_job("a", 9))
+
+
+def test_ttl_set_expires_and_bounds() -> None:
+    seen = TTLSet(ttl_s=10, max_items=3)
+    assert seen.add("a", now=0) and not seen.add("a", now=5)
+    assert seen.add("a", now=11)  # expired: seen again
+    for key in "bcd":
+        seen.add(key, now=12)
+    assert len(seen) == 3  # bounded: the oldest went first
+    assert seen.add("a", now=12)

@@ -1,0 +1,114 @@
+"""The SQL store on SQLite: idempotent writes, the history window, reset, resume records, the
+index behind history loads, and the schema version."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from timbridge.errors import StorageError
+from timbridge.memory import Store, Turn
+from timbridge.memory.store import async_url
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> Store:
+    opened = await Store.open(f"sqlite:///{tmp_path / 'sub' / 'db.sqlite'}")
+    yield opened  # type: ignore[misc]
+    await opened.aclose()
+
+
+async def test_turns_round_trip_and_idempotency(store: Store) -> None:
+    await store.add_turns("c", "m1", [Turn("user", "hi", 1), Turn("assistant", "hello", 2)])
+    await store.add_turns("c", "m1", [Turn("user", "hi", 1), Turn("assistant", "other", 2)])
+    await store.add_turns("c", "m2", [Turn("user", "again", 1)])
+    history = await store.recent_turns("c")
+    assert [(t.role, t.content, t.identity) for t in history] == [
+        ("user", "hi", "m1"),
+        ("assistant", "hello", "m1"),
+        ("user", "again", "m2"),
+    ]
+    assert await store.reply_for("c", "m1") == "hello"
+    assert await store.reply_for("c", "m2") is None
+    assert await store.recent_turns("other") == []
+
+
+async def test_history_survives_reopen_and_window_is_newest(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    first = await Store.open(url)
+    for n in range(100):
+        await first.add_turns("c", f"m{n}", [Turn("user", f"u{n}", 1)])
+    await first.aclose()
+    again = await Store.open(url)
+    history = await again.recent_turns("c")
+    assert [t.content for t in history] == [f"u{n}" for n in range(36, 100)]
+    assert [t.content for t in await again.recent_turns("c", limit=3)] == ["u97", "u98", "u99"]
+    await again.aclose()
+
+
+async def test_reset_removes_only_that_conversation(store: Store) -> None:
+    await store.add_turns("a", "1", [Turn("user", "x", 1)])
+    await store.add_turns("b", "1", [Turn("user", "y", 1)])
+    assert await store.reset("a") == 1
+    assert await store.recent_turns("a") == []
+    assert [t.content for t in await store.recent_turns("b")] == ["y"]
+
+
+async def test_reply_parts_record(store: Store) -> None:
+    await store.record_parts("m1|@RBT#a", {0: "key0", 1: "key1"})
+    await store.record_parts("m1|@RBT#a", {1: "other"})
+    assert await store.sent_parts("m1|@RBT#a") == {0: "key0", 1: "key1"}
+    assert await store.sent_parts("nope") == {}
+
+
+async def test_concurrent_writes_are_group_committed(store: Store) -> None:
+    await asyncio.gather(
+        *[store.add_turns(f"c{n % 10}", f"m{n}", [Turn("user", str(n), 1)]) for n in range(500)]
+    )
+    total = sum([len(await store.recent_turns(f"c{n}")) for n in range(10)])
+    assert total == 500
+
+
+async def test_history_query_uses_the_index(tmp_path: Path) -> None:
+    """Loading the newest turns reads the (conversation, id) index, not the table: the same
+    cost at 10 or 100 000 stored turns."""
+    path = tmp_path / "db.sqlite"
+    store = await Store.open(f"sqlite:///{path}")
+    await store.add_turns("c", "1", [Turn("user", "x", 1)])
+    await store.aclose()
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        plan = db.execute(
+            "EXPLAIN QUERY PLAN SELECT role, content, tokens, identity FROM turns "
+            "WHERE conversation = ? ORDER BY id DESC LIMIT 64",
+            ("c",),
+        ).fetchall()
+    detail = " ".join(row[-1] for row in plan)
+    assert "USING INDEX ix_turns_conversation_id" in detail
+    assert "TEMP B-TREE" not in detail  # no sort of the conversation's rows
+
+
+async def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "db.sqlite"
+    store = await Store.open(f"sqlite:///{path}")
+    await store.aclose()
+    with contextlib.closing(sqlite3.connect(path)) as db, db:
+        db.execute("UPDATE timbridge_schema SET version = 99")
+    with pytest.raises(StorageError, match="version 99"):
+        await Store.open(f"sqlite:///{path}")
+
+
+async def test_unopenable_store_is_storage_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(StorageError, match="cannot open store"):
+        await Store.open(f"sqlite:///{blocker / 'db.sqlite'}")
+
+
+def test_async_urls() -> None:
+    assert async_url("sqlite:///x.db") == "sqlite+aiosqlite:///x.db"
+    assert async_url("postgresql://u@h/db") == "postgresql+asyncpg://u@h/db"
+    assert async_url("postgres://u@h/db") == "postgresql+asyncpg://u@h/db"

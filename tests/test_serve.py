@@ -1,0 +1,107 @@
+"""`timbridge serve` as a real process: it answers through the emulator, logs JSON lines that
+carry the trace id and conversation, and stops cleanly on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from pathlib import Path
+
+import orjson
+from aiohttp.test_utils import TestServer
+
+from tests.fake_openai import FakeOpenAI
+from tests.stack import APP, KEY, TOKEN
+from timbridge.emulator import Emulator, EmulatorConfig
+
+
+async def test_serve_process_answers_and_stops_on_sigterm(tmp_path: Path) -> None:
+    emu = Emulator(
+        EmulatorConfig(
+            sdkappid=APP,
+            secret_key=KEY,
+            callback_token=TOKEN,
+            robots=("@RBT#helper",),
+            users=("alice",),
+        )
+    )
+    llm = FakeOpenAI()
+    emu_server = TestServer(emu.create_app(), host="127.0.0.1", port=0)
+    llm_server = TestServer(llm.app(), host="127.0.0.1", port=0)
+    await emu_server.start_server()
+    await llm_server.start_server()
+    config = tmp_path / "timbridge.toml"
+    config.write_text(
+        f"""
+[tencent]
+sdkappid = {APP}
+api_base = "{str(emu_server.make_url("")).rstrip("/")}"
+
+[server]
+host = "127.0.0.1"
+port = 0
+
+[store]
+url = "sqlite:///{tmp_path / "state" / "timbridge.db"}"
+
+[models.default]
+provider = "openai"
+base_url = "{llm_server.make_url("/v1")}"
+model = "fake"
+api_key_env = "FAKE_KEY"
+
+[[robots]]
+id = "@RBT#helper"
+persona = "You are Helper."
+""",
+        encoding="utf-8",
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TIMBRIDGE_")}
+    env |= {
+        "TIMBRIDGE_TENCENT__SECRET_KEY": KEY,
+        "TIMBRIDGE_TENCENT__CALLBACK_TOKEN": TOKEN,
+        "FAKE_KEY": "sk-test",
+    }
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "timbridge",
+        "serve",
+        "--config",
+        str(config),
+        env=env,
+        cwd=tmp_path,
+        stderr=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert proc.stderr is not None
+    lines: list[dict[str, object]] = []
+    try:
+        async with asyncio.timeout(30):
+            while True:
+                raw = await proc.stderr.readline()
+                assert raw, "serve exited before starting"
+                lines.append(orjson.loads(raw))
+                if lines[-1]["event"] == "serve.started":
+                    break
+        port = lines[-1]["port"]
+        emu.set_callback(f"http://127.0.0.1:{port}/im", TOKEN)
+        emu.user_send("alice", "@RBT#helper", "hello over a real process")
+        reply = await emu.wait_message(from_="@RBT#helper", to="alice", limit_s=20)
+        assert reply.text == "echo: hello over a real process"
+        assert llm.requests[0]["messages"][0]["content"] == "You are Helper."
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, rest = await asyncio.wait_for(proc.communicate(), 30)
+        await emu_server.close()
+        await llm_server.close()
+    assert proc.returncode == 0
+    lines += [orjson.loads(line) for line in rest.splitlines()]
+    events = [line["event"] for line in lines]
+    assert "serve.stopped" in events
+    answered = next(line for line in lines if line["event"] == "model.answered")
+    assert answered["conversation"] == "c2c:@RBT#helper:alice"
+    assert len(str(answered["trace_id"])) == 16
+    assert KEY not in str(lines) and TOKEN not in str(lines) and "sk-test" not in str(lines)
