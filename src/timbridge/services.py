@@ -77,7 +77,7 @@ async def open_tencent(settings: Settings) -> AsyncIterator[TencentClient]:
         yield tencent_client(settings, session)
 
 
-def build_model(name: str, profile: ModelProfile) -> ChatModel:
+def build_model(name: str, profile: ModelProfile, *, max_connections: int = 1000) -> ChatModel:
     """The `ChatModel` a profile describes; `ConfigError` when it cannot be built."""
     if profile.provider == "openai":
         if not profile.model:
@@ -89,6 +89,7 @@ def build_model(name: str, profile: ModelProfile) -> ChatModel:
             timeout_s=profile.timeout_s,
             stream=profile.stream,
             max_tokens=profile.max_tokens,
+            max_connections=max_connections,
         )
     raise ConfigError(
         f"models.{name}.provider",
@@ -123,7 +124,8 @@ class Services:
             for name in [robot.model, *settings.models[robot.model].fallback]:
                 needed[name] = settings.models[name]
         async with AsyncExitStack() as stack:
-            models = {name: build_model(name, p) for name, p in needed.items()}
+            cap = settings.server.model_concurrency
+            models = {name: build_model(name, p, max_connections=cap) for name, p in needed.items()}
             for model in models.values():
                 stack.push_async_callback(model.aclose)
             metrics = Metrics()

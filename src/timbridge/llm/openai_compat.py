@@ -12,6 +12,7 @@ import contextlib
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
+import httpx2
 import openai
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
@@ -68,13 +69,27 @@ class OpenAICompatible:
         stream: bool = True,
         max_tokens: int | None = None,
         provider: str = "openai",
+        max_connections: int = 1000,
     ) -> None:
         self._model = model
         self._provider = provider
         self._stream = stream
         self._max_tokens = max_tokens
+        # The SDK's aiohttp transport (aiohttp measured ~8x httpx here), its pool sized to
+        # the number of model calls that may be in flight.
+        http_client = openai.DefaultAioHttpClient(
+            limits=httpx2.Limits(
+                max_connections=max_connections,
+                max_keepalive_connections=min(max_connections, 256),
+            ),
+            timeout=timeout_s,
+        )
         self._client = openai.AsyncOpenAI(
-            api_key=api_key, base_url=base_url, timeout=timeout_s, max_retries=0
+            api_key=api_key,
+            base_url=base_url,
+            timeout=timeout_s,
+            max_retries=0,
+            http_client=http_client,
         )
 
     @property

@@ -1,0 +1,320 @@
+"""End-to-end pipeline benchmark: signed webhooks in, replies out, on loopback.
+
+Processes: ``timbridge serve`` (the real command, embedded deployment: SQLite + in-process
+queue), a fast fake Tencent REST endpoint, a fake OpenAI-compatible model, a bare aiohttp
+endpoint answering the same acknowledgement (the baseline), and this script as the load
+generator. Every process shares the machine's cores, so figures are compared with the baseline
+measured in the same run.
+
+Phases:
+1. ack throughput: N webhooks, closed loop, 64 in flight, at the bare endpoint then at serve
+   (whose workers answer every message meanwhile, with a zero-latency model);
+2. replies/s: N / (last reply at the fake Tencent − first webhook sent), same run as 1;
+3. latency at a fixed rate (500 messages/s): webhook ack p50/p99, and webhook→reply overhead
+   p50/p99 = reply arrival − webhook sent − the model's own service time;
+4. 2 s model: M conversations write at once; wall time until every reply arrived; serve's RSS.
+
+Usage: python bench/pipeline.py [--requests 20000] [--rate 500] [--seconds 10]
+                                [--conversations 5000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+import uvloop
+
+from timbridge.protocol.callbacks import callback_sign
+
+ROOT = Path(__file__).resolve().parents[1]
+APP, KEY, TOKEN, ROBOT = 1400000000, "bench-secret", "bench-token", "@RBT#bench"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def start(
+    *args: str, ready: str, env: dict[str, str] | None = None
+) -> tuple[asyncio.subprocess.Process, str]:
+    proc = await asyncio.create_subprocess_exec(
+        *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env
+    )
+    stream = proc.stderr if ready.startswith("{") or "serve" in args else proc.stdout
+    assert stream is not None
+    async with asyncio.timeout(60):
+        while True:
+            line = (await stream.readline()).decode()
+            if not line:
+                raise RuntimeError(f"{args} exited: {(await proc.stderr.read()).decode()}")  # type: ignore[union-attr]
+            if ready in line:
+                for pipe in (proc.stdout, proc.stderr):  # keep the pipes from filling up
+                    assert pipe is not None
+                    _DRAINS.append(asyncio.get_running_loop().create_task(_drain(pipe)))
+                return proc, line
+
+
+_DRAINS: list[asyncio.Task[None]] = []
+
+
+async def _drain(pipe: asyncio.StreamReader) -> None:
+    while await pipe.read(65536):
+        pass
+
+
+def rss_mb(pid: int) -> tuple[float, float]:
+    fields = dict(
+        line.split(":", 1)
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+        if ":" in line
+    )
+    return (int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024)
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+class Load:
+    def __init__(self, session: aiohttp.ClientSession, url: str) -> None:
+        self.session = session
+        self.url = url
+        self.sent: dict[str, float] = {}
+        self.acks: list[float] = []
+        self.failures = 0
+        self._seq = 0
+
+    def query(self) -> dict[str, str]:
+        now = str(int(time.time()))
+        return {
+            "SdkAppid": str(APP),
+            "CallbackCommand": "Bot.OnC2CMessage",
+            "contenttype": "json",
+            "ClientIP": "127.0.0.1",
+            "OptPlatform": "RESTAPI",
+            "RequestTime": now,
+            "Sign": callback_sign(TOKEN, now),
+        }
+
+    def body(self, user: str, ident: str) -> bytes:
+        self._seq += 1
+        return orjson.dumps(
+            {
+                "CallbackCommand": "Bot.OnC2CMessage",
+                "From_Account": user,
+                "To_Account": ROBOT,
+                "MsgSeq": self._seq,
+                "MsgRandom": self._seq,
+                "MsgTime": int(time.time()),
+                "MsgKey": f"{self._seq}_{ident}",
+                "OnlineOnlyFlag": 0,
+                "SendMsgResult": 0,
+                "MsgBody": [{"MsgType": "TIMTextElem", "MsgContent": {"Text": ident}}],
+            }
+        )
+
+    async def one(self, query: dict[str, str], user: str, ident: str) -> None:
+        body = self.body(user, ident)
+        started = time.monotonic()
+        self.sent[ident] = started
+        async with self.session.post(self.url, params=query, data=body) as resp:
+            await resp.read()
+            if resp.status != 200:
+                self.failures += 1
+        self.acks.append(time.monotonic() - started)
+
+    async def closed_loop(self, count: int, users: int, prefix: str, inflight: int = 64) -> float:
+        query = self.query()
+        queue = iter(range(count))
+
+        async def worker() -> None:
+            for n in queue:
+                await self.one(query, f"u{n % users}", f"{prefix}{n}")
+
+        started = time.monotonic()
+        await asyncio.gather(*[worker() for _ in range(inflight)])
+        return count / (time.monotonic() - started)
+
+    async def open_loop(self, rate: float, seconds: float, users: int, prefix: str) -> None:
+        query = self.query()
+        tasks = []
+        started = time.monotonic()
+        for n in range(int(rate * seconds)):
+            delay = started + n / rate - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(self.one(query, f"u{n % users}", f"{prefix}{n}")))
+        await asyncio.gather(*tasks)
+
+
+async def replies(
+    session: aiohttp.ClientSession, tencent: str, expect: int, limit_s: float = 300
+) -> dict[str, float]:
+    async with asyncio.timeout(limit_s):
+        while True:
+            async with session.get(f"{tencent}/stats") as resp:
+                stats = await resp.json()
+            if stats["replies"] >= expect:
+                return dict(stats["arrivals"])
+            await asyncio.sleep(0.05)
+
+
+@asynccontextmanager
+async def processes(tmp: Path, model_concurrency: int) -> AsyncIterator[dict[str, Any]]:
+    ports = {k: free_port() for k in ("tencent", "model", "bare", "serve")}
+    procs = []
+    try:
+        for kind in ("tencent", "model", "bare"):
+            proc, _ = await start(
+                sys.executable,
+                str(ROOT / "bench" / "servers.py"),
+                kind,
+                str(ports[kind]),
+                ready="ready",
+            )
+            procs.append(proc)
+        config = tmp / "timbridge.toml"
+        config.write_text(f"""
+[tencent]
+sdkappid = {APP}
+api_base = "http://127.0.0.1:{ports["tencent"]}"
+api_rate_limit = 1000000
+[server]
+host = "127.0.0.1"
+port = {ports["serve"]}
+model_concurrency = {model_concurrency}
+[store]
+url = "sqlite:///{tmp / "bench.db"}"
+[models.default]
+provider = "openai"
+base_url = "http://127.0.0.1:{ports["model"]}/v1"
+model = "bench"
+timeout_s = 30
+[[robots]]
+id = "{ROBOT}"
+""")
+        env = {
+            **os.environ,
+            "TIMBRIDGE_TENCENT__SECRET_KEY": KEY,
+            "TIMBRIDGE_TENCENT__CALLBACK_TOKEN": TOKEN,
+        }
+        serve, _ = await start(
+            sys.executable,
+            "-m",
+            "timbridge",
+            "--log-level",
+            "warning",
+            "serve",
+            "--config",
+            str(config),
+            ready="serve.started",
+            env=env,
+        )
+        procs.append(serve)
+        yield {"ports": ports, "serve": serve}
+    finally:
+        for proc in procs:
+            proc.terminate()
+        await asyncio.gather(*[p.wait() for p in procs])
+
+
+async def run(args: argparse.Namespace) -> None:
+    connector = aiohttp.TCPConnector(limit=0)
+    with tempfile.TemporaryDirectory() as tmp:
+        async with (
+            processes(Path(tmp), args.conversations + 100) as env,
+            aiohttp.ClientSession(connector=connector) as session,
+        ):
+            ports = env["ports"]
+            tencent = f"http://127.0.0.1:{ports['tencent']}"
+            model = f"http://127.0.0.1:{ports['model']}"
+            serve_url = f"http://127.0.0.1:{ports['serve']}/im"
+            bare = Load(session, f"http://127.0.0.1:{ports['bare']}/im")
+            await bare.closed_loop(1000, 100, "warm-bare-")
+            bare_rate = await bare.closed_loop(args.requests, 1000, "bare-")
+
+            warm = Load(session, serve_url)
+            await warm.closed_loop(1000, 100, "warm-")
+            await replies(session, tencent, 1000)
+            await session.post(f"{tencent}/reset")
+
+            load = Load(session, serve_url)
+            first = time.monotonic()
+            serve_rate = await load.closed_loop(args.requests, 1000, "m-")
+            arrivals = await replies(session, tencent, args.requests)
+            replies_per_s = args.requests / (max(arrivals.values()) - first)
+
+            await session.post(f"{tencent}/reset")
+            await session.post(f"{model}/delay", json={"delay": 0})
+            timed = Load(session, serve_url)
+            await timed.open_loop(args.rate, args.seconds, 1000, "r-")
+            count = int(args.rate * args.seconds)
+            arrivals = await replies(session, tencent, count)
+            async with session.get(f"{model}/stats") as resp:
+                service = await resp.json()
+            overhead = [
+                (arrivals[i] - timed.sent[i] - service.get(i, 0.0)) * 1000
+                for i in timed.sent
+                if i in arrivals
+            ]
+
+            await session.post(f"{tencent}/reset")
+            await session.post(f"{model}/delay", json={"delay": 2.0})
+            burst = Load(session, serve_url)
+            users = args.conversations
+            started = time.monotonic()
+            await asyncio.gather(
+                *[burst.one(burst.query(), f"c{n}", f"s-{n}") for n in range(users)]
+            )
+            arrivals = await replies(session, tencent, users)
+            wall = max(arrivals.values()) - started
+            rss, peak = rss_mb(env["serve"].pid)
+
+    print(f"timbridge pipeline benchmark ({os.cpu_count()} cores; all processes share them)")
+    print(f"{'measure':44} {'value':>12}")
+    print(f"{'bare endpoint acks/s (baseline)':44} {bare_rate:12.0f}")
+    print(f"{'serve acks/s (answering meanwhile)':44} {serve_rate:12.0f}")
+    print(f"{'  ratio serve / bare':44} {serve_rate / bare_rate:12.2f}")
+    print(f"{'replies/s end to end (zero-latency model)':44} {replies_per_s:12.0f}")
+    print(
+        f"{f'at {args.rate:.0f} msg/s: webhook ack p50 / p99 (ms)':44} "
+        f"{pct(timed.acks, 0.5) * 1000:5.1f} / {pct(timed.acks, 0.99) * 1000:5.1f}"
+    )
+    print(
+        f"{f'at {args.rate:.0f} msg/s: webhook→reply overhead p50 / p99':44} "
+        f"{pct(overhead, 0.5):5.1f} / {pct(overhead, 0.99):5.1f}"
+    )
+    print(f"{'  (ms, model service time excluded)':44}")
+    print(f"{f'{users} conversations, 2 s model: wall (s)':44} {wall:12.2f}")
+    print(f"{'serve RSS now / peak (MB)':44} {rss:5.0f} / {peak:5.0f}")
+    print(f"{'failed webhooks':44} {load.failures + timed.failures + burst.failures:12d}")
+    print(f"(median ack at bare: {statistics.median(bare.acks) * 1000:.2f} ms)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--requests", type=int, default=20000)
+    parser.add_argument("--rate", type=float, default=500)
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--conversations", type=int, default=5000)
+    uvloop.run(run(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,138 @@
+"""The benchmark's stand-ins, each run as its own process on uvloop:
+
+* ``tencent``: a fast fake Tencent REST endpoint. It answers every call OK at once and records,
+  for each reply, when it arrived (``time.monotonic()``, one clock for every process here).
+* ``model``: a fake OpenAI-compatible server (Chat Completions, SSE streaming) answering
+  ``echo: <last user message>`` after a delay settable at run time; it records each request's
+  service time so the benchmark can subtract model time.
+* ``bare``: the baseline, a bare aiohttp endpoint answering Tencent's OK acknowledgement.
+
+Usage: ``python bench/servers.py KIND PORT``; prints ``ready`` when listening.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from typing import Any
+
+import orjson
+import uvloop
+from aiohttp import web
+
+ACK = b'{"ActionStatus":"OK","ErrorInfo":"","ErrorCode":0}'
+
+
+def tencent_app() -> web.Application:
+    arrivals: dict[str, float] = {}
+    counter = [0]
+
+    async def call(request: web.Request) -> web.Response:
+        body = orjson.loads(await request.read())
+        elements = body.get("MsgBody") or []
+        if elements and elements[0].get("MsgType") == "TIMTextElem":
+            text = elements[0]["MsgContent"]["Text"]
+            arrivals[text.removeprefix("echo: ")] = time.monotonic()
+        counter[0] += 1
+        answer = {
+            "ActionStatus": "OK",
+            "ErrorCode": 0,
+            "ErrorInfo": "",
+            "MsgTime": 1,
+            "MsgKey": f"{counter[0]}_1_1",
+            "MsgSeq": counter[0],
+        }
+        return web.Response(body=orjson.dumps(answer), content_type="application/json")
+
+    async def stats(request: web.Request) -> web.Response:
+        return web.Response(
+            body=orjson.dumps({"replies": len(arrivals), "arrivals": arrivals}),
+            content_type="application/json",
+        )
+
+    async def reset(request: web.Request) -> web.Response:
+        arrivals.clear()
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_post("/v4/{service}/{command}", call)
+    app.router.add_get("/stats", stats)
+    app.router.add_post("/reset", reset)
+    return app
+
+
+def model_app() -> web.Application:
+    state: dict[str, Any] = {"delay": 0.0, "service": {}}
+
+    async def completions(request: web.Request) -> web.StreamResponse:
+        started = time.monotonic()
+        body = orjson.loads(await request.read())
+        if state["delay"]:
+            await asyncio.sleep(state["delay"])
+        question = body["messages"][-1]["content"]
+        text = f"echo: {question}"
+        base = {"id": "c", "created": 1, "model": body["model"], "object": "chat.completion.chunk"}
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        chunks = [
+            {
+                **base,
+                "choices": [
+                    {
+                        "index": 0,
+                        "delta": {"role": "assistant", "content": text},
+                        "finish_reason": None,
+                    }
+                ],
+            },
+            {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
+            {
+                **base,
+                "choices": [],
+                "usage": {"prompt_tokens": 10, "completion_tokens": 3, "total_tokens": 13},
+            },
+        ]
+        await response.write(
+            b"".join(b"data: " + orjson.dumps(c) + b"\n\n" for c in chunks) + b"data: [DONE]\n\n"
+        )
+        await response.write_eof()
+        state["service"][question] = time.monotonic() - started
+        return response
+
+    async def control(request: web.Request) -> web.Response:
+        state["delay"] = float((await request.json())["delay"])
+        state["service"] = {}
+        return web.Response(text="ok")
+
+    async def stats(request: web.Request) -> web.Response:
+        return web.Response(body=orjson.dumps(state["service"]), content_type="application/json")
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", completions)
+    app.router.add_post("/delay", control)
+    app.router.add_get("/stats", stats)
+    return app
+
+
+def bare_app() -> web.Application:
+    async def ack(request: web.Request) -> web.Response:
+        await request.read()
+        return web.Response(body=ACK, content_type="application/json")
+
+    app = web.Application()
+    app.router.add_post("/im", ack)
+    return app
+
+
+async def main(kind: str, port: int) -> None:
+    app = {"tencent": tencent_app, "model": model_app, "bare": bare_app}[kind]()
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port, backlog=4096).start()
+    print("ready", flush=True)
+    await asyncio.Event().wait()
+
+
+if __name__ == "__main__":
+    uvloop.run(main(sys.argv[1], int(sys.argv[2])))
