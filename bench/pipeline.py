@@ -9,9 +9,9 @@ measured in the same run.
 Phases:
 1. ack throughput: N webhooks, closed loop, 64 in flight, at the bare endpoint then at serve
    (whose workers answer every message meanwhile, with a zero-latency model);
-2. replies/s: N / (last reply at the fake Tencent − first webhook sent), same run as 1;
+2. replies/s: N / (last reply at the fake Tencent - first webhook sent), same run as 1;
 3. latency at a fixed rate (500 messages/s): webhook ack p50/p99, and webhook→reply overhead
-   p50/p99 = reply arrival − webhook sent − the model's own service time;
+   p50/p99 = reply arrival - webhook sent - the model's own service time;
 4. 2 s model: M conversations write at once; wall time until every reply arrived; serve's RSS.
 
 Usage: python bench/pipeline.py [--requests 20000] [--rate 500] [--seconds 10]
@@ -24,7 +24,6 @@ import argparse
 import asyncio
 import os
 import socket
-import statistics
 import sys
 import tempfile
 import time
@@ -235,7 +234,7 @@ id = "{ROBOT}"
 
 
 async def run(args: argparse.Namespace) -> None:
-    connector = aiohttp.TCPConnector(limit=0)
+    connector = aiohttp.TCPConnector(limit=512)  # a sender reuses a pool of connections
     with tempfile.TemporaryDirectory() as tmp:
         async with (
             processes(Path(tmp), args.conversations + 100) as env,
@@ -245,9 +244,14 @@ async def run(args: argparse.Namespace) -> None:
             tencent = f"http://127.0.0.1:{ports['tencent']}"
             model = f"http://127.0.0.1:{ports['model']}"
             serve_url = f"http://127.0.0.1:{ports['serve']}/im"
+            print(
+                f"timbridge pipeline benchmark ({os.cpu_count()} cores; every process shares them)",
+                flush=True,
+            )
             bare = Load(session, f"http://127.0.0.1:{ports['bare']}/im")
             await bare.closed_loop(1000, 100, "warm-bare-")
             bare_rate = await bare.closed_loop(args.requests, 1000, "bare-")
+            row("bare endpoint acks/s (baseline)", f"{bare_rate:.0f}")
 
             warm = Load(session, serve_url)
             await warm.closed_loop(1000, 100, "warm-")
@@ -257,8 +261,11 @@ async def run(args: argparse.Namespace) -> None:
             load = Load(session, serve_url)
             first = time.monotonic()
             serve_rate = await load.closed_loop(args.requests, 1000, "m-")
+            row("serve acks/s (answering meanwhile)", f"{serve_rate:.0f}")
+            row("  ratio serve / bare", f"{serve_rate / bare_rate:.2f}")
             arrivals = await replies(session, tencent, args.requests)
             replies_per_s = args.requests / (max(arrivals.values()) - first)
+            row("replies/s end to end (zero-latency model)", f"{replies_per_s:.0f}")
 
             await session.post(f"{tencent}/reset")
             await session.post(f"{model}/delay", json={"delay": 0})
@@ -273,38 +280,33 @@ async def run(args: argparse.Namespace) -> None:
                 for i in timed.sent
                 if i in arrivals
             ]
+            row(
+                f"at {args.rate:.0f} msg/s: webhook ack p50 / p99 (ms)",
+                f"{pct(timed.acks, 0.5) * 1000:.1f} / {pct(timed.acks, 0.99) * 1000:.1f}",
+            )
+            row(
+                f"at {args.rate:.0f} msg/s: webhook→reply overhead p50 / p99 (ms)",
+                f"{pct(overhead, 0.5):.1f} / {pct(overhead, 0.99):.1f}",
+            )
 
             await session.post(f"{tencent}/reset")
             await session.post(f"{model}/delay", json={"delay": 2.0})
             burst = Load(session, serve_url)
             users = args.conversations
             started = time.monotonic()
-            await asyncio.gather(
-                *[burst.one(burst.query(), f"c{n}", f"s-{n}") for n in range(users)]
-            )
+            query = burst.query()
+            await asyncio.gather(*[burst.one(query, f"c{n}", f"s-{n}") for n in range(users)])
             arrivals = await replies(session, tencent, users)
             wall = max(arrivals.values()) - started
             rss, peak = rss_mb(env["serve"].pid)
+            row(f"{users} conversations at once, 2 s model: wall (s)", f"{wall:.2f}")
+            row("serve RSS now / peak (MB)", f"{rss:.0f} / {peak:.0f}")
+            failures = load.failures + timed.failures + burst.failures
+            row("failed webhooks", str(failures))
 
-    print(f"timbridge pipeline benchmark ({os.cpu_count()} cores; all processes share them)")
-    print(f"{'measure':44} {'value':>12}")
-    print(f"{'bare endpoint acks/s (baseline)':44} {bare_rate:12.0f}")
-    print(f"{'serve acks/s (answering meanwhile)':44} {serve_rate:12.0f}")
-    print(f"{'  ratio serve / bare':44} {serve_rate / bare_rate:12.2f}")
-    print(f"{'replies/s end to end (zero-latency model)':44} {replies_per_s:12.0f}")
-    print(
-        f"{f'at {args.rate:.0f} msg/s: webhook ack p50 / p99 (ms)':44} "
-        f"{pct(timed.acks, 0.5) * 1000:5.1f} / {pct(timed.acks, 0.99) * 1000:5.1f}"
-    )
-    print(
-        f"{f'at {args.rate:.0f} msg/s: webhook→reply overhead p50 / p99':44} "
-        f"{pct(overhead, 0.5):5.1f} / {pct(overhead, 0.99):5.1f}"
-    )
-    print(f"{'  (ms, model service time excluded)':44}")
-    print(f"{f'{users} conversations, 2 s model: wall (s)':44} {wall:12.2f}")
-    print(f"{'serve RSS now / peak (MB)':44} {rss:5.0f} / {peak:5.0f}")
-    print(f"{'failed webhooks':44} {load.failures + timed.failures + burst.failures:12d}")
-    print(f"(median ack at bare: {statistics.median(bare.acks) * 1000:.2f} ms)")
+
+def row(label: str, value: str) -> None:
+    print(f"{label:52} {value:>14}", flush=True)
 
 
 def main() -> None:

@@ -201,3 +201,55 @@ async def test_every_command_has_help(command: list[str], tmp_path: Path) -> Non
     result = await timbridge(*command, "--help", env=_env(), cwd=tmp_path)
     assert result.code == 0
     assert "Usage:" in result.out
+
+
+async def test_emulator_command_serves_rest_and_page(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TIMBRIDGE_")}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "timbridge",
+        "emulator",
+        "--port",
+        "0",
+        "--robot",
+        "@RBT#demo",
+        "--user",
+        "alice",
+        env=env,
+        cwd=tmp_path,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert proc.stderr is not None
+    try:
+        banner = []
+        async with asyncio.timeout(20):
+            while not any("REST API" in line for line in banner):
+                banner.append((await proc.stderr.readline()).decode())
+        page_line = next(line for line in banner if "chat page" in line)
+        base = page_line.split("http://", 1)[1].strip().rstrip("/")
+        assert any("SDKAppID 1400000000" in line for line in banner)
+        from timbridge.emulator import DEMO_SECRET_KEY
+
+        sig = TLSSigAPIv2.TLSSigAPIv2(1400000000, DEMO_SECRET_KEY).gen_sig("administrator")
+        import aiohttp
+
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"http://{base}/") as resp:
+                assert resp.status == 200
+            async with http.post(
+                f"http://{base}/v4/openim_robot_http_svc/get_all_robots",
+                params={
+                    "sdkappid": "1400000000",
+                    "identifier": "administrator",
+                    "usersig": sig,
+                    "random": "1",
+                    "contenttype": "json",
+                },
+                data=b"{}",
+            ) as resp:
+                assert (await resp.json())["Robot_Account"] == ["@RBT#demo"]
+    finally:
+        proc.terminate()
+        await proc.wait()
+    assert proc.returncode == 0

@@ -1,10 +1,12 @@
-"""Running an aiohttp application as a long-lived process: uvloop, signals, a start banner."""
+"""Running as a long-lived process: uvloop, signals, start banner, graceful shutdown."""
 
 from __future__ import annotations
 
 import asyncio
 import signal
 import sys
+from collections.abc import Coroutine
+from typing import Any
 
 import structlog
 import typer
@@ -14,46 +16,56 @@ from timbridge.services import Services
 from timbridge.settings import Settings
 from timbridge.webhook.app import create_app
 
-_log = structlog.get_logger("timbridge.runtime")
-
 __all__ = ["serve_app", "serve_services"]
 
+_log = structlog.get_logger("timbridge.runtime")
 
-async def _serve(app: web.Application, host: str, port: int, banner: list[str]) -> None:
+
+async def _listen(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, host, port, reuse_address=True)
-    await site.start()
+    # A deep backlog: a burst of new connections must queue, not be reset.
+    await web.TCPSite(runner, host, port, reuse_address=True, backlog=2048).start()
     bound = runner.addresses[0][1] if runner.addresses else port  # the real port when 0
-    for line in banner:
-        typer.echo(line.replace("{port}", str(bound)), err=True)
+    return runner, bound
+
+
+async def _until_signalled() -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+def _run(main: Coroutine[Any, Any, None]) -> None:
+    if sys.platform != "win32":
+        import uvloop  # noqa: PLC0415 - optional on other platforms
+
+        uvloop.run(main)
+    else:  # pragma: no cover
+        asyncio.run(main)
+
+
+async def _serve(app: web.Application, host: str, port: int, banner: list[str]) -> None:
+    runner, bound = await _listen(app, host, port)
+    for line in banner:
+        typer.echo(line.replace("{port}", str(bound)), err=True)
     try:
-        await stop.wait()
+        await _until_signalled()
     finally:
         await runner.cleanup()
 
 
 def serve_app(app: web.Application, *, host: str, port: int, banner: list[str]) -> None:
     """Serve `app` until SIGINT or SIGTERM, on uvloop where available; clean shutdown."""
-    if sys.platform != "win32":
-        import uvloop  # noqa: PLC0415 - optional on other platforms
-
-        uvloop.run(_serve(app, host, port, banner))
-    else:  # pragma: no cover
-        asyncio.run(_serve(app, host, port, banner))
+    _run(_serve(app, host, port, banner))
 
 
 async def _serve_services(settings: Settings, host: str, port: int) -> None:
     async with Services.open(settings) as services:
-        runner = web.AppRunner(create_app(services), handle_signals=False, access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, host, port, reuse_address=True).start()
+        runner, bound = await _listen(create_app(services), host, port)
         await services.start_workers()
-        bound = runner.addresses[0][1] if runner.addresses else port
         _log.info(
             "serve.started",
             host=host,
@@ -61,12 +73,8 @@ async def _serve_services(settings: Settings, host: str, port: int) -> None:
             path=settings.server.path,
             robots=[r.id for r in settings.robots],
         )
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
         try:
-            await stop.wait()
+            await _until_signalled()
         finally:
             _log.info("serve.stopping", queued=services.coordination.depth())
             await runner.shutdown()  # stop accepting webhooks first
@@ -77,9 +85,4 @@ async def _serve_services(settings: Settings, host: str, port: int) -> None:
 
 def serve_services(settings: Settings, *, host: str, port: int) -> None:
     """Webhook and workers in one process until SIGINT / SIGTERM, on uvloop."""
-    if sys.platform != "win32":
-        import uvloop  # noqa: PLC0415 - optional on other platforms
-
-        uvloop.run(_serve_services(settings, host, port))
-    else:  # pragma: no cover
-        asyncio.run(_serve_services(settings, host, port))
+    _run(_serve_services(settings, host, port))

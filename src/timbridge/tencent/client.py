@@ -15,6 +15,7 @@ expired) the admin sig is re-signed and the call retried once.
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -98,10 +99,20 @@ class TencentClient:
         """Send `request`; return its response, or raise `TencentError` after retries."""
         body = request.to_json()
         group_id = getattr(request, "group_id", None)
+        # First attempt outside stamina: its retry machinery costs more than a fast call, and
+        # most calls succeed at once. A transient failure falls through to the retry loop.
+        await self._limits.acquire(request.command, group_id)
+        try:
+            return await self._call_once(request, body)
+        except (TencentAPIError, TencentTransportError) as exc:
+            if not is_transient(exc) or self._retry.attempts <= 1:
+                raise
+            _log.info("tencent.retrying", command=request.command, error=str(exc))
         policy = self._retry
+        await asyncio.sleep(policy.wait_initial_s + random.uniform(0, policy.wait_jitter_s))
         async for attempt in stamina.retry_context(
             on=is_transient,
-            attempts=policy.attempts,
+            attempts=policy.attempts - 1,
             timeout=policy.timeout_s,
             wait_initial=policy.wait_initial_s,
             wait_max=policy.wait_max_s,
