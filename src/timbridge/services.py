@@ -119,6 +119,10 @@ class Services:
     ) -> AsyncIterator[Services]:
         """Build every part from `settings`; close them all on exit, in reverse order."""
         settings.tencent.credentials()
+        if not settings.coordination.url.startswith("memory://"):
+            raise ConfigError(
+                "coordination.url", "only memory:// is available in this version (Redis: #7)"
+            )
         needed: dict[str, ModelProfile] = {}
         for robot in settings.robots:
             for name in [robot.model, *settings.models[robot.model].fallback]:
@@ -134,8 +138,6 @@ class Services:
             store = await Store.open(settings.store.url)
             stack.push_async_callback(store.aclose)
             coordination = LocalCoordinator()
-            if not settings.coordination.url.startswith("memory://"):
-                raise ConfigError("coordination.url", "only memory:// is available in this version")
             chain = ModelChain(
                 models,
                 settings.models,
