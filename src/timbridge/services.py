@@ -19,6 +19,7 @@ from timbridge.bot.replies import ReplySender
 from timbridge.coordination.base import Coordinator
 from timbridge.coordination.local import LocalCoordinator
 from timbridge.errors import ConfigError, TencentError, TimbridgeError
+from timbridge.llm.anthropic_messages import AnthropicMessages
 from timbridge.llm.base import ChatModel
 from timbridge.llm.openai_compat import OpenAICompatible
 from timbridge.memory.store import Store
@@ -91,10 +92,22 @@ def build_model(name: str, profile: ModelProfile, *, max_connections: int = 1000
             max_tokens=profile.max_tokens,
             max_connections=max_connections,
         )
+    if profile.provider == "anthropic":
+        if not profile.model:
+            raise ConfigError(f"models.{name}.model", "required for provider anthropic")
+        return AnthropicMessages(
+            model=profile.model,
+            api_key=profile.api_key(name),
+            base_url=profile.base_url,
+            timeout_s=profile.timeout_s,
+            stream=profile.stream,
+            max_tokens=profile.max_tokens,
+            max_connections=max_connections,
+        )
     raise ConfigError(
         f"models.{name}.provider",
         f"provider {profile.provider!r} is not available in this version; use provider "
-        '"openai" with any OpenAI-compatible endpoint',
+        '"openai" (any OpenAI-compatible endpoint) or "anthropic"',
     )
 
 

@@ -9,51 +9,23 @@ are off: timeouts, retries and failover are the engine's (DESIGN.md §3 "Models"
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import httpx2
 import openai
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
-from timbridge.errors import LLMRateLimited, LLMResponseError, LLMServerError, LLMTimeout
+from timbridge.errors import LLMResponseError
 from timbridge.llm.base import ChatMessage, Delta, Usage
+from timbridge.llm.sdk_errors import map_sdk_errors
 
 __all__ = ["OpenAICompatible", "map_openai_errors"]
 
 
-def _retry_after(exc: openai.APIStatusError) -> float | None:
-    value = exc.response.headers.get("retry-after")
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
-
-
-@contextlib.contextmanager
-def map_openai_errors(provider: str, model: str) -> Iterator[None]:
-    """Translate the SDK's exceptions into the `LLMError` tree."""
-    where = {"provider": provider, "model": model}
-    try:
-        yield
-    except openai.APITimeoutError as exc:
-        raise LLMTimeout(f"{provider}:{model}: timed out", **where) from exc
-    except openai.RateLimitError as exc:
-        raise LLMRateLimited(
-            f"{provider}:{model}: rate limited (429)", retry_after=_retry_after(exc), **where
-        ) from exc
-    except openai.APIStatusError as exc:
-        if exc.status_code >= 500:
-            raise LLMServerError(
-                f"{provider}:{model}: HTTP {exc.status_code}", status=exc.status_code, **where
-            ) from exc
-        raise LLMResponseError(
-            f"{provider}:{model}: HTTP {exc.status_code}: {exc.message}", **where
-        ) from exc
-    except openai.APIConnectionError as exc:
-        raise LLMServerError(f"{provider}:{model}: connection failed", status=0, **where) from exc
-    except openai.OpenAIError as exc:
-        raise LLMResponseError(f"{provider}:{model}: {exc}", **where) from exc
+def map_openai_errors(provider: str, model: str) -> contextlib.AbstractContextManager[None]:
+    """Translate the ``openai`` SDK's exceptions into the `LLMError` tree."""
+    return map_sdk_errors(openai, openai.OpenAIError, provider, model)
 
 
 class OpenAICompatible:

@@ -1,0 +1,111 @@
+"""The Anthropic provider: the Messages API on the official ``anthropic`` SDK, streaming.
+
+The persona goes into ``system``; the conversation must open with a user turn (older assistant
+turns cut by the budget are dropped), and consecutive turns of one role are merged, as the API
+expects alternating roles. ``max_tokens`` is required by the API: 1024 when the profile sets none.
+Usage comes from ``message_start`` (input) and ``message_delta`` (output). The SDK's retries are
+off: the engine retries and fails over.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import anthropic
+import httpx2
+
+from timbridge.errors import LLMResponseError
+from timbridge.llm.base import ChatMessage, Delta, Usage
+from timbridge.llm.sdk_errors import map_sdk_errors
+
+__all__ = ["DEFAULT_MAX_TOKENS", "AnthropicMessages", "to_anthropic"]
+
+DEFAULT_MAX_TOKENS = 1024
+
+
+def to_anthropic(messages: Sequence[ChatMessage]) -> tuple[str, list[dict[str, Any]]]:
+    """``(system, messages)`` in the Messages API's shape."""
+    system = "\n\n".join(m.content for m in messages if m.role == "system")
+    turns: list[dict[str, Any]] = []
+    for message in messages:
+        if message.role == "system":
+            continue
+        if not turns and message.role == "assistant":
+            continue  # the API wants the first turn to be the user's
+        if turns and turns[-1]["role"] == message.role:
+            turns[-1]["content"] += "\n\n" + message.content
+        else:
+            turns.append({"role": message.role, "content": message.content})
+    return system, turns
+
+
+class AnthropicMessages:
+    """A `ChatModel` for Anthropic's Messages API (or a compatible endpoint)."""
+
+    def __init__(
+        self,
+        *,
+        model: str,
+        api_key: str,
+        base_url: str | None,
+        timeout_s: float,
+        stream: bool = True,
+        max_tokens: int | None = None,
+        max_connections: int = 1000,
+    ) -> None:
+        self._model = model
+        self._stream = stream
+        self._max_tokens = max_tokens or DEFAULT_MAX_TOKENS
+        http_client = anthropic.DefaultAioHttpClient(
+            limits=httpx2.Limits(
+                max_connections=max_connections,
+                max_keepalive_connections=min(max_connections, 256),
+            ),
+            timeout=timeout_s,
+        )
+        self._client = anthropic.AsyncAnthropic(
+            api_key=api_key,
+            base_url=base_url,
+            timeout=timeout_s,
+            max_retries=0,
+            http_client=http_client,
+        )
+
+    @property
+    def name(self) -> str:
+        return f"anthropic:{self._model}"
+
+    async def aclose(self) -> None:
+        await self._client.close()
+
+    async def stream(self, messages: Sequence[ChatMessage]) -> AsyncIterator[Delta]:
+        system, turns = to_anthropic(messages)
+        request: dict[str, Any] = {
+            "model": self._model,
+            "max_tokens": self._max_tokens,
+            "messages": turns,
+        }
+        if system:
+            request["system"] = system
+        with map_sdk_errors(anthropic, anthropic.AnthropicError, "anthropic", self._model):
+            if not self._stream:
+                message = await self._client.messages.create(**request)
+                text = "".join(b.text for b in message.content if b.type == "text")
+                if not text and message.stop_reason == "refusal":
+                    raise LLMResponseError(
+                        f"{self.name}: the model refused", provider="anthropic", model=self._model
+                    )
+                yield Delta(text=text)
+                yield Delta(usage=Usage(message.usage.input_tokens, message.usage.output_tokens))
+                return
+            input_tokens = output_tokens = 0
+            events = await self._client.messages.create(**request, stream=True)
+            async for event in events:
+                if event.type == "message_start":
+                    input_tokens = event.message.usage.input_tokens
+                elif event.type == "content_block_delta" and event.delta.type == "text_delta":
+                    yield Delta(text=event.delta.text)
+                elif event.type == "message_delta":
+                    output_tokens = event.usage.output_tokens
+            yield Delta(usage=Usage(input_tokens, output_tokens))
