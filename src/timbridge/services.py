@@ -78,36 +78,31 @@ async def open_tencent(settings: Settings) -> AsyncIterator[TencentClient]:
         yield tencent_client(settings, session)
 
 
+_PROVIDERS: dict[str, type[OpenAICompatible] | type[AnthropicMessages]] = {
+    "openai": OpenAICompatible,
+    "anthropic": AnthropicMessages,
+}
+
+
 def build_model(name: str, profile: ModelProfile, *, max_connections: int = 1000) -> ChatModel:
     """The `ChatModel` a profile describes; `ConfigError` when it cannot be built."""
-    if profile.provider == "openai":
-        if not profile.model:
-            raise ConfigError(f"models.{name}.model", "required for provider openai")
-        return OpenAICompatible(
-            model=profile.model,
-            api_key=profile.api_key(name),
-            base_url=profile.base_url,
-            timeout_s=profile.timeout_s,
-            stream=profile.stream,
-            max_tokens=profile.max_tokens,
-            max_connections=max_connections,
+    provider = _PROVIDERS.get(profile.provider)
+    if provider is None:
+        raise ConfigError(
+            f"models.{name}.provider",
+            f"provider {profile.provider!r} is not available in this version; use provider "
+            '"openai" (any OpenAI-compatible endpoint) or "anthropic"',
         )
-    if profile.provider == "anthropic":
-        if not profile.model:
-            raise ConfigError(f"models.{name}.model", "required for provider anthropic")
-        return AnthropicMessages(
-            model=profile.model,
-            api_key=profile.api_key(name),
-            base_url=profile.base_url,
-            timeout_s=profile.timeout_s,
-            stream=profile.stream,
-            max_tokens=profile.max_tokens,
-            max_connections=max_connections,
-        )
-    raise ConfigError(
-        f"models.{name}.provider",
-        f"provider {profile.provider!r} is not available in this version; use provider "
-        '"openai" (any OpenAI-compatible endpoint) or "anthropic"',
+    if not profile.model:
+        raise ConfigError(f"models.{name}.model", f"required for provider {profile.provider}")
+    return provider(
+        model=profile.model,
+        api_key=profile.api_key(name),
+        base_url=profile.base_url,
+        timeout_s=profile.timeout_s,
+        stream=profile.stream,
+        max_tokens=profile.max_tokens,
+        max_connections=max_connections,
     )
 
 

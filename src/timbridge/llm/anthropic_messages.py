@@ -13,11 +13,10 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import anthropic
-import httpx2
 
 from timbridge.errors import LLMResponseError
 from timbridge.llm.base import ChatMessage, Delta, Usage
-from timbridge.llm.sdk_errors import map_sdk_errors
+from timbridge.llm.sdk import aiohttp_client, map_sdk_errors
 
 __all__ = ["DEFAULT_MAX_TOKENS", "AnthropicMessages", "to_anthropic"]
 
@@ -57,12 +56,8 @@ class AnthropicMessages:
         self._model = model
         self._stream = stream
         self._max_tokens = max_tokens or DEFAULT_MAX_TOKENS
-        http_client = anthropic.DefaultAioHttpClient(
-            limits=httpx2.Limits(
-                max_connections=max_connections,
-                max_keepalive_connections=min(max_connections, 256),
-            ),
-            timeout=timeout_s,
+        http_client = aiohttp_client(
+            anthropic, max_connections=max_connections, timeout_s=timeout_s
         )
         self._client = anthropic.AsyncAnthropic(
             api_key=api_key,

@@ -12,13 +12,12 @@ import contextlib
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-import httpx2
 import openai
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from timbridge.errors import LLMResponseError
 from timbridge.llm.base import ChatMessage, Delta, Usage
-from timbridge.llm.sdk_errors import map_sdk_errors
+from timbridge.llm.sdk import aiohttp_client, map_sdk_errors
 
 __all__ = ["OpenAICompatible", "map_openai_errors"]
 
@@ -47,15 +46,7 @@ class OpenAICompatible:
         self._provider = provider
         self._stream = stream
         self._max_tokens = max_tokens
-        # The SDK's aiohttp transport (aiohttp measured ~8x httpx here), its pool sized to
-        # the number of model calls that may be in flight.
-        http_client = openai.DefaultAioHttpClient(
-            limits=httpx2.Limits(
-                max_connections=max_connections,
-                max_keepalive_connections=min(max_connections, 256),
-            ),
-            timeout=timeout_s,
-        )
+        http_client = aiohttp_client(openai, max_connections=max_connections, timeout_s=timeout_s)
         self._client = openai.AsyncOpenAI(
             api_key=api_key,
             base_url=base_url,

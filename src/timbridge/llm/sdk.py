@@ -1,8 +1,10 @@
-"""Translating the vendors' SDK exceptions into the `LLMError` tree.
+"""What the vendors' official SDKs share: their aiohttp transport, and their exceptions.
 
-The official ``openai`` and ``anthropic`` SDKs share one exception design (``APITimeoutError``,
-``RateLimitError``, ``APIStatusError``, ``APIConnectionError`` under a base error), so one
-mapping serves both; a 529 "overloaded" counts as a server error, as it is one.
+The ``openai`` and ``anthropic`` SDKs are built alike: both ship an aiohttp transport
+(``DefaultAioHttpClient``; aiohttp measured ~8x httpx here) and one exception design
+(``APITimeoutError``, ``RateLimitError``, ``APIStatusError``, ``APIConnectionError`` under a base
+error). So one transport builder and one error mapping serve both; a 529 "overloaded" counts as
+a server error, as it is one.
 """
 
 from __future__ import annotations
@@ -10,10 +12,21 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from types import ModuleType
+from typing import Any
+
+import httpx2
 
 from timbridge.errors import LLMRateLimited, LLMResponseError, LLMServerError, LLMTimeout
 
-__all__ = ["map_sdk_errors"]
+__all__ = ["aiohttp_client", "map_sdk_errors"]
+
+
+def aiohttp_client(sdk: ModuleType, *, max_connections: int, timeout_s: float) -> Any:
+    """The SDK's aiohttp-backed HTTP client, its pool sized to the calls that may be in flight."""
+    limits = httpx2.Limits(
+        max_connections=max_connections, max_keepalive_connections=min(max_connections, 256)
+    )
+    return sdk.DefaultAioHttpClient(limits=limits, timeout=timeout_s)
 
 
 def _retry_after(exc: BaseException) -> float | None:
