@@ -36,6 +36,12 @@ class Metrics:
             buckets=_LATENCY,
             registry=r,
         )
+        self.model_answers = Counter(
+            "timbridge_model_answers",
+            "Answers by the profile that gave them (a fallback shows here)",
+            ["profile"],
+            registry=r,
+        )
         self.model_failures = Counter(
             "timbridge_model_failures",
             "Answers that failed after every fallback",

@@ -193,6 +193,8 @@ class ModelProfile(_Section):
     max_tokens: Annotated[int, Field(gt=0)] | None = None
     context_tokens: Annotated[int, Field(ge=256)] = 8000
     retries: Annotated[int, Field(ge=0, le=10)] = 2
+    breaker_failures: Annotated[int, Field(ge=1)] = 5
+    breaker_cooldown_s: Annotated[float, Field(ge=0)] = 30.0
     fallback: tuple[str, ...] = ()
 
     def api_key(self, name: str) -> str:

@@ -127,6 +127,7 @@ class Engine:
                 )
                 await self._replies.send(conv, job.identity, APOLOGY)
                 return
+        self._metrics.model_answers.labels(answer.profile).inc()
         self._metrics.model_latency.labels(answer.profile).observe(answer.total_s)
         self._metrics.model_first_token.labels(answer.profile).observe(answer.first_token_s)
         _log.info(

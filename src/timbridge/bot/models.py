@@ -1,8 +1,10 @@
 """A robot's models: its profile, then the profile's fallbacks, each with retries.
 
 Retries (with backoff; a 429's ``Retry-After`` is honoured) cover timeouts, 429 and 5xx; a
-malformed answer or a 4xx goes straight to the next profile. Once text has reached the user a
-failure is not retried (it would repeat text): the caller decides what to say.
+malformed answer or a 4xx goes straight to the next profile. A circuit breaker skips a profile
+that failed `breaker_failures` calls in a row for `breaker_cooldown_s`, so users do not wait on
+retries that will fail; after the cool-down one call tries it again. When every profile of a
+chain is open, they are all tried anyway rather than failing at once.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import structlog
@@ -34,6 +36,12 @@ class Answer:
     total_s: float
 
 
+@dataclass
+class _Breaker:
+    failures: int = 0
+    open_until: float = 0.0
+
+
 class ModelChain:
     """Calls a robot's model profiles in order until one answers."""
 
@@ -45,12 +53,32 @@ class ModelChain:
         backoff_s: float = 0.5,
         backoff_max_s: float = 8.0,
         concurrency: asyncio.Semaphore | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._models = models
         self._profiles = profiles
         self._backoff = backoff_s
         self._backoff_max = backoff_max_s
         self._concurrency = concurrency or asyncio.Semaphore(256)
+        self._clock = clock
+        self._breakers = {name: _Breaker() for name in profiles}
+
+    def is_open(self, profile: str) -> bool:
+        """Whether `profile`'s circuit is open (it is skipped while others remain)."""
+        return self._breakers[profile].open_until > self._clock()
+
+    def _failed(self, name: str) -> None:
+        breaker = self._breakers[name]
+        breaker.failures += 1
+        settings = self._profiles[name]
+        if breaker.failures >= settings.breaker_failures:
+            breaker.open_until = self._clock() + settings.breaker_cooldown_s
+            _log.warning(
+                "model.circuit_opened",
+                profile=name,
+                failures=breaker.failures,
+                cooldown_s=settings.breaker_cooldown_s,
+            )
 
     def chain(self, profile: str) -> list[str]:
         order = [profile, *self._profiles[profile].fallback]
@@ -59,11 +87,15 @@ class ModelChain:
     async def answer(self, profile: str, messages: Sequence[ChatMessage]) -> Answer:
         """The first answer of the chain; the last `LLMError` when every profile failed."""
         last: LLMError | None = None
-        for name in self.chain(profile):
+        chain = self.chain(profile)
+        closed = [name for name in chain if not self.is_open(name)]
+        for skipped in (name for name in chain if name not in closed):
+            _log.info("model.skipped_open_circuit", profile=skipped)
+        for name in closed or chain:
             settings = self._profiles[name]
             for attempt in range(settings.retries + 1):
                 try:
-                    return await self._once(name, settings.timeout_s, messages)
+                    answer = await self._once(name, settings.timeout_s, messages)
                 except LLMResponseError as exc:
                     last = exc
                     _log.warning("model.bad_answer", profile=name, error=str(exc))
@@ -73,6 +105,10 @@ class ModelChain:
                     _log.warning("model.failed", profile=name, attempt=attempt + 1, error=str(exc))
                     if attempt < settings.retries:
                         await asyncio.sleep(self._delay(exc, attempt))
+                else:
+                    self._breakers[name] = _Breaker()
+                    return answer
+            self._failed(name)
         assert last is not None
         raise last
 
