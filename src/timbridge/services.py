@@ -9,6 +9,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
+from typing import TypedDict
 
 import aiohttp
 import structlog
@@ -22,6 +23,7 @@ from timbridge.errors import ConfigError, TencentError, TimbridgeError
 from timbridge.llm.anthropic_messages import AnthropicMessages
 from timbridge.llm.base import ChatModel
 from timbridge.llm.openai_compat import OpenAICompatible
+from timbridge.llm.presets import PRESETS
 from timbridge.memory.store import Store
 from timbridge.metrics import Metrics
 from timbridge.protocol.rest import GetAllRobots
@@ -78,31 +80,48 @@ async def open_tencent(settings: Settings) -> AsyncIterator[TencentClient]:
         yield tencent_client(settings, session)
 
 
-_PROVIDERS: dict[str, type[OpenAICompatible] | type[AnthropicMessages]] = {
-    "openai": OpenAICompatible,
-    "anthropic": AnthropicMessages,
-}
+class _Common(TypedDict):
+    timeout_s: float
+    stream: bool
+    max_tokens: int | None
+    max_connections: int
 
 
 def build_model(name: str, profile: ModelProfile, *, max_connections: int = 1000) -> ChatModel:
     """The `ChatModel` a profile describes; `ConfigError` when it cannot be built."""
-    provider = _PROVIDERS.get(profile.provider)
-    if provider is None:
-        raise ConfigError(
-            f"models.{name}.provider",
-            f"provider {profile.provider!r} is not available in this version; use provider "
-            '"openai" (any OpenAI-compatible endpoint) or "anthropic"',
-        )
-    if not profile.model:
-        raise ConfigError(f"models.{name}.model", f"required for provider {profile.provider}")
-    return provider(
-        model=profile.model,
-        api_key=profile.api_key(name),
-        base_url=profile.base_url,
+    common = _Common(
         timeout_s=profile.timeout_s,
         stream=profile.stream,
         max_tokens=profile.max_tokens,
         max_connections=max_connections,
+    )
+    preset = PRESETS.get(profile.provider)
+    if preset is not None:  # every OpenAI-compatible vendor
+        model = profile.model or preset.model
+        if not model:
+            raise ConfigError(f"models.{name}.model", f"required for provider {profile.provider}")
+        return OpenAICompatible(
+            model=model,
+            provider=profile.provider,
+            base_url=profile.base_url or preset.base_url,
+            # the preset's key variable goes with the preset's endpoint; an own base_url (a
+            # proxy, a local server) needs `api_key_env` if it wants a key
+            api_key=profile.api_key(name, None if profile.base_url else preset.api_key_env),
+            **common,
+        )
+    if profile.provider == "anthropic":
+        if not profile.model:
+            raise ConfigError(f"models.{name}.model", "required for provider anthropic")
+        return AnthropicMessages(
+            model=profile.model,
+            base_url=profile.base_url,
+            api_key=profile.api_key(name, "ANTHROPIC_API_KEY"),
+            **common,
+        )
+    raise ConfigError(
+        f"models.{name}.provider",
+        f"provider {profile.provider!r} is not available in this version; use an "
+        f"OpenAI-compatible one ({', '.join(PRESETS)}) or anthropic",
     )
 
 

@@ -184,7 +184,18 @@ class CoordinationSettings(_Section):
 class ModelProfile(_Section):
     """One way to reach a model: provider, endpoint, model name, key, limits, fallbacks."""
 
-    provider: Literal["openai", "anthropic", "gemini", "offline"] = "offline"
+    provider: Literal[
+        "openai",
+        "deepseek",
+        "minimax",
+        "qwen",
+        "moonshot",
+        "ollama",
+        "vllm",
+        "anthropic",
+        "gemini",
+        "offline",
+    ] = "offline"
     base_url: str | None = None
     model: str = ""
     api_key_env: str | None = None
@@ -197,15 +208,20 @@ class ModelProfile(_Section):
     breaker_cooldown_s: Annotated[float, Field(ge=0)] = 30.0
     fallback: tuple[str, ...] = ()
 
-    def api_key(self, name: str) -> str:
-        """The key from the variable `api_key_env` names; `ConfigError` when it is unset."""
-        if not self.api_key_env:
-            return "not-needed"  # local servers (Ollama, vLLM) take any key
-        value = os.environ.get(self.api_key_env, "")
+    def api_key(self, name: str, default_env: str | None = None) -> str:
+        """The key from the variable `api_key_env` (else `default_env`) names.
+
+        `ConfigError` when that variable is empty or unset; with no variable at all, no key is
+        needed (local servers such as Ollama or vLLM take any).
+        """
+        variable = self.api_key_env or default_env
+        if not variable:
+            return "not-needed"
+        value = os.environ.get(variable, "")
         if not value:
             raise ConfigError(
                 f"models.{name}.api_key_env",
-                f"the environment variable {self.api_key_env} is empty or unset",
+                f"the environment variable {variable} is empty or unset",
             )
         return value
 

@@ -59,6 +59,10 @@ class OpenAICompatible:
     def name(self) -> str:
         return f"{self._provider}:{self._model}"
 
+    @property
+    def base_url(self) -> str:
+        return str(self._client.base_url)
+
     async def aclose(self) -> None:
         await self._client.close()
 
