@@ -212,3 +212,19 @@ def test_ttl_set_expires_and_bounds() -> None:
         seen.add(key, now=12)
     assert len(seen) == 3  # bounded: the oldest went first
     assert seen.add("a", now=12)
+
+
+def test_message_rate_window_and_single_notice() -> None:
+    from timbridge.bot.limits import MessageRate
+
+    now = [0.0]
+    rate = MessageRate(clock=lambda: now[0])
+    assert rate.check("u", 0).allowed  # no limit
+    assert rate.check("u", 2).allowed and rate.check("u", 2).allowed
+    over = rate.check("u", 2)
+    assert not over.allowed and over.notify and 59 < over.retry_after_s <= 60
+    again = rate.check("u", 2)
+    assert not again.allowed and not again.notify  # told once per window
+    assert rate.check("other", 2).allowed  # per key
+    now[0] = 60.5
+    assert rate.check("u", 2).allowed  # the window slid

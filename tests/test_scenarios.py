@@ -251,3 +251,23 @@ async def test_order_holds_under_load_50_conversations_x_20(tmp_path: Path) -> N
         assert len(by_user) == 50
         for user, texts in by_user.items():
             assert texts == [f"m{n} seen-after {n}" for n in range(20)], user
+
+
+async def test_over_per_minute_limit_gets_one_notice_and_no_model_call(tmp_path: Path) -> None:
+    robots = [{"id": "@RBT#helper", "persona": "You are Helper.", "messages_per_minute": 2}]
+    async with running_stack(tmp_path, robots=robots) as stack:
+        for n in range(4):
+            stack.emu.user_send("alice", "@RBT#helper", f"q{n}")
+        await stack.emu.wait_messages(3, from_="@RBT#helper", to="alice")
+        await stack.emu.webhooks.idle()  # all four delivered …
+        await stack.services.coordination.idle()  # type: ignore[attr-defined]  # … and handled
+        replies = [m.text for m in stack.emu.messages(from_="@RBT#helper", to="alice")]
+        assert replies[:2] == ["echo: q0", "echo: q1"]
+        assert len(replies) == 3  # the 4th message is not answered: the user was told
+        assert "at most 2 messages a minute" in replies[2]
+        assert len(stack.llm.requests) == 2
+        stack.emu.user_send("bob", "@RBT#helper", "my own limit")
+        reply = await stack.emu.wait_message(from_="@RBT#helper", to="bob")
+        assert reply.text == "echo: my own limit"
+        metrics = stack.services.metrics.render().decode()
+        assert 'timbridge_limited_messages_total{robot="@RBT#helper"} 2.0' in metrics

@@ -42,6 +42,12 @@ class Metrics:
             ["profile"],
             registry=r,
         )
+        self.limited = Counter(
+            "timbridge_limited_messages",
+            "Messages over a robot's per-user limit (not answered)",
+            ["robot"],
+            registry=r,
+        )
         self.model_failures = Counter(
             "timbridge_model_failures",
             "Answers that failed after every fallback",

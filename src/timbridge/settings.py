@@ -235,6 +235,7 @@ class RobotSettings(_Section):
     persona: str = "You are a helpful assistant."
     group_context: Literal["group", "member"] = "group"
     reply_mode: Literal["off", "stream", "edit", "segments"] = "off"
+    messages_per_minute: Annotated[int, Field(ge=0)] = 0
 
     @field_validator("id")
     @classmethod

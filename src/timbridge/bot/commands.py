@@ -15,6 +15,10 @@ COMMANDS: dict[str, str] = {
 HELP_TEXT = "Commands:\n" + "\n".join(f"{name} — {what}" for name, what in COMMANDS.items())
 RESET_TEXT = "Done: I have forgotten our conversation. What shall we talk about?"
 UNKNOWN_TEXT = "I don't know the command {name}. " + HELP_TEXT
+LIMIT_TEXT = (
+    "You are writing faster than I can answer (at most {limit} messages a minute). "
+    "Please write again in {seconds} s; messages until then go unanswered."
+)
 
 _COMMAND = re.compile(r"^/([A-Za-z][A-Za-z0-9_-]{0,31})(?:\s|$)")
 

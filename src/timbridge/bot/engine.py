@@ -11,9 +11,10 @@ import time
 
 import structlog
 
-from timbridge.bot.commands import HELP_TEXT, RESET_TEXT, UNKNOWN_TEXT, parse_command
+from timbridge.bot.commands import HELP_TEXT, LIMIT_TEXT, RESET_TEXT, UNKNOWN_TEXT, parse_command
 from timbridge.bot.context import build_context
 from timbridge.bot.conversation import Conversation, MessageEvent
+from timbridge.bot.limits import MessageRate
 from timbridge.bot.models import ModelChain
 from timbridge.bot.replies import ReplySender
 from timbridge.bot.text import extract_text, strip_mentions
@@ -56,6 +57,7 @@ class Engine:
         self._models = models
         self._replies = replies
         self._metrics = metrics
+        self._rate = MessageRate()
 
     def conversation(self, robot: str, event: MessageEvent) -> Conversation:
         member = self._robots[robot].group_context == "member"
@@ -102,6 +104,15 @@ class Engine:
 
     async def _chat(self, job: Job, conv: Conversation, text: str) -> None:
         robot = self._robots[conv.robot]
+        decision = self._rate.check(f"{conv.robot}|{conv.sender}", robot.messages_per_minute)
+        if not decision.allowed:
+            _log.info("limit.messages_per_minute", sender=conv.sender, told=decision.notify)
+            self._metrics.limited.labels(conv.robot).inc()
+            if decision.notify:
+                seconds = max(1, round(decision.retry_after_s))
+                notice = LIMIT_TEXT.format(limit=robot.messages_per_minute, seconds=seconds)
+                await self._replies.send(conv, job.identity, notice)
+            return
         said = f"{conv.sender}: {text}" if conv.kind == "group" and not conv.member_scoped else text
         stored = await self._store.reply_for(conv.key, job.identity)
         if stored is not None:  # this job ran before: send what is missing, nothing more
