@@ -131,8 +131,10 @@ async def test_two_robots_mentioned_both_answer(tmp_path: Path) -> None:
             2, group=group, where=lambda m: m.from_account.startswith("@RBT#")
         )
         assert {r.from_account for r in replies} == {"@RBT#helper", "@RBT#member"}
-        await asyncio.sleep(0)
+        await stack.emu.webhooks.idle()
+        await stack.services.coordination.idle()  # type: ignore[attr-defined]
         assert not stack.emu.messages(from_="@RBT#stranger")  # not configured here
+        assert len(stack.llm.requests) == 2
 
 
 async def test_same_event_delivered_four_times_is_answered_once(tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ import anthropic
 
 from timbridge.errors import LLMResponseError
 from timbridge.llm.base import ChatMessage, Delta, Usage
-from timbridge.llm.sdk import aiohttp_client, map_sdk_errors
+from timbridge.llm.sdk import map_sdk_errors, sdk_client
 
 __all__ = ["DEFAULT_MAX_TOKENS", "AnthropicMessages", "to_anthropic"]
 
@@ -56,15 +56,13 @@ class AnthropicMessages:
         self._model = model
         self._stream = stream
         self._max_tokens = max_tokens or DEFAULT_MAX_TOKENS
-        http_client = aiohttp_client(
-            anthropic, max_connections=max_connections, timeout_s=timeout_s
-        )
-        self._client = anthropic.AsyncAnthropic(
+        self._client = sdk_client(
+            anthropic,
+            anthropic.AsyncAnthropic,
             api_key=api_key,
             base_url=base_url,
-            timeout=timeout_s,
-            max_retries=0,
-            http_client=http_client,
+            timeout_s=timeout_s,
+            max_connections=max_connections,
         )
 
     @property

@@ -17,7 +17,7 @@ from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from timbridge.errors import LLMResponseError
 from timbridge.llm.base import ChatMessage, Delta, Usage
-from timbridge.llm.sdk import aiohttp_client, map_sdk_errors
+from timbridge.llm.sdk import map_sdk_errors, sdk_client
 
 __all__ = ["OpenAICompatible", "map_openai_errors"]
 
@@ -46,13 +46,13 @@ class OpenAICompatible:
         self._provider = provider
         self._stream = stream
         self._max_tokens = max_tokens
-        http_client = aiohttp_client(openai, max_connections=max_connections, timeout_s=timeout_s)
-        self._client = openai.AsyncOpenAI(
+        self._client = sdk_client(
+            openai,
+            openai.AsyncOpenAI,
             api_key=api_key,
             base_url=base_url,
-            timeout=timeout_s,
-            max_retries=0,
-            http_client=http_client,
+            timeout_s=timeout_s,
+            max_connections=max_connections,
         )
 
     @property

@@ -12,13 +12,15 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from types import ModuleType
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx2
 
 from timbridge.errors import LLMRateLimited, LLMResponseError, LLMServerError, LLMTimeout
 
-__all__ = ["aiohttp_client", "map_sdk_errors"]
+T = TypeVar("T")
+
+__all__ = ["aiohttp_client", "map_sdk_errors", "sdk_client"]
 
 
 def aiohttp_client(sdk: ModuleType, *, max_connections: int, timeout_s: float) -> Any:
@@ -27,6 +29,27 @@ def aiohttp_client(sdk: ModuleType, *, max_connections: int, timeout_s: float) -
         max_connections=max_connections, max_keepalive_connections=min(max_connections, 256)
     )
     return sdk.DefaultAioHttpClient(limits=limits, timeout=timeout_s)
+
+
+def sdk_client(
+    sdk: ModuleType,
+    client_class: type[T],
+    *,
+    api_key: str,
+    base_url: str | None,
+    timeout_s: float,
+    max_connections: int,
+) -> T:
+    """An SDK client on its aiohttp transport, with the SDK's own retries off (the engine
+    retries and fails over)."""
+    # both SDK client classes take these keywords; a generic type[T] cannot say so
+    return client_class(  # type: ignore[call-arg]
+        api_key=api_key,
+        base_url=base_url,
+        timeout=timeout_s,
+        max_retries=0,
+        http_client=aiohttp_client(sdk, max_connections=max_connections, timeout_s=timeout_s),
+    )
 
 
 def _retry_after(exc: BaseException) -> float | None:
