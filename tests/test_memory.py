@@ -12,7 +12,7 @@ import pytest
 
 from timbridge.errors import StorageError
 from timbridge.memory import Store, Turn
-from timbridge.memory.store import async_url
+from timbridge.sql import async_url
 
 
 @pytest.fixture

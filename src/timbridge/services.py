@@ -5,6 +5,7 @@ wires (STYLE.md rule 7): commands and the webhook app receive what they need fro
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -20,8 +21,13 @@ from timbridge.bot.replies import ReplySender
 from timbridge.coordination.base import Coordinator
 from timbridge.coordination.local import LocalCoordinator
 from timbridge.errors import ConfigError, TencentError, TimbridgeError
+from timbridge.knowledge.embed import Embedder, KeywordsOnly, LocalEmbedder, OpenAIEmbedder
+from timbridge.knowledge.library import BUILTIN_KB, Library
+from timbridge.knowledge.minilm import model_dir
+from timbridge.knowledge.store import KnowledgeStore
 from timbridge.llm.anthropic_messages import AnthropicMessages
 from timbridge.llm.base import ChatModel
+from timbridge.llm.offline import OfflineModel
 from timbridge.llm.openai_compat import OpenAICompatible
 from timbridge.llm.presets import PRESETS
 from timbridge.memory.store import Store
@@ -32,7 +38,16 @@ from timbridge.tencent.client import RetryPolicy, TencentClient
 from timbridge.tencent.limits import CallLimits
 from timbridge.usersig import UserSigSigner
 
-__all__ = ["Services", "build_model", "http_session", "open_tencent", "tencent_client"]
+__all__ = [
+    "Services",
+    "build_embedder",
+    "build_model",
+    "http_session",
+    "open_library",
+    "open_tencent",
+    "robot_knowledge",
+    "tencent_client",
+]
 
 _log = structlog.get_logger("timbridge.services")
 
@@ -118,11 +133,64 @@ def build_model(name: str, profile: ModelProfile, *, max_connections: int = 1000
             api_key=profile.api_key(name, "ANTHROPIC_API_KEY"),
             **common,
         )
+    if profile.provider == "offline":
+        return OfflineModel()
     raise ConfigError(
         f"models.{name}.provider",
         f"provider {profile.provider!r} is not available in this version; use an "
-        f"OpenAI-compatible one ({', '.join(PRESETS)}) or anthropic",
+        f"OpenAI-compatible one ({', '.join(PRESETS)}), anthropic or offline",
     )
+
+
+def build_embedder(settings: Settings) -> Embedder:
+    """The configured embedder; keywords only (logged) when the local model is not installed."""
+    config = settings.knowledge
+    if config.embedder == "openai":
+        key = os.environ.get(config.api_key_env, "")
+        if not key:
+            raise ConfigError(
+                "knowledge.api_key_env",
+                f"the environment variable {config.api_key_env} is empty or unset",
+            )
+        return OpenAIEmbedder(
+            model=config.model, base_url=config.base_url, api_key=key, timeout_s=30.0
+        )
+    try:
+        model_dir()
+    except ConfigError as exc:
+        _log.warning("knowledge.keywords_only", reason=str(exc))
+        return KeywordsOnly()
+    return LocalEmbedder()
+
+
+def robot_knowledge(settings: Settings) -> dict[str, str]:
+    """robot → the knowledge base it answers from: its own, or for robots on the offline model
+    without one, timbridge's documentation."""
+    found: dict[str, str] = {}
+    for robot in settings.robots:
+        if robot.knowledge is not None:
+            found[robot.id] = robot.knowledge
+        elif settings.models[robot.model].provider == "offline":
+            found[robot.id] = BUILTIN_KB
+    return found
+
+
+@asynccontextmanager
+async def open_library(settings: Settings) -> AsyncIterator[Library]:
+    """The knowledge library on the configured store and embedder, closed on exit."""
+    embedder = build_embedder(settings)
+    try:
+        store = await KnowledgeStore.open(settings.store.url)
+    except BaseException:
+        await embedder.aclose()
+        raise
+    library = Library(
+        store, embedder, top_k=settings.knowledge.top_k, min_score=settings.knowledge.min_score
+    )
+    try:
+        yield library
+    finally:
+        await library.aclose()
 
 
 @dataclass
@@ -170,7 +238,21 @@ class Services:
                 settings.models,
                 concurrency=asyncio.Semaphore(settings.server.model_concurrency),
             )
-            engine = Engine(settings, store, chain, ReplySender(tencent, store), metrics)
+            knowledge = robot_knowledge(settings)
+            library = None
+            if knowledge:
+                library = await stack.enter_async_context(open_library(settings))
+                if BUILTIN_KB in knowledge.values():
+                    await library.ensure_builtin()
+            engine = Engine(
+                settings,
+                store,
+                chain,
+                ReplySender(tencent, store),
+                metrics,
+                library=library,
+                knowledge=knowledge,
+            )
             yield cls(settings, session, tencent, store, coordination, metrics, models, engine)
 
     async def start_workers(self) -> None:

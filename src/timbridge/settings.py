@@ -33,6 +33,7 @@ __all__ = [
     "ENV_PREFIX",
     "REGION_HOSTS",
     "CoordinationSettings",
+    "KnowledgeSettings",
     "ModelProfile",
     "RobotSettings",
     "ServerSettings",
@@ -181,6 +182,17 @@ class CoordinationSettings(_Section):
         return value
 
 
+class KnowledgeSettings(_Section):
+    """How knowledge bases are embedded and searched."""
+
+    embedder: Literal["local", "openai"] = "local"
+    base_url: str | None = None
+    model: str = "text-embedding-3-small"
+    api_key_env: str = "OPENAI_API_KEY"
+    top_k: Annotated[int, Field(ge=1, le=20)] = 3
+    min_score: Annotated[float, Field(ge=0, le=1)] = 0.35
+
+
 class ModelProfile(_Section):
     """One way to reach a model: provider, endpoint, model name, key, limits, fallbacks."""
 
@@ -236,6 +248,8 @@ class RobotSettings(_Section):
     group_context: Literal["group", "member"] = "group"
     reply_mode: Literal["off", "stream", "edit", "segments"] = "off"
     messages_per_minute: Annotated[int, Field(ge=0)] = 0
+    knowledge: str | None = None
+    cite_sources: bool = True
 
     @field_validator("id")
     @classmethod
@@ -264,6 +278,7 @@ class Settings(BaseSettings):
     server: ServerSettings = ServerSettings()
     store: StoreSettings = StoreSettings()
     coordination: CoordinationSettings = CoordinationSettings()
+    knowledge: KnowledgeSettings = KnowledgeSettings()
     models: dict[str, ModelProfile] = Field(default_factory=_default_models)
     robots: tuple[RobotSettings, ...] = ()
 

@@ -1,27 +1,66 @@
-"""The context sent to a model: persona first (stable, cache-friendly), then the newest history
-that fits the token budget, then the new message. Its cost does not grow with the history: only
-the newest turns are loaded, and token counts were stored with each turn."""
+"""The context sent to a model: persona first (stable, cache-friendly), then the knowledge
+passages retrieved for this message, then the newest history that fits the token budget, then the
+new message. Its cost does not grow with the history: only the newest turns are loaded, and token
+counts were stored with each turn.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from timbridge.llm.base import ChatMessage
+from timbridge.knowledge.retrieval import Hit
+from timbridge.llm.base import ChatMessage, Source
 from timbridge.llm.tokens import count_tokens
 from timbridge.memory.store import Turn
 
-__all__ = ["ANSWER_RESERVE", "build_context"]
+__all__ = ["ANSWER_RESERVE", "build_context", "cite", "knowledge_message"]
 
 #: Tokens kept free for the answer when a profile sets no `max_tokens`.
 ANSWER_RESERVE = 1024
 
+_KNOWLEDGE_INTRO = (
+    "Passages from the knowledge base that may answer the user's next message. Answer from them "
+    "when they are relevant; if they do not cover the question, say you do not know rather than "
+    "guess."
+)
+
+
+def _title(hit: Hit) -> str:
+    return f"{hit.heading} ({hit.source})"
+
+
+def knowledge_message(hits: Sequence[Hit]) -> ChatMessage | None:
+    """The system message carrying `hits`, with the passages attached as `sources`."""
+    if not hits:
+        return None
+    body = "\n\n".join(f"[{n}] {_title(h)}\n{h.text}" for n, h in enumerate(hits, start=1))
+    sources = tuple(Source(_title(h), h.text, h.score) for h in hits)
+    return ChatMessage("system", f"{_KNOWLEDGE_INTRO}\n\n{body}", sources)
+
+
+def cite(answer: str, hits: Sequence[Hit]) -> str:
+    """`answer` followed by a line naming the documents it drew on, each once."""
+    if not hits:
+        return answer
+    names = list(dict.fromkeys(_title(h) for h in hits))
+    return f"{answer}\n\nSources: " + "; ".join(names)
+
 
 def build_context(
-    persona: str, history: Sequence[Turn], message: str, *, budget: int, answer_tokens: int | None
+    persona: str,
+    history: Sequence[Turn],
+    message: str,
+    *,
+    budget: int,
+    answer_tokens: int | None,
+    knowledge: Sequence[Hit] = (),
 ) -> list[ChatMessage]:
-    """Persona, as much recent history as fits `budget`, and `message`."""
+    """Persona, the knowledge passages, as much recent history as fits `budget`, `message`."""
+    passages = knowledge_message(knowledge)
     left = budget - count_tokens(persona) - count_tokens(message)
     left -= answer_tokens if answer_tokens is not None else ANSWER_RESERVE
+    if passages is not None:
+        left -= count_tokens(passages.content)
     kept: list[ChatMessage] = []
     for turn in reversed(history):
         if turn.tokens > left:
@@ -29,4 +68,7 @@ def build_context(
         left -= turn.tokens
         kept.append(ChatMessage("assistant" if turn.role == "assistant" else "user", turn.content))
     kept.reverse()
-    return [ChatMessage("system", persona), *kept, ChatMessage("user", message)]
+    head = [ChatMessage("system", persona)]
+    if passages is not None:
+        head.append(passages)
+    return [*head, *kept, ChatMessage("user", message)]

@@ -12,14 +12,16 @@ import time
 import structlog
 
 from timbridge.bot.commands import HELP_TEXT, LIMIT_TEXT, RESET_TEXT, UNKNOWN_TEXT, parse_command
-from timbridge.bot.context import build_context
+from timbridge.bot.context import build_context, cite
 from timbridge.bot.conversation import Conversation, MessageEvent
 from timbridge.bot.limits import MessageRate
 from timbridge.bot.models import ModelChain
 from timbridge.bot.replies import ReplySender
 from timbridge.bot.text import extract_text, strip_mentions
 from timbridge.coordination.base import Job
-from timbridge.errors import LLMError, PayloadError, TencentError
+from timbridge.errors import LLMError, PayloadError, TencentError, TimbridgeError
+from timbridge.knowledge.library import Library
+from timbridge.knowledge.retrieval import Hit
 from timbridge.llm.tokens import count_tokens
 from timbridge.memory.store import Store, Turn
 from timbridge.metrics import Metrics
@@ -50,6 +52,9 @@ class Engine:
         models: ModelChain,
         replies: ReplySender,
         metrics: Metrics,
+        *,
+        library: Library | None = None,
+        knowledge: dict[str, str] | None = None,
     ) -> None:
         self._settings = settings
         self._robots = {r.id: r for r in settings.robots}
@@ -58,6 +63,8 @@ class Engine:
         self._replies = replies
         self._metrics = metrics
         self._rate = MessageRate()
+        self._library = library
+        self._knowledge = knowledge or {}  # robot → the knowledge base it answers from
 
     def conversation(self, robot: str, event: MessageEvent) -> Conversation:
         member = self._robots[robot].group_context == "member"
@@ -119,6 +126,7 @@ class Engine:
             await self._replies.send(conv, job.identity, stored, resuming=True)
             return
         history = await self._store.recent_turns(conv.key)
+        hits = await self._retrieve(conv.robot, text)
         profile = self._settings.models[robot.model]
         messages = build_context(
             robot.persona,
@@ -126,6 +134,7 @@ class Engine:
             said,
             budget=profile.context_tokens,
             answer_tokens=profile.max_tokens,
+            knowledge=hits,
         )
         async with self._replies.typing(conv):
             try:
@@ -148,16 +157,26 @@ class Engine:
             input_tokens=answer.usage.input_tokens,
             output_tokens=answer.usage.output_tokens,
         )
+        reply = cite(answer.text, hits) if robot.cite_sources else answer.text
         await self._store.add_turns(
             conv.key,
             job.identity,
             [
                 Turn("user", said, count_tokens(said)),
-                Turn(
-                    "assistant",
-                    answer.text,
-                    answer.usage.output_tokens or count_tokens(answer.text),
-                ),
+                Turn("assistant", reply, answer.usage.output_tokens or count_tokens(reply)),
             ],
         )
-        await self._replies.send(conv, job.identity, answer.text)
+        await self._replies.send(conv, job.identity, reply)
+
+    async def _retrieve(self, robot: str, text: str) -> list[Hit]:
+        """The robot's knowledge passages for `text`; none (logged) if the search fails."""
+        kb = self._knowledge.get(robot)
+        if kb is None or self._library is None:
+            return []
+        try:
+            hits = await self._library.search(kb, text)
+        except TimbridgeError as exc:
+            _log.error("knowledge.unavailable", kb=kb, error=str(exc))
+            return []
+        _log.info("knowledge.found", kb=kb, passages=len(hits), best=hits[0].score if hits else 0)
+        return hits

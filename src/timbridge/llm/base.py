@@ -6,15 +6,26 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-__all__ = ["ChatMessage", "ChatModel", "Delta", "Usage"]
+__all__ = ["ChatMessage", "ChatModel", "Delta", "Source", "Usage"]
 
 Role = Literal["system", "user", "assistant"]
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """A passage of a knowledge base that a message quotes (`title`: where it comes from)."""
+
+    title: str
+    text: str
+    score: float
 
 
 @dataclass(frozen=True, slots=True)
 class ChatMessage:
     role: Role
     content: str
+    #: The passages `content` quotes, for models that answer from them directly (offline).
+    sources: tuple[Source, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

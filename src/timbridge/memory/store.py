@@ -20,18 +20,16 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
 import sqlalchemy as sa
-from sqlalchemy import event
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from timbridge.errors import StorageError
+from timbridge.sql import create_engine, map_errors
 
-__all__ = ["SCHEMA_VERSION", "Store", "Turn", "async_url"]
+__all__ = ["SCHEMA_VERSION", "Store", "Turn"]
 
 SCHEMA_VERSION = 1
 
@@ -82,34 +80,6 @@ _WINDOW = 64  # newest turns loaded per job (and kept in memory per conversation
 _CACHED_CONVERSATIONS = 20_000
 
 
-def async_url(url: str) -> str:
-    """``sqlite:///f.db`` → ``sqlite+aiosqlite:///f.db``; ``postgresql://`` → ``+asyncpg``."""
-    if url.startswith("sqlite://"):
-        return "sqlite+aiosqlite://" + url.removeprefix("sqlite://")
-    for prefix in ("postgresql://", "postgres://"):
-        if url.startswith(prefix):
-            return "postgresql+asyncpg://" + url.removeprefix(prefix)
-    return url
-
-
-@contextlib.contextmanager
-def _map_errors(what: str) -> Any:
-    try:
-        yield
-    except SQLAlchemyError as exc:
-        raise StorageError(f"{what}: {exc.__class__.__name__}: {exc}") from exc
-    except OSError as exc:
-        raise StorageError(f"{what}: {exc}") from exc
-
-
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=5000")
-    cursor.close()
-
-
 class Store:
     """History and reply bookkeeping. Build with `Store.open`; close with `aclose`."""
 
@@ -127,22 +97,8 @@ class Store:
     @classmethod
     async def open(cls, url: str) -> Store:
         """Connect and bring the schema up to date."""
-        full = async_url(url)
-        with _map_errors(f"cannot open store {url.rsplit('@', maxsplit=1)[-1]!r}"):
-            if full.startswith("sqlite+aiosqlite:///") and ":memory:" not in full:
-                Path(full.removeprefix("sqlite+aiosqlite:///")).parent.mkdir(
-                    parents=True, exist_ok=True
-                )
-            if full.startswith("sqlite"):
-                # One connection: SQLite has one writer, and writers on several connections
-                # wait in SQLite's busy handler (which sleeps up to 100 ms at a time).
-                engine = create_async_engine(full, pool_size=1, max_overflow=0, pool_timeout=60)
-                event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
-            else:
-                engine = create_async_engine(
-                    full, pool_pre_ping=True, pool_size=20, max_overflow=10
-                )
-            store = cls(engine)
+        engine = create_engine(url)
+        store = cls(engine)
         try:
             await store.migrate()
         except StorageError:
@@ -163,7 +119,7 @@ class Store:
 
     @contextlib.asynccontextmanager
     async def _begin(self, what: str) -> AsyncIterator[AsyncConnection]:
-        with _map_errors(what):
+        with map_errors(what):
             async with self._engine.begin() as conn:
                 yield conn
 

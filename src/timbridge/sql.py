@@ -1,0 +1,74 @@
+"""SQL engines for the parts that keep data (memory, knowledge): one URL scheme, one set of
+connection rules, one error mapping, on SQLite (embedded) or PostgreSQL (scale-out).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from timbridge.errors import StorageError
+
+__all__ = ["async_url", "create_engine", "map_errors", "safe_url"]
+
+
+def async_url(url: str) -> str:
+    """``sqlite:///f.db`` → ``sqlite+aiosqlite:///f.db``; ``postgresql://`` → ``+asyncpg``."""
+    if url.startswith("sqlite://"):
+        return "sqlite+aiosqlite://" + url.removeprefix("sqlite://")
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+asyncpg://" + url.removeprefix(prefix)
+    return url
+
+
+def safe_url(url: str) -> str:
+    """The URL without credentials, for messages and logs."""
+    scheme, sep, rest = url.partition("://")
+    return scheme + sep + rest.rsplit("@", maxsplit=1)[-1]
+
+
+@contextlib.contextmanager
+def map_errors(what: str) -> Iterator[None]:
+    """Database and OS errors inside become `StorageError`s that say what was being done."""
+    try:
+        yield
+    except SQLAlchemyError as exc:
+        raise StorageError(f"{what}: {exc.__class__.__name__}: {exc}") from exc
+    except OSError as exc:
+        raise StorageError(f"{what}: {exc}") from exc
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.close()
+
+
+def create_engine(url: str, *, pool_size: int = 20) -> AsyncEngine:
+    """An async engine for `url` (``sqlite:///…`` or ``postgresql://…``); no I/O yet.
+
+    SQLite gets one connection (it has one writer, and writers on several connections wait in
+    SQLite's busy handler, which sleeps up to 100 ms at a time), WAL, and its parent folder.
+    """
+    full = async_url(url)
+    with map_errors(f"cannot open store {safe_url(url)!r}"):
+        if full.startswith("sqlite+aiosqlite:///") and ":memory:" not in full:
+            Path(full.removeprefix("sqlite+aiosqlite:///")).parent.mkdir(
+                parents=True, exist_ok=True
+            )
+        if full.startswith("sqlite"):
+            engine = create_async_engine(full, pool_size=1, max_overflow=0, pool_timeout=60)
+            event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+            return engine
+        return create_async_engine(
+            full, pool_pre_ping=True, pool_size=pool_size, max_overflow=pool_size // 2
+        )
