@@ -42,6 +42,18 @@ ALLOWED: dict[str, set[str]] = {
     "emulator": {"protocol", "usersig"},
     "cli": {"*"},
     "runtime": {"services", "settings", "webhook"},
+    "config_template": {"llm", "settings"},
+    "playground": {"emulator", "knowledge", "services", "settings", "webhook"},
+    "checks": {
+        "usersig",
+        "knowledge",
+        "llm",
+        "memory",
+        "protocol",
+        "services",
+        "settings",
+        "tencent",
+    },
     "__init__": {"errors", "settings"},
     "__main__": {"cli"},
 }

@@ -14,12 +14,15 @@ from timbridge.settings import ModelProfile, Settings
 pytestmark = pytest.mark.usefixtures("clean_env")
 
 
-@pytest.mark.parametrize("provider", ["offline", "gemini"])
-def test_unbuilt_providers_name_the_key(provider: str) -> None:
+def test_unbuilt_providers_name_the_key() -> None:
     with pytest.raises(ConfigError) as caught:
-        build_model("main", ModelProfile(provider=provider))  # type: ignore[arg-type]
+        build_model("main", ModelProfile(provider="gemini"))
     assert caught.value.key == "models.main.provider"
     assert "openai" in str(caught.value)
+
+
+def test_the_offline_provider_needs_no_key() -> None:
+    assert build_model("main", ModelProfile(provider="offline")).name == "offline:retrieval"
 
 
 def test_empty_api_key_variable_is_named(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -40,6 +40,8 @@ app = typer.Typer(
 )
 robots_app = typer.Typer(help="Create, list and delete robot accounts (@RBT#...).")
 app.add_typer(robots_app, name="robots", no_args_is_help=True)
+kb_app = typer.Typer(help="Knowledge bases: ingest documents, search, list, drop.")
+app.add_typer(kb_app, name="kb", no_args_is_help=True)
 
 ConfigOption = Annotated[
     Path | None,
@@ -286,6 +288,218 @@ def emulator(
     if tencent.secret_key is None:
         banner.append(f"  secret key: {DEMO_SECRET_KEY} (demo; set TIMBRIDGE_TENCENT__SECRET_KEY)")
     serve_app(emu.create_app(), host=host, port=port, banner=banner)
+
+
+@app.command()
+def playground(
+    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port (0: any).")] = 8080,
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    no_browser: Annotated[
+        bool, typer.Option("--no-browser", help="Do not open the chat page in a browser.")
+    ] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Emulator, bot and web chat page in one process: try timbridge with no account or key."""
+    import webbrowser
+
+    from timbridge.logs import configure_logging
+    from timbridge.playground import DEMO_GROUP, DEMO_USER, open_playground
+    from timbridge.runtime import run_on_uvloop, until_signalled
+
+    settings = _settings(config)
+    configure_logging("console", "warning" if _LOG_LEVEL[0] == "info" else _LOG_LEVEL[0])
+
+    async def go() -> None:
+        async with open_playground(settings, host=host, port=port) as pg:
+            tencent = pg.settings.tencent
+            assert tencent.secret_key is not None
+            for robot in pg.settings.robots:
+                profile = pg.settings.models[robot.model]
+                answers = "offline model" if profile.provider == "offline" else profile.provider
+                kb = f", knowledge: {robot.knowledge}" if robot.knowledge else ""
+                typer.echo(f"robot {robot.id} answers with the {answers}{kb}", err=True)
+            typer.echo(
+                f"timbridge playground: {pg.url}\n"
+                f"  you are {DEMO_USER}; group {DEMO_GROUP} has the robots in it\n"
+                f"  SDKAppID {tencent.sdkappid}, secret key {tencent.secret_key.get_secret_value()}"
+                f" (demo values unless configured)\n"
+                f"  REST {pg.url}v4/...  webhook {pg.url.rstrip('/')}{pg.settings.server.path}\n"
+                "  Ctrl-C stops it",
+                err=True,
+            )
+            if not no_browser:
+                webbrowser.open(pg.url)
+            await until_signalled()
+
+    try:
+        run_on_uvloop(go())
+    except OSError as exc:
+        _fail(f"cannot listen on {host}:{port}: {exc.strerror} (try --port 0)")
+    except ConfigError as exc:
+        _fail(f"configuration: {exc}", 2)
+    except TimbridgeError as exc:
+        _fail(str(exc))
+
+
+@kb_app.command("ingest")
+def kb_ingest(
+    paths: Annotated[list[Path], typer.Argument(help="Files and folders to read.")],
+    kb: Annotated[str, typer.Option("--kb", help="Knowledge base name (created if needed).")],
+    config: ConfigOption = None,
+) -> None:
+    """Read Markdown, text, HTML, PDF and FAQ (CSV/JSONL) files into a knowledge base."""
+    from rich.progress import Progress
+
+    from timbridge.knowledge.library import expand_paths
+    from timbridge.services import open_library
+
+    settings = _settings(config)
+    files = list(expand_paths(paths))
+    if not files:
+        _fail("no files of a known type (.md .txt .html .pdf .csv .jsonl) found", 2)
+
+    async def go() -> None:
+        with Progress(transient=True) as progress:
+            task = progress.add_task(f"ingesting into {kb}", total=len(files))
+
+            def advance(path: Path, outcome: str, chunks: int) -> None:
+                progress.advance(task)
+                progress.console.print(f"{outcome:>9} {path} ({chunks} passages)")
+
+            async with open_library(settings) as library:
+                report = await library.ingest(kb, files, on_file=advance)
+        for path, reason in report.failed:
+            typer.echo(f"failed: {path}: {reason}", err=True)
+        typer.echo(
+            f"{kb}: {len(report.added)} added, {len(report.updated)} updated, "
+            f"{len(report.unchanged)} unchanged, {len(report.failed)} failed; "
+            f"{report.chunks} passages embedded"
+        )
+        if report.failed:
+            raise typer.Exit(1)
+
+    _run_kb(go())
+
+
+def _run_kb(coro: Coroutine[Any, Any, None]) -> None:
+    from timbridge.errors import PayloadError, StorageError
+
+    try:
+        _run(coro)
+    except (PayloadError, StorageError) as exc:
+        _fail(str(exc))
+
+
+@kb_app.command("search")
+def kb_search(
+    question: Annotated[str, typer.Argument(help="What to look for.")],
+    kb: Annotated[str, typer.Option("--kb", help="Knowledge base name.")],
+    top: Annotated[int, typer.Option("--top", min=1, max=50, help="How many passages.")] = 3,
+    config: ConfigOption = None,
+) -> None:
+    """Print the passages that best answer QUESTION, with scores and sources."""
+    from timbridge.services import open_library
+
+    settings = _settings(config)
+
+    async def go() -> None:
+        async with open_library(settings) as library:
+            hits = await library.search(kb, question, k=top)
+        if not hits:
+            typer.echo(f"no passage scores over knowledge.min_score ({library.min_score})")
+            raise typer.Exit(1)
+        for hit in hits:
+            typer.echo(f"{hit.score:.3f}  {hit.source} › {hit.heading}")
+            typer.echo("       " + hit.text.replace("\n", "\n       ")[:600])
+
+    _run_kb(go())
+
+
+@kb_app.command("list")
+def kb_list(config: ConfigOption = None) -> None:
+    """List knowledge bases with their documents and passages."""
+    from timbridge.services import open_library
+
+    settings = _settings(config)
+
+    async def go() -> None:
+        async with open_library(settings) as library:
+            for base in await library.bases():
+                typer.echo(
+                    f"{base.name}\t{base.documents} documents\t{base.chunks} passages"
+                    f"\t{base.embedder}"
+                )
+
+    _run_kb(go())
+
+
+@kb_app.command("drop")
+def kb_drop(
+    kb: Annotated[str, typer.Option("--kb", help="Knowledge base to delete.")],
+    config: ConfigOption = None,
+) -> None:
+    """Delete a knowledge base and everything in it."""
+    from timbridge.services import open_library
+
+    settings = _settings(config)
+
+    async def go() -> None:
+        async with open_library(settings) as library:
+            if not await library.drop(kb):
+                _fail(f"no knowledge base named {kb!r}")
+        typer.echo(f"dropped {kb}")
+
+    _run_kb(go())
+
+
+@app.command()
+def init(
+    path: Annotated[Path, typer.Option("--path", help="Where to write.")] = Path("timbridge.toml"),
+    sdkappid: Annotated[int | None, typer.Option("--sdkappid", help="The app's SDKAppID.")] = None,
+    region: Annotated[str, typer.Option("--region", help="The app's data centre.")] = "singapore",
+    robot: Annotated[str, typer.Option("--robot", help="The robot's UserID.")] = "@RBT#helper",
+    provider: Annotated[
+        str, typer.Option("--provider", help="Model provider, e.g. deepseek, openai, offline.")
+    ] = "deepseek",
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+) -> None:
+    """Write a commented timbridge.toml for a real Tencent app, then run `timbridge check`."""
+    from timbridge.config_template import render_config
+
+    if path.exists() and not force:
+        _fail(f"{path} exists; use --force to overwrite it", 2)
+    try:
+        text = render_config(sdkappid=sdkappid, region=region, robot=robot, provider=provider)
+    except ConfigError as exc:
+        _fail(f"configuration: {exc}", 2)
+    path.write_text(text, encoding="utf-8")
+    typer.echo(f"wrote {path}; next: export the secrets it names, then: timbridge check")
+
+
+@app.command()
+def check(
+    model_timeout: Annotated[
+        float, typer.Option("--model-timeout", min=1, help="Seconds per model probe.")
+    ] = 30.0,
+    config: ConfigOption = None,
+) -> None:
+    """Validate the configuration and test every connection; exit 1 if anything fails."""
+    from timbridge.checks import run_checks
+    from timbridge.logs import configure_logging
+
+    settings = _settings(config)
+    if _LOG_LEVEL[0] == "info":  # no --log-level given: the verdicts say it all
+        configure_logging("console", "error")
+    marks = {"ok": "ok  ", "warn": "warn", "fail": "FAIL"}
+    checks = asyncio.run(run_checks(settings, model_timeout_s=model_timeout))
+    for item in checks:
+        typer.echo(f"{marks[item.verdict]}  {item.item}: {item.detail}")
+        if item.fix:
+            typer.echo(f"      fix: {item.fix}")
+    failed = sum(c.verdict == "fail" for c in checks)
+    typer.echo(f"{len(checks)} checks, {failed} failed")
+    if failed:
+        raise typer.Exit(1)
 
 
 @app.callback()

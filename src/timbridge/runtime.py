@@ -16,12 +16,12 @@ from timbridge.services import Services
 from timbridge.settings import Settings
 from timbridge.webhook.app import create_app
 
-__all__ = ["serve_app", "serve_services"]
+__all__ = ["listen", "run_on_uvloop", "serve_app", "serve_services", "until_signalled"]
 
 _log = structlog.get_logger("timbridge.runtime")
 
 
-async def _listen(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:
+async def listen(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
     # A deep backlog: a burst of new connections must queue, not be reset.
@@ -30,7 +30,7 @@ async def _listen(app: web.Application, host: str, port: int) -> tuple[web.AppRu
     return runner, bound
 
 
-async def _until_signalled() -> None:
+async def until_signalled() -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -38,7 +38,7 @@ async def _until_signalled() -> None:
     await stop.wait()
 
 
-def _run(main: Coroutine[Any, Any, None]) -> None:
+def run_on_uvloop(main: Coroutine[Any, Any, None]) -> None:
     if sys.platform != "win32":
         import uvloop  # noqa: PLC0415 - optional on other platforms
 
@@ -48,23 +48,23 @@ def _run(main: Coroutine[Any, Any, None]) -> None:
 
 
 async def _serve(app: web.Application, host: str, port: int, banner: list[str]) -> None:
-    runner, bound = await _listen(app, host, port)
+    runner, bound = await listen(app, host, port)
     for line in banner:
         typer.echo(line.replace("{port}", str(bound)), err=True)
     try:
-        await _until_signalled()
+        await until_signalled()
     finally:
         await runner.cleanup()
 
 
 def serve_app(app: web.Application, *, host: str, port: int, banner: list[str]) -> None:
     """Serve `app` until SIGINT or SIGTERM, on uvloop where available; clean shutdown."""
-    _run(_serve(app, host, port, banner))
+    run_on_uvloop(_serve(app, host, port, banner))
 
 
 async def _serve_services(settings: Settings, host: str, port: int) -> None:
     async with Services.open(settings) as services:
-        runner, bound = await _listen(create_app(services), host, port)
+        runner, bound = await listen(create_app(services), host, port)
         await services.start_workers()
         _log.info(
             "serve.started",
@@ -74,7 +74,7 @@ async def _serve_services(settings: Settings, host: str, port: int) -> None:
             robots=[r.id for r in settings.robots],
         )
         try:
-            await _until_signalled()
+            await until_signalled()
         finally:
             _log.info("serve.stopping", queued=services.coordination.depth())
             await runner.shutdown()  # stop accepting webhooks first
@@ -85,4 +85,4 @@ async def _serve_services(settings: Settings, host: str, port: int) -> None:
 
 def serve_services(settings: Settings, *, host: str, port: int) -> None:
     """Webhook and workers in one process until SIGINT / SIGTERM, on uvloop."""
-    _run(_serve_services(settings, host, port))
+    run_on_uvloop(_serve_services(settings, host, port))

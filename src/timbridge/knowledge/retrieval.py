@@ -1,11 +1,12 @@
 """Hybrid retrieval over one knowledge base held in memory: cosine similarity of embeddings
 (numpy brute force: one matrix-vector product) blended with BM25 keyword scores.
 
-The blend is ``(1 − w)·similarity + w·keywords``, where keywords are BM25 scores divided by the
-best one for the query, or by `KEYWORD_FLOOR` when the best is weaker than that (so both lie in
-0..1, and a query that matches only a stray common word does not look like a strong match). Embeddings find paraphrases; keywords find exact
-names (``api_key_env``, ``70001``) that embeddings blur. A passage counts only above
-`min_score`, so "nothing matches" is an answer too. `bench/retrieval.py` measures each mode.
+The blend is ``(1 − w)·similarity + w·keywords``. Keywords are BM25 scores divided by the best
+one for the query, or by `KEYWORD_FLOOR` when the best is weaker than that: both then lie in
+0..1, and a query that matches only a stray common word does not look like a strong match.
+Embeddings find paraphrases; keywords find exact names (``api_key_env``, ``70001``) that
+embeddings blur. A passage counts only above `min_score`, so "nothing matches" is an answer
+too. `bench/retrieval.py` measures each mode.
 """
 
 from __future__ import annotations
