@@ -56,3 +56,25 @@ def make_client(
         return TencentClient(http, base_url=base_url, sdkappid=SDKAPPID, admin=ADMIN, **kwargs)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def docs_store(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A SQLite store holding the shipped docs base, built once per session (copy it per test)."""
+    import asyncio
+
+    from timbridge.knowledge.embed import LocalEmbedder
+    from timbridge.knowledge.library import Library
+    from timbridge.knowledge.store import KnowledgeStore
+
+    path = tmp_path_factory.mktemp("docs") / "docs.db"
+
+    async def build() -> None:
+        library = Library(await KnowledgeStore.open(f"sqlite:///{path}"), LocalEmbedder())
+        try:
+            await library.ensure_builtin()
+        finally:
+            await library.aclose()
+
+    asyncio.run(build())
+    return path
