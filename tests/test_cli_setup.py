@@ -42,7 +42,9 @@ async def test_kb_ingest_search_list_drop(tmp_path: Path) -> None:
     assert "shop: 2 added, 0 updated, 0 unchanged, 1 failed; 2 passages embedded" in ingest.out
     assert "bad.csv: row 2: needs text fields 'question' and 'answer'" in ingest.err
 
-    search = await timbridge("kb", "search", "how many days do I have to return an item?", "--kb", "shop", env=env)
+    search = await timbridge(
+        "kb", "search", "how many days do I have to return an item?", "--kb", "shop", env=env
+    )
     assert search.code == 0, search.err
     assert search.out.splitlines()[0].endswith("returns.md › Returns")
     nothing = await timbridge("kb", "search", "football scores", "--kb", "shop", env=env)

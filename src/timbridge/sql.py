@@ -65,6 +65,8 @@ def create_engine(url: str, *, pool_size: int = 20) -> AsyncEngine:
             Path(full.removeprefix("sqlite+aiosqlite:///")).parent.mkdir(
                 parents=True, exist_ok=True
             )
+        if full.startswith("sqlite") and ":memory:" in full:  # one shared connection (tests)
+            return create_async_engine(full)
         if full.startswith("sqlite"):
             engine = create_async_engine(full, pool_size=1, max_overflow=0, pool_timeout=60)
             event.listen(engine.sync_engine, "connect", _sqlite_pragmas)

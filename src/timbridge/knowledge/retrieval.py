@@ -5,8 +5,9 @@ The blend is ``(1 − w)·similarity + w·keywords``. Keywords are BM25 scores d
 one for the query, or by `KEYWORD_FLOOR` when the best is weaker than that: both then lie in
 0..1, and a query that matches only a stray common word does not look like a strong match.
 Embeddings find paraphrases; keywords find exact names (``api_key_env``, ``70001``) that
-embeddings blur. A passage counts only above `min_score`, so "nothing matches" is an answer
-too. `bench/retrieval.py` measures each mode.
+embeddings blur. When no word of the query occurs in the base at all, keywords have no
+evidence to give and the score is the similarity alone (a pure paraphrase is not penalised). A
+passage counts only above `min_score`, so "nothing matches" is an answer too. `bench/retrieval.py` measures each mode.
 """
 
 from __future__ import annotations
@@ -72,8 +73,8 @@ class Index:
         )
         raw = self._bm25.scores(query) if mode != "embedding" else np.zeros(count, np.float32)
         keywords = raw / max(float(raw.max()), KEYWORD_FLOOR)
-        if mode == "embedding":
-            score = similarity
+        if mode == "embedding" or (mode == "hybrid" and not raw.any()):
+            score = similarity  # no query word occurs anywhere: keywords have nothing to say
         elif mode == "keyword":
             score = keywords
         else:
