@@ -104,7 +104,8 @@ async def main() -> None:
             f"{len(off_topic)} off-topic; threshold {threshold}, keyword weight "
             f"{retrieval.KEYWORD_WEIGHT}"
         )
-        print(f"{'mode':<10} {'recall@3':>8} {'MRR':>6} {'answered':>8} {'abstained':>9} {'ms/q':>6}")
+        header = ("mode", "recall@3", "MRR", "answered", "abstained", "ms/q")
+        print("{:<10} {:>8} {:>6} {:>8} {:>9} {:>6}".format(*header))
         for mode in ("embedding", "keyword", "hybrid"):
             m = await _measure(library, questions, off_topic, mode, threshold)
             print(

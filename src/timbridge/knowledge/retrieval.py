@@ -7,7 +7,8 @@ one for the query, or by `KEYWORD_FLOOR` when the best is weaker than that: both
 Embeddings find paraphrases; keywords find exact names (``api_key_env``, ``70001``) that
 embeddings blur. When no word of the query occurs in the base at all, keywords have no
 evidence to give and the score is the similarity alone (a pure paraphrase is not penalised). A
-passage counts only above `min_score`, so "nothing matches" is an answer too. `bench/retrieval.py` measures each mode.
+passage counts only above `min_score`, so "nothing matches" is an answer too.
+`bench/retrieval.py` measures each mode.
 """
 
 from __future__ import annotations
