@@ -78,3 +78,58 @@ def docs_store(tmp_path_factory: pytest.TempPathFactory) -> Any:
 
     asyncio.run(build())
     return path
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Redis server's URL (the machine's, or a throwaway one)."""
+    from tests.servers import redis_server
+
+    with redis_server(tmp_path_factory.mktemp("redis")) as url:
+        yield url
+
+
+@pytest.fixture
+def redis_prefix() -> str:
+    """A key prefix of this test's own: tests share the server, never keys."""
+    import uuid
+
+    return f"tbtest:{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture(scope="session")
+def postgres_base(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    from tests.servers import postgres_server
+
+    with postgres_server(tmp_path_factory.mktemp("pg")) as url:
+        yield url
+
+
+def _in_thread(coro: Any) -> Any:
+    """Run a coroutine to completion from sync code, even while a test's loop runs."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
+@pytest.fixture
+def postgres_url(postgres_base: str) -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for this test, dropped afterwards."""
+    import uuid
+
+    import asyncpg
+
+    name = f"tb_{uuid.uuid4().hex[:12]}"
+
+    async def admin(sql: str) -> None:
+        connection = await asyncpg.connect(f"{postgres_base}/postgres")
+        try:
+            await connection.execute(sql)
+        finally:
+            await connection.close()
+
+    _in_thread(admin(f'CREATE DATABASE "{name}"'))
+    yield f"{postgres_base}/{name}"
+    _in_thread(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

@@ -17,6 +17,7 @@ from timbridge.bot.conversation import Conversation, derive_random, derive_seq
 from timbridge.bot.split import DEFAULT_LIMIT, json_size, split_reply
 from timbridge.bot.text import extract_text, strip_mentions
 from timbridge.coordination import Job, LocalCoordinator, TTLSet
+from timbridge.errors import CoordinationError
 from timbridge.llm.tokens import count_tokens
 from timbridge.memory import Turn
 from timbridge.protocol import parse_event
@@ -200,8 +201,10 @@ async def test_local_queue_survives_a_failing_job_and_drains_on_close() -> None:
         await coordinator.enqueue(_job("a", n))
     await coordinator.close(grace_s=5)
     assert done == [0, 2, 3]
-    with pytest.raises(RuntimeError, match="shutting down"):
+    with pytest.raises(CoordinationError, match="shutting down"):
         await coordinator.enqueue(_job("a", 9))
+    with pytest.raises(CoordinationError, match="shutting down"):  # the webhook answers 503
+        await coordinator.submit("new", [_job("a", 10)])
 
 
 def test_ttl_set_expires_and_bounds() -> None:
@@ -215,7 +218,7 @@ def test_ttl_set_expires_and_bounds() -> None:
 
 
 def test_message_rate_window_and_single_notice() -> None:
-    from timbridge.bot.limits import MessageRate
+    from timbridge.coordination.limits import MessageRate
 
     now = [0.0]
     rate = MessageRate(clock=lambda: now[0])

@@ -1,5 +1,6 @@
-"""The SQL store on SQLite: idempotent writes, the history window, reset, resume records, the
-index behind history loads, and the schema version."""
+"""The SQL store on SQLite and on a real PostgreSQL server, through the same code: idempotent
+writes, the history window, reset, resume records, the index behind history loads, and the
+schema version."""
 
 from __future__ import annotations
 
@@ -15,9 +16,17 @@ from timbridge.memory import Store, Turn
 from timbridge.sql import async_url
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'sub' / 'db.sqlite'}"
+    url: str = request.getfixturevalue("postgres_url")
+    return url
+
+
 @pytest.fixture
-async def store(tmp_path: Path) -> Store:
-    opened = await Store.open(f"sqlite:///{tmp_path / 'sub' / 'db.sqlite'}")
+async def store(store_url: str) -> Store:
+    opened = await Store.open(store_url)
     yield opened  # type: ignore[misc]
     await opened.aclose()
 
@@ -37,8 +46,8 @@ async def test_turns_round_trip_and_idempotency(store: Store) -> None:
     assert await store.recent_turns("other") == []
 
 
-async def test_history_survives_reopen_and_window_is_newest(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+async def test_history_survives_reopen_and_window_is_newest(store_url: str) -> None:
+    url = store_url
     first = await Store.open(url)
     for n in range(100):
         await first.add_turns("c", f"m{n}", [Turn("user", f"u{n}", 1)])

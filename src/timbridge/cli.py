@@ -211,34 +211,74 @@ def send(
     typer.echo(_run(go()))
 
 
-@app.command()
-def serve(
-    host: Annotated[str | None, typer.Option("--host", help="Overrides server.host.")] = None,
-    port: Annotated[
-        int | None, typer.Option("--port", min=0, max=65535, help="Overrides server.port.")
-    ] = None,
-    config: ConfigOption = None,
-) -> None:
-    """Run the webhook and the workers in one process (the embedded deployment)."""
-    from timbridge.logs import configure_logging
-    from timbridge.runtime import serve_services
-
-    settings = _settings(config)
-    configure_logging("json", _LOG_LEVEL[0])
+def _check_serving(settings: Settings, *, distributed: bool) -> None:
     try:
         settings.tencent.credentials()
     except ConfigError as exc:
         _fail(f"configuration: {exc}", 2)
     if not settings.robots:
         _fail("configuration: robots: no [[robots]] configured; nothing would answer", 2)
-    try:
-        serve_services(
-            settings, host=host or settings.server.host, port=port or settings.server.port
+    if distributed and settings.coordination.url.startswith("memory://"):
+        _fail(
+            "configuration: coordination.url: front-ends and workers in separate processes "
+            "share a queue: set redis://host:6379/0",
+            2,
         )
+
+
+def _serve_or_fail(settings: Settings, **options: Any) -> None:
+    from timbridge.runtime import serve_services
+
+    try:
+        serve_services(settings, **options)
     except ConfigError as exc:
         _fail(f"configuration: {exc}", 2)
     except TimbridgeError as exc:
         _fail(str(exc))
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option("--host", help="Overrides server.host.")] = None,
+    port: Annotated[
+        int | None, typer.Option("--port", min=0, max=65535, help="Overrides server.port.")
+    ] = None,
+    no_workers: Annotated[
+        bool,
+        typer.Option("--no-workers", help="Webhook front-end only; `timbridge worker` answers."),
+    ] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Run the webhook and the workers in one process (or the webhook only: --no-workers)."""
+    from timbridge.logs import configure_logging
+
+    settings = _settings(config)
+    configure_logging("json", _LOG_LEVEL[0])
+    _check_serving(settings, distributed=no_workers)
+    _serve_or_fail(
+        settings,
+        host=host or settings.server.host,
+        port=settings.server.port if port is None else port,
+        workers=not no_workers,
+    )
+
+
+@app.command()
+def worker(
+    host: Annotated[str, typer.Option("--host", help="Address for --port.")] = "0.0.0.0",
+    port: Annotated[
+        int | None,
+        typer.Option("--port", min=0, max=65535, help="Serve /healthz, /readyz, /metrics here."),
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Answer queued messages from Redis (scale-out); any number of workers may run."""
+    from timbridge.logs import configure_logging
+
+    settings = _settings(config)
+    configure_logging("json", _LOG_LEVEL[0])
+    _check_serving(settings, distributed=True)
+    _serve_or_fail(settings, host=host, port=port, webhook=False)
 
 
 @app.command()

@@ -14,6 +14,7 @@
     + LLMServerError ....... HTTP 5xx (has `.status`)
     + LLMResponseError ..... the model answered something unusable
   x StorageError ........... the store failed
+  x CoordinationError ...... the queue backend (Redis) failed or is shutting down
 
 Errors carry fields, not only text: callers branch on `error_code`, `problem`, `field`, never on
 the message.
@@ -25,6 +26,7 @@ import enum
 
 __all__ = [
     "ConfigError",
+    "CoordinationError",
     "LLMError",
     "LLMRateLimited",
     "LLMResponseError",
@@ -159,3 +161,7 @@ class LLMResponseError(LLMError):
 
 class StorageError(TimbridgeError):
     """The store failed."""
+
+
+class CoordinationError(TimbridgeError):
+    """The coordination backend (Redis) is unreachable or refused, or is shutting down."""

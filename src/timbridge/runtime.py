@@ -62,27 +62,43 @@ def serve_app(app: web.Application, *, host: str, port: int, banner: list[str]) 
     run_on_uvloop(_serve(app, host, port, banner))
 
 
-async def _serve_services(settings: Settings, host: str, port: int) -> None:
+async def _serve_services(
+    settings: Settings, host: str, port: int | None, *, webhook: bool, workers: bool
+) -> None:
     async with Services.open(settings) as services:
-        runner, bound = await listen(create_app(services), host, port)
-        await services.start_workers()
+        runner = None
+        bound = None
+        if port is not None:
+            runner, bound = await listen(create_app(services, webhook=webhook), host, port)
+        if workers:
+            await services.start_workers()
         _log.info(
-            "serve.started",
+            "serve.started" if webhook else "worker.started",
             host=host,
             port=bound,
-            path=settings.server.path,
+            path=settings.server.path if webhook else None,
+            workers=workers,
             robots=[r.id for r in settings.robots],
         )
         try:
             await until_signalled()
         finally:
             _log.info("serve.stopping", queued=services.coordination.depth())
-            await runner.shutdown()  # stop accepting webhooks first
-            await services.stop_workers()  # then let queued replies finish
-            await runner.cleanup()
+            if runner is not None:
+                await runner.shutdown()  # stop accepting webhooks first
+            await services.stop_workers()  # then let queued replies finish, or hand them back
+            if runner is not None:
+                await runner.cleanup()
             _log.info("serve.stopped")
 
 
-def serve_services(settings: Settings, *, host: str, port: int) -> None:
-    """Webhook and workers in one process until SIGINT / SIGTERM, on uvloop."""
-    run_on_uvloop(_serve_services(settings, host, port))
+def serve_services(
+    settings: Settings,
+    *,
+    host: str,
+    port: int | None,
+    webhook: bool = True,
+    workers: bool = True,
+) -> None:
+    """Webhook and/or workers until SIGINT / SIGTERM, on uvloop (`port` None: no HTTP)."""
+    run_on_uvloop(_serve_services(settings, host, port, webhook=webhook, workers=workers))

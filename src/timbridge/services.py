@@ -20,6 +20,7 @@ from timbridge.bot.models import ModelChain
 from timbridge.bot.replies import ReplySender
 from timbridge.coordination.base import Coordinator
 from timbridge.coordination.local import LocalCoordinator
+from timbridge.coordination.redis import RedisCoordinator
 from timbridge.errors import ConfigError, TencentError, TimbridgeError
 from timbridge.knowledge.embed import Embedder, KeywordsOnly, LocalEmbedder, OpenAIEmbedder
 from timbridge.knowledge.library import BUILTIN_KB, Library
@@ -40,6 +41,7 @@ from timbridge.usersig import UserSigSigner
 
 __all__ = [
     "Services",
+    "build_coordinator",
     "build_embedder",
     "build_model",
     "http_session",
@@ -142,6 +144,19 @@ def build_model(name: str, profile: ModelProfile, *, max_connections: int = 1000
     )
 
 
+def build_coordinator(settings: Settings) -> Coordinator:
+    """In-process for ``memory://``, else Redis (nothing is connected until first use)."""
+    config = settings.coordination
+    if config.url.startswith("memory://"):
+        return LocalCoordinator()
+    return RedisCoordinator(
+        config.url,
+        prefix=config.prefix,
+        visibility_s=config.visibility_s,
+        concurrency=settings.server.model_concurrency,
+    )
+
+
 def build_embedder(settings: Settings) -> Embedder:
     """The configured embedder; keywords only (logged) when the local model is not installed."""
     config = settings.knowledge
@@ -214,10 +229,6 @@ class Services:
     ) -> AsyncIterator[Services]:
         """Build every part from `settings`; close them all on exit, in reverse order."""
         settings.tencent.credentials()
-        if not settings.coordination.url.startswith("memory://"):
-            raise ConfigError(
-                "coordination.url", "only memory:// is available in this version (Redis: #7)"
-            )
         needed: dict[str, ModelProfile] = {}
         for robot in settings.robots:
             for name in [robot.model, *settings.models[robot.model].fallback]:
@@ -232,7 +243,8 @@ class Services:
             tencent = tencent_client(settings, session, retry=tencent_retry, metrics=metrics)
             store = await Store.open(settings.store.url)
             stack.push_async_callback(store.aclose)
-            coordination = LocalCoordinator()
+            coordination = build_coordinator(settings)
+            stack.push_async_callback(coordination.close, settings.server.shutdown_grace_s)
             chain = ModelChain(
                 models,
                 settings.models,
@@ -250,6 +262,7 @@ class Services:
                 chain,
                 ReplySender(tencent, store),
                 metrics,
+                coordination=coordination,
                 library=library,
                 knowledge=knowledge,
             )

@@ -173,6 +173,8 @@ class CoordinationSettings(_Section):
     """Queue, dedupe, ordering and rate limits: in-process or Redis."""
 
     url: str = "memory://"
+    prefix: str = "timbridge"
+    visibility_s: Annotated[float, Field(gt=0)] = 30.0
 
     @field_validator("url")
     @classmethod

@@ -14,11 +14,10 @@ import structlog
 from timbridge.bot.commands import HELP_TEXT, LIMIT_TEXT, RESET_TEXT, UNKNOWN_TEXT, parse_command
 from timbridge.bot.context import build_context, cite
 from timbridge.bot.conversation import Conversation, MessageEvent
-from timbridge.bot.limits import MessageRate
 from timbridge.bot.models import ModelChain
 from timbridge.bot.replies import ReplySender
 from timbridge.bot.text import extract_text, strip_mentions
-from timbridge.coordination.base import Job
+from timbridge.coordination.base import Coordinator, Job
 from timbridge.errors import LLMError, PayloadError, TencentError, TimbridgeError
 from timbridge.knowledge.library import Library
 from timbridge.knowledge.retrieval import Hit
@@ -53,6 +52,7 @@ class Engine:
         replies: ReplySender,
         metrics: Metrics,
         *,
+        coordination: Coordinator,
         library: Library | None = None,
         knowledge: dict[str, str] | None = None,
     ) -> None:
@@ -62,7 +62,7 @@ class Engine:
         self._models = models
         self._replies = replies
         self._metrics = metrics
-        self._rate = MessageRate()
+        self._coordination = coordination
         self._library = library
         self._knowledge = knowledge or {}  # robot → the knowledge base it answers from
 
@@ -111,7 +111,9 @@ class Engine:
 
     async def _chat(self, job: Job, conv: Conversation, text: str) -> None:
         robot = self._robots[conv.robot]
-        decision = self._rate.check(f"{conv.robot}|{conv.sender}", robot.messages_per_minute)
+        decision = await self._coordination.rate(
+            f"{conv.robot}|{conv.sender}", robot.messages_per_minute
+        )
         if not decision.allowed:
             _log.info("limit.messages_per_minute", sender=conv.sender, told=decision.notify)
             self._metrics.limited.labels(conv.robot).inc()

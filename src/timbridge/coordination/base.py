@@ -3,9 +3,11 @@ conversation one at a time, in arrival order, and different conversations concur
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
+
+from timbridge.coordination.limits import Decision
 
 __all__ = ["Coordinator", "Handler", "Job"]
 
@@ -29,14 +31,20 @@ Handler = Callable[[Job], Awaitable[None]]
 
 
 class Coordinator(Protocol):
-    """Dedupe and ordered, concurrent job processing."""
+    """Dedupe, ordered and concurrent job processing, and rate limits.
 
-    async def first_seen(self, identity: str) -> bool:
-        """Mark `identity` as seen; False if it was already (within the dedupe window)."""
+    Backend failures raise `CoordinationError` (the webhook then answers non-OK, so Tencent
+    delivers again).
+    """
+
+    async def submit(self, identity: str, jobs: Sequence[Job]) -> bool:
+        """Queue `jobs` (one inbound message, one job per robot it is for) unless `identity` was
+        seen within the dedupe window: False then, and nothing is queued. Both happen or neither,
+        so a message refused for a backend failure is not remembered as seen."""
         ...
 
-    async def enqueue(self, job: Job) -> None:
-        """Accept a job; it runs after the earlier jobs of its conversation."""
+    async def rate(self, key: str, limit: int) -> Decision:
+        """Count one message for `key` if `limit` per minute allows it (0: no limit)."""
         ...
 
     async def start(self, handler: Handler) -> None:

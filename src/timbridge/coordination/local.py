@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import OrderedDict, deque
+from collections.abc import Sequence
 
 import structlog
 
 from timbridge.coordination.base import Handler, Job
+from timbridge.coordination.limits import Decision, MessageRate
+from timbridge.errors import CoordinationError
 
 __all__ = ["LocalCoordinator", "TTLSet"]
 
@@ -52,13 +55,24 @@ class LocalCoordinator:
         self._handler: Handler | None = None
         self._closing = False
         self._depth = 0
+        self._rate = MessageRate()
 
-    async def first_seen(self, identity: str) -> bool:
-        return self._seen.add(identity)
+    async def submit(self, identity: str, jobs: Sequence[Job]) -> bool:
+        if self._closing:
+            raise CoordinationError("the coordinator is shutting down")
+        if not self._seen.add(identity):
+            return False
+        for job in jobs:
+            await self.enqueue(job)
+        return True
+
+    async def rate(self, key: str, limit: int) -> Decision:
+        return self._rate.check(key, limit)
 
     async def enqueue(self, job: Job) -> None:
+        """Queue one job without dedupe."""
         if self._closing:
-            raise RuntimeError("coordinator is shutting down")
+            raise CoordinationError("the coordinator is shutting down")
         self._depth += 1
         self._mailboxes.setdefault(job.conversation, deque()).append(job)
         if self._handler is not None and job.conversation not in self._workers:
@@ -94,6 +108,8 @@ class LocalCoordinator:
                 del self._mailboxes[conversation]
 
     async def close(self, grace_s: float) -> None:
+        if self._closing:
+            return
         self._closing = True
         workers = list(self._workers.values())
         if workers:

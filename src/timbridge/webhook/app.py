@@ -86,32 +86,31 @@ class WebhookHandler:
             _log.info("webhook.dropped", reason=verdict.reason, callback_command=command)
             return f"dropped_{verdict.reason}", _ok()
         identity = event.identity
-        coordination = self.services.coordination
+        trace_id = uuid.uuid4().hex[:16]
+        now = time.time()
+        jobs = [
+            Job(
+                conversation=self.services.engine.conversation(robot, event).key,
+                robot=robot,
+                command=event.callback_command,
+                body=body,
+                identity=identity,
+                trace_id=trace_id,
+                received_at=now,
+                event=event,
+            )
+            for robot in verdict.robots
+        ]
         try:
-            if not await coordination.first_seen(identity):
-                _log.info("webhook.duplicate", identity=identity)
-                return "duplicate", _ok()
-            trace_id = uuid.uuid4().hex[:16]
-            now = time.time()
-            for robot in verdict.robots:
-                conversation = self.services.engine.conversation(robot, event)
-                await coordination.enqueue(
-                    Job(
-                        conversation=conversation.key,
-                        robot=robot,
-                        command=event.callback_command,
-                        body=body,
-                        identity=identity,
-                        trace_id=trace_id,
-                        received_at=now,
-                        event=event,
-                    )
-                )
-        except (TimbridgeError, RuntimeError, OSError) as exc:
+            accepted = await self.services.coordination.submit(identity, jobs)
+        except TimbridgeError as exc:
             _log.error("webhook.enqueue_failed", error=str(exc))
             return "unavailable", _refuse(
                 Refusal(503, "unavailable", "cannot queue the message now; retry")
             )
+        if not accepted:
+            _log.info("webhook.duplicate", identity=identity)
+            return "duplicate", _ok()
         return "accepted", _ok()
 
 
@@ -119,8 +118,9 @@ async def _healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
-def create_app(services: Services) -> web.Application:
-    """The webhook application for `services` (which it does not own or close)."""
+def create_app(services: Services, *, webhook: bool = True) -> web.Application:
+    """The webhook application for `services` (which it does not own or close); with
+    ``webhook=False`` only health, readiness and metrics (a worker's HTTP face)."""
     settings = services.settings
     handler = WebhookHandler(services)
     # aiohttp stops reading past client_max_size; the handler answers 413 with our envelope.
@@ -139,7 +139,8 @@ def create_app(services: Services) -> web.Application:
             body=services.metrics.render(), content_type="text/plain", charset="utf-8"
         )
 
-    app.router.add_post(settings.server.path, handler.handle)
+    if webhook:
+        app.router.add_post(settings.server.path, handler.handle)
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)

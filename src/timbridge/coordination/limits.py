@@ -1,4 +1,5 @@
-"""Per-user message limits, in process: messages per user per minute, per robot.
+"""Per-user message limits, in process (the Redis coordinator does the same in one Lua script):
+messages per key within a sliding window, per robot.
 
 A sliding 60 s window of message times per key. Over the limit, `check` says how long until the
 next message is allowed, and whether the user has already been told (they are told once per

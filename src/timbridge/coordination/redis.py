@@ -1,0 +1,379 @@
+"""Coordination on Redis for the scale-out deployment: any number of webhook front-ends and
+workers, one order per conversation.
+
+Keys (all under `prefix`):
+
+* ``seen:{identity}``: dedupe, ``SET NX EX``.
+* ``mbox:{conversation}``: the conversation's jobs, a list in arrival order.
+* ``active``: the set of conversations that are scheduled or being worked on.
+* ``ready``: a stream with one entry per active conversation, read by the consumer group
+  ``workers``. Whoever holds the entry owns the conversation: it runs the mailbox's head job, pops
+  it (only if the head is still that job), and repeats.
+* ``depth``: jobs queued and not yet finished, over all processes.
+
+Every hand-over is one Lua script, so ordering cannot break between two commands: `submit`
+dedupes, appends and schedules the conversation only if it was not active; `finish` gives the
+entry up only if the mailbox is empty (else the owner keeps going), or hands it back as a new
+entry (shutdown, fairness). A worker that dies leaves its entry pending: after
+`visibility_s` without a heartbeat another worker takes it over with ``XAUTOCLAIM`` and runs the
+head job again. Replies are idempotent on the message's identity (the store knows what was sent,
+and Tencent drops a resent part with the same random), so a job run twice answers once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import os
+import socket
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+import orjson
+import redis.asyncio as aioredis
+import structlog
+from redis.exceptions import RedisError, ResponseError
+
+from timbridge.coordination.base import Handler, Job
+from timbridge.coordination.limits import WINDOW_S, Decision
+from timbridge.errors import CoordinationError
+
+__all__ = ["RedisCoordinator", "decode_job", "encode_job"]
+
+_log = structlog.get_logger("timbridge.coordination")
+T = TypeVar("T")
+
+GROUP = "workers"
+
+_SUBMIT = """
+if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) == false then return 0 end
+local n = tonumber(ARGV[2])
+for i = 1, n do
+  local conversation = ARGV[1 + 2 * i]
+  redis.call('RPUSH', KEYS[4 + i], ARGV[2 + 2 * i])
+  redis.call('INCR', KEYS[4])
+  if redis.call('SADD', KEYS[2], conversation) == 1 then
+    redis.call('XADD', KEYS[3], '*', 'c', conversation)
+  end
+end
+return 1
+"""
+
+# KEYS: mbox, active, ready. ARGV: group, entry id, conversation, hand_back ('1' | '0').
+_FINISH = """
+if ARGV[4] == '0' and redis.call('LLEN', KEYS[1]) > 0 then return 0 end
+redis.call('XACK', KEYS[3], ARGV[1], ARGV[2])
+redis.call('XDEL', KEYS[3], ARGV[2])
+if redis.call('LLEN', KEYS[1]) > 0 then
+  redis.call('XADD', KEYS[3], '*', 'c', ARGV[3])
+else
+  redis.call('SREM', KEYS[2], ARGV[3])
+end
+return 1
+"""
+
+# KEYS: mbox, depth. ARGV: the job as read. Pops only the job that was run.
+_DONE = """
+if redis.call('LINDEX', KEYS[1], 0) == ARGV[1] then
+  redis.call('LPOP', KEYS[1])
+  redis.call('DECR', KEYS[2])
+  return 1
+end
+return 0
+"""
+
+# KEYS: ready. ARGV: group, consumer, entry ids... Renews the idle time of entries still ours.
+_HEARTBEAT = """
+local lost = {}
+for i = 3, #ARGV do
+  local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1)
+  if #p == 1 and p[1][2] == ARGV[2] then
+    redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[i], 'JUSTID')
+  else
+    table.insert(lost, ARGV[i])
+  end
+end
+return lost
+"""
+
+# KEYS: window zset, told flag. ARGV: window ms, limit, unique member.
+_RATE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local window = tonumber(ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[2]) then
+  redis.call('ZADD', KEYS[1], now, ARGV[3])
+  redis.call('PEXPIRE', KEYS[1], window)
+  return {1, 0, 0}
+end
+local oldest = tonumber(redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')[2])
+local retry = math.max(1, oldest + window - now)
+local told = 0
+if redis.call('SET', KEYS[2], '1', 'NX', 'PX', retry) then told = 1 end
+return {0, retry, told}
+"""
+
+
+def encode_job(job: Job) -> bytes:
+    """A job as stored in a mailbox (the parsed event stays behind; the body is re-parsed)."""
+    return orjson.dumps(
+        {
+            "conversation": job.conversation,
+            "robot": job.robot,
+            "command": job.command,
+            "body": base64.b64encode(job.body).decode(),
+            "identity": job.identity,
+            "trace_id": job.trace_id,
+            "received_at": job.received_at,
+        }
+    )
+
+
+def decode_job(raw: bytes) -> Job:
+    data = orjson.loads(raw)
+    data["body"] = base64.b64decode(data["body"])
+    return Job(**data)
+
+
+class RedisCoordinator:
+    """`Coordinator` on Redis Streams with a consumer group; safe with many processes."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str = "timbridge",
+        dedupe_ttl_s: int = 600,
+        visibility_s: float = 30.0,
+        concurrency: int = 256,
+        batch: int = 32,
+        client: aioredis.Redis | None = None,
+    ) -> None:
+        self._redis = client or aioredis.Redis.from_url(
+            url,
+            socket_connect_timeout=2.0,
+            socket_timeout=5.0,
+            health_check_interval=15,
+            max_connections=max(64, concurrency + 16),
+        )
+        self._url = url.rsplit("@", maxsplit=1)[-1]
+        self._p = prefix.rstrip(":") + ":"
+        self._ttl = dedupe_ttl_s
+        self._visibility_ms = int(visibility_s * 1000)
+        self._slots = asyncio.Semaphore(concurrency)
+        self._batch = batch
+        self.consumer = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self._submit = self._redis.register_script(_SUBMIT)
+        self._finish = self._redis.register_script(_FINISH)
+        self._done = self._redis.register_script(_DONE)
+        self._heartbeat = self._redis.register_script(_HEARTBEAT)
+        self._rate = self._redis.register_script(_RATE)
+        self._handler: Handler | None = None
+        self._closing = asyncio.Event()
+        self._loops: list[asyncio.Task[None]] = []
+        self._drains: dict[str, asyncio.Task[None]] = {}  # stream entry id → its drain
+        self._lost: set[str] = set()
+        self._depth_seen = 0
+
+    @property
+    def _ready(self) -> str:
+        return self._p + "ready"
+
+    def _mbox(self, conversation: str) -> str:
+        return f"{self._p}mbox:{conversation}"
+
+    async def _call(self, what: str, fn: Callable[[], Awaitable[T]]) -> T:
+        try:
+            return await fn()
+        except (RedisError, OSError) as exc:
+            raise CoordinationError(f"redis {self._url}: {what}: {exc}") from exc
+
+    # --- front-end side ---------------------------------------------------------------------
+
+    async def submit(self, identity: str, jobs: Sequence[Job]) -> bool:
+        keys = [
+            f"{self._p}seen:{identity}",
+            self._p + "active",
+            self._ready,
+            self._p + "depth",
+            *(self._mbox(j.conversation) for j in jobs),
+        ]
+        args: list[str | bytes | int] = [self._ttl, len(jobs)]
+        for job in jobs:
+            args += [job.conversation, encode_job(job)]
+        accepted = await self._call("submit", lambda: self._submit(keys=keys, args=args))
+        return bool(accepted)
+
+    async def rate(self, key: str, limit: int) -> Decision:
+        if limit <= 0:
+            return Decision(allowed=True)
+        keys = [f"{self._p}rate:{key}", f"{self._p}told:{key}"]
+        args: list[str | int] = [int(WINDOW_S * 1000), limit, uuid.uuid4().hex]
+        allowed, retry_ms, told = await self._call("rate", lambda: self._rate(keys=keys, args=args))
+        return Decision(allowed=bool(allowed), retry_after_s=retry_ms / 1000, notify=bool(told))
+
+    def depth(self) -> int:
+        """Jobs queued over every process, as last read (`queued` reads it afresh)."""
+        return self._depth_seen
+
+    async def queued(self) -> int:
+        """Jobs queued and not finished, over every process."""
+        value = await self._call("depth", lambda: self._redis.get(self._p + "depth"))
+        self._depth_seen = int(value or 0)
+        return self._depth_seen
+
+    async def ping(self) -> None:
+        await self._call("ping", self._redis.ping)
+        await self.queued()
+
+    # --- worker side --------------------------------------------------------------------------
+
+    async def start(self, handler: Handler) -> None:
+        self._handler = handler
+        try:
+            await self._redis.xgroup_create(self._ready, GROUP, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise CoordinationError(f"redis {self._url}: create group: {exc}") from exc
+        except (RedisError, OSError) as exc:
+            raise CoordinationError(f"redis {self._url}: create group: {exc}") from exc
+        loop = asyncio.get_running_loop()
+        self._loops = [
+            loop.create_task(self._read_loop(), name="redis-read"),
+            loop.create_task(self._maintenance_loop(), name="redis-maintenance"),
+        ]
+        _log.info("coordination.worker_started", consumer=self.consumer)
+
+    async def _read_loop(self) -> None:
+        backoff = 0.1
+        while not self._closing.is_set():
+            await self._slots.acquire()
+            self._slots.release()
+            free = max(1, min(self._batch, self._free()))
+            try:
+                answer: Any = await self._redis.xreadgroup(
+                    GROUP, self.consumer, {self._ready: ">"}, count=free, block=1000
+                )
+                backoff = 0.1
+            except (RedisError, OSError) as exc:
+                _log.warning("coordination.read_failed", error=str(exc), retry_in_s=backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            for _stream, entries in answer or []:
+                for entry_id, fields in entries:
+                    self._launch(_text(entry_id), _text(fields[b"c"]))
+
+    def _free(self) -> int:
+        return self._slots._value
+
+    async def _maintenance_loop(self) -> None:
+        """Heartbeats for the entries this worker holds; takes over entries of dead workers."""
+        every = max(0.05, self._visibility_ms / 3000)
+        while not self._closing.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._closing.wait(), every)
+            if self._closing.is_set():
+                return
+            try:
+                await self._renew()
+                await self._reclaim()
+            except (RedisError, OSError) as exc:
+                _log.warning("coordination.maintenance_failed", error=str(exc))
+
+    async def _renew(self) -> None:
+        held = list(self._drains)
+        if not held:
+            return
+        lost = await self._heartbeat(keys=[self._ready], args=[GROUP, self.consumer, *held])
+        for entry in lost:
+            _log.warning("coordination.entry_lost", entry=_text(entry))
+            self._lost.add(_text(entry))
+
+    async def _reclaim(self) -> None:
+        free = self._free()
+        if free <= 0:
+            return
+        claimed: Any = await self._redis.xautoclaim(
+            self._ready, GROUP, self.consumer, self._visibility_ms, "0-0", count=free
+        )
+        for entry_id, fields in claimed[1]:
+            if fields:  # a deleted entry comes back without fields
+                entry = _text(entry_id)
+                if entry not in self._drains:
+                    _log.warning("coordination.reclaimed", entry=entry)
+                    self._launch(entry, _text(fields[b"c"]))
+
+    def _launch(self, entry: str, conversation: str) -> None:
+        task = asyncio.get_running_loop().create_task(self._drain(entry, conversation))
+        self._drains[entry] = task
+        task.add_done_callback(lambda _t: self._drains.pop(entry, None))
+
+    async def _drain(self, entry: str, conversation: str) -> None:
+        assert self._handler is not None
+        mbox = self._mbox(conversation)
+        keys = [mbox, self._p + "active", self._ready]
+        ran = 0
+        async with self._slots:
+            try:
+                while entry not in self._lost:
+                    raw: bytes | None = await self._redis.lindex(mbox, 0)  # type: ignore[assignment]
+                    if raw is None:
+                        if await self._finish(keys=keys, args=[GROUP, entry, conversation, "0"]):
+                            return
+                        continue
+                    if self._closing.is_set() or ran >= self._batch:  # hand over, stay fair
+                        await self._finish(keys=keys, args=[GROUP, entry, conversation, "1"])
+                        return
+                    await self._run(decode_job(raw))
+                    await self._done(keys=[mbox, self._p + "depth"], args=[raw])
+                    ran += 1
+            except asyncio.CancelledError:
+                with contextlib.suppress(RedisError, OSError):  # hand back what is unfinished
+                    await self._finish(keys=keys, args=[GROUP, entry, conversation, "1"])
+                raise
+            except (RedisError, OSError) as exc:  # the entry stays pending: reclaimed later
+                _log.warning("coordination.drain_failed", conversation=conversation, error=str(exc))
+            finally:
+                self._lost.discard(entry)
+
+    async def _run(self, job: Job) -> None:
+        assert self._handler is not None
+        try:
+            await self._handler(job)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - a worker's top level: one bad job must not stop its conversation
+            _log.exception("job.failed", conversation=job.conversation, trace_id=job.trace_id)
+
+    async def close(self, grace_s: float) -> None:
+        """Stop reading; let running jobs finish within `grace_s`; hand the rest back."""
+        if self._closing.is_set():
+            return
+        self._closing.set()
+        for task in self._loops:
+            task.cancel()
+        await asyncio.gather(*self._loops, return_exceptions=True)
+        drains = list(self._drains.values())
+        if drains:
+            _, pending = await asyncio.wait(drains, timeout=grace_s)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        await self._redis.aclose()
+
+    async def idle(self, limit_s: float = 30.0) -> None:
+        """Wait until no job is queued anywhere (tests, benchmarks)."""
+        deadline = time.monotonic() + limit_s
+        while await self.queued() > 0 or self._drains:
+            if time.monotonic() > deadline:
+                raise TimeoutError("jobs still queued")
+            await asyncio.sleep(0.05)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
