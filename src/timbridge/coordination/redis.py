@@ -35,7 +35,11 @@ from typing import Any, TypeVar
 import orjson
 import redis.asyncio as aioredis
 import structlog
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from timbridge.coordination.base import Handler, Job
 from timbridge.coordination.limits import WINDOW_S, Decision
@@ -159,6 +163,9 @@ class RedisCoordinator:
             socket_timeout=5.0,
             health_check_interval=15,
             max_connections=max(64, concurrency + 16),
+            # a pooled connection that Redis closed (restart) is retried on a new one at once
+            retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2),
+            retry_on_error=[RedisConnectionError, RedisTimeoutError],
         )
         self._url = url.rsplit("@", maxsplit=1)[-1]
         self._p = prefix.rstrip(":") + ":"
@@ -232,13 +239,17 @@ class RedisCoordinator:
 
     # --- worker side --------------------------------------------------------------------------
 
-    async def start(self, handler: Handler) -> None:
-        self._handler = handler
+    async def _ensure_group(self) -> None:
         try:
             await self._redis.xgroup_create(self._ready, GROUP, id="0", mkstream=True)
         except ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
-                raise CoordinationError(f"redis {self._url}: create group: {exc}") from exc
+                raise
+
+    async def start(self, handler: Handler) -> None:
+        self._handler = handler
+        try:
+            await self._ensure_group()
         except (RedisError, OSError) as exc:
             raise CoordinationError(f"redis {self._url}: create group: {exc}") from exc
         loop = asyncio.get_running_loop()
@@ -263,6 +274,10 @@ class RedisCoordinator:
                 _log.warning("coordination.read_failed", error=str(exc), retry_in_s=backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
+                if isinstance(exc, ResponseError) and "NOGROUP" in str(exc):
+                    # Redis came back empty (no persistence): make the group again
+                    with contextlib.suppress(RedisError, OSError):
+                        await self._ensure_group()
                 continue
             for _stream, entries in answer or []:
                 for entry_id, fields in entries:
@@ -314,32 +329,42 @@ class RedisCoordinator:
         task.add_done_callback(lambda _t: self._drains.pop(entry, None))
 
     async def _drain(self, entry: str, conversation: str) -> None:
-        assert self._handler is not None
+        async with self._slots:
+            backoff = 0.1
+            try:
+                while entry not in self._lost and not await self._drain_once(entry, conversation):
+                    await asyncio.sleep(backoff)  # Redis failed mid-way: the entry is still ours
+                    backoff = min(backoff * 2, 5.0)
+            finally:
+                self._lost.discard(entry)
+
+    async def _drain_once(self, entry: str, conversation: str) -> bool:
+        """Run the conversation's jobs until its mailbox is empty or it is handed back; False
+        when Redis failed (the caller tries again while the entry is still ours)."""
         mbox = self._mbox(conversation)
         keys = [mbox, self._p + "active", self._ready]
         ran = 0
-        async with self._slots:
-            try:
-                while entry not in self._lost:
-                    raw: bytes | None = await self._redis.lindex(mbox, 0)  # type: ignore[assignment]
-                    if raw is None:
-                        if await self._finish(keys=keys, args=[GROUP, entry, conversation, "0"]):
-                            return
-                        continue
-                    if self._closing.is_set() or ran >= self._batch:  # hand over, stay fair
-                        await self._finish(keys=keys, args=[GROUP, entry, conversation, "1"])
-                        return
-                    await self._run(decode_job(raw))
-                    await self._done(keys=[mbox, self._p + "depth"], args=[raw])
-                    ran += 1
-            except asyncio.CancelledError:
-                with contextlib.suppress(RedisError, OSError):  # hand back what is unfinished
+        try:
+            while entry not in self._lost:
+                raw: bytes | None = await self._redis.lindex(mbox, 0)  # type: ignore[assignment]
+                if raw is None:
+                    if await self._finish(keys=keys, args=[GROUP, entry, conversation, "0"]):
+                        return True
+                    continue
+                if self._closing.is_set() or ran >= self._batch:  # hand over, stay fair
                     await self._finish(keys=keys, args=[GROUP, entry, conversation, "1"])
-                raise
-            except (RedisError, OSError) as exc:  # the entry stays pending: reclaimed later
-                _log.warning("coordination.drain_failed", conversation=conversation, error=str(exc))
-            finally:
-                self._lost.discard(entry)
+                    return True
+                await self._run(decode_job(raw))
+                await self._done(keys=[mbox, self._p + "depth"], args=[raw])
+                ran += 1
+        except asyncio.CancelledError:
+            with contextlib.suppress(RedisError, OSError):  # hand back what is unfinished
+                await self._finish(keys=keys, args=[GROUP, entry, conversation, "1"])
+            raise
+        except (RedisError, OSError) as exc:
+            _log.warning("coordination.drain_failed", conversation=conversation, error=str(exc))
+            return self._closing.is_set()  # closing: leave it pending for another worker
+        return True
 
     async def _run(self, job: Job) -> None:
         assert self._handler is not None
