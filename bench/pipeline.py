@@ -14,8 +14,15 @@ Phases:
    p50/p99 = reply arrival - webhook sent - the model's own service time;
 4. 2 s model: M conversations write at once; wall time until every reply arrived; serve's RSS.
 
+With ``--scale N`` it measures the scale-out deployment instead: one ``serve --no-workers``
+front-end, Redis coordination, a PostgreSQL store, and first 1 then N ``timbridge worker``
+processes; for each, replies/s over ``--requests`` messages from 1 000 users, and the ratio.
+Redis and PostgreSQL are the machine's (``--redis``, ``--postgres``); a fresh database and key
+prefix are used and removed.
+
 Usage: python bench/pipeline.py [--requests 20000] [--rate 500] [--seconds 10]
                                 [--conversations 5000]
+       python bench/pipeline.py --scale 2 [--requests 5000]
 """
 
 from __future__ import annotations
@@ -54,7 +61,8 @@ async def start(
     proc = await asyncio.create_subprocess_exec(
         *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env
     )
-    stream = proc.stderr if ready.startswith("{") or "serve" in args else proc.stdout
+    logs_to_stderr = ready.startswith("{") or "serve" in args or "worker" in args
+    stream = proc.stderr if logs_to_stderr else proc.stdout
     assert stream is not None
     async with asyncio.timeout(60):
         while True:
@@ -305,6 +313,109 @@ async def run(args: argparse.Namespace) -> None:
             row("failed webhooks", str(failures))
 
 
+async def _admin_sql(postgres: str, sql: str) -> None:
+    import asyncpg  # noqa: PLC0415 - only the scale run needs it
+
+    connection = await asyncpg.connect(f"{postgres}/postgres")
+    try:
+        await connection.execute(sql)
+    finally:
+        await connection.close()
+
+
+async def run_scale(args: argparse.Namespace) -> None:
+    import redis.asyncio as aioredis  # noqa: PLC0415 - only the scale run needs it
+
+    ports = {k: free_port() for k in ("tencent", "model", "front")}
+    database = f"tb_bench_{os.getpid()}"
+    await _admin_sql(args.postgres, f'CREATE DATABASE "{database}"')
+    procs: list[asyncio.subprocess.Process] = []
+    env = {
+        **os.environ,
+        "TIMBRIDGE_TENCENT__SECRET_KEY": KEY,
+        "TIMBRIDGE_TENCENT__CALLBACK_TOKEN": TOKEN,
+    }
+    rates: dict[int, float] = {}
+    print(f"timbridge scale-out benchmark ({os.cpu_count()} cores; every process shares them)")
+    try:
+        for kind in ("tencent", "model"):
+            proc, _ = await start(
+                sys.executable,
+                str(ROOT / "bench" / "servers.py"),
+                kind,
+                str(ports[kind]),
+                ready="ready",
+            )
+            procs.append(proc)
+        with tempfile.TemporaryDirectory() as tmp:
+            for workers in (1, args.scale):
+                prefix = f"tbbench{os.getpid()}w{workers}"
+                config = Path(tmp) / f"w{workers}.toml"
+                config.write_text(f"""
+[tencent]
+sdkappid = {APP}
+api_base = "http://127.0.0.1:{ports["tencent"]}"
+api_rate_limit = 1000000
+[server]
+host = "127.0.0.1"
+port = {ports["front"]}
+[store]
+url = "{args.postgres}/{database}"
+[coordination]
+url = "{args.redis}"
+prefix = "{prefix}"
+[models.default]
+provider = "openai"
+base_url = "http://127.0.0.1:{ports["model"]}/v1"
+model = "bench"
+[[robots]]
+id = "{ROBOT}"
+""")
+                base = [sys.executable, "-m", "timbridge", "--log-level", "info"]
+                round_procs = []
+                front, _ = await start(
+                    *base,
+                    "serve",
+                    "--no-workers",
+                    "--config",
+                    str(config),
+                    ready="serve.started",
+                    env=env,
+                )
+                round_procs.append(front)
+                for _ in range(workers):
+                    worker, _ = await start(
+                        *base, "worker", "--config", str(config), ready="worker.started", env=env
+                    )
+                    round_procs.append(worker)
+                connector = aiohttp.TCPConnector(limit=256)
+                async with aiohttp.ClientSession(connector=connector) as session:
+                    tencent = f"http://127.0.0.1:{ports['tencent']}"
+                    await session.post(f"{tencent}/reset")
+                    load = Load(session, f"http://127.0.0.1:{ports['front']}/im")
+                    first = time.monotonic()
+                    await load.closed_loop(args.requests, 1000, f"w{workers}-")
+                    arrivals = await replies(session, tencent, args.requests)
+                    rates[workers] = args.requests / (max(arrivals.values()) - first)
+                    row(f"{workers} worker(s): replies/s", f"{rates[workers]:.0f}")
+                    if load.failures:
+                        row("  failed webhooks", str(load.failures))
+                for proc in round_procs:
+                    proc.terminate()
+                await asyncio.gather(*[p.wait() for p in round_procs])
+                cleanup = aioredis.Redis.from_url(args.redis)
+                keys = [k async for k in cleanup.scan_iter(f"{prefix}:*")]
+                if keys:
+                    await cleanup.delete(*keys)
+                await cleanup.aclose()
+        row(f"ratio {args.scale} workers / 1 worker", f"{rates[args.scale] / rates[1]:.2f}")
+    finally:
+        for proc in procs:
+            proc.terminate()
+        await asyncio.gather(*[p.wait() for p in procs])
+        await _admin_sql(args.postgres, f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+
+
 def row(label: str, value: str) -> None:
     print(f"{label:52} {value:>14}", flush=True)
 
@@ -315,7 +426,11 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=500)
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--conversations", type=int, default=5000)
-    uvloop.run(run(parser.parse_args()))
+    parser.add_argument("--scale", type=int, default=0, help="workers for the scale-out run")
+    parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
+    parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432")
+    args = parser.parse_args()
+    uvloop.run(run_scale(args) if args.scale else run(args))
 
 
 if __name__ == "__main__":

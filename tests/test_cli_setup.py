@@ -183,3 +183,22 @@ async def test_check_names_each_failure_with_its_fix(
     assert (
         "FAIL  usersig: tencent.secret_key (TIMBRIDGE_TENCENT__SECRET_KEY): required" in result.out
     )
+
+
+async def test_check_reports_redis_coordination(
+    tmp_path: Path, servers: tuple[FakeOpenAI, str, str], redis_url: str, redis_prefix: str
+) -> None:
+    _llm, emulator, llm_url = servers
+    config = _config(tmp_path, emulator, llm_url, ["@RBT#shop"])
+    good = _check_env(
+        TIMBRIDGE_TENCENT__SECRET_KEY=KEY,
+        TIMBRIDGE_COORDINATION__URL=redis_url,
+        TIMBRIDGE_COORDINATION__PREFIX=redis_prefix,
+    )
+    result = await timbridge("check", "--config", str(config), env=good, cwd=tmp_path)
+    assert f"ok    coordination: {redis_url.split('://')[1]} answers (0 jobs queued)" in result.out
+    bad = good | {"TIMBRIDGE_COORDINATION__URL": "redis://127.0.0.1:1/0"}
+    result = await timbridge("check", "--config", str(config), env=bad, cwd=tmp_path)
+    assert result.code == 1
+    assert "FAIL  coordination: redis redis://127.0.0.1:1/0: ping: " in result.out
+    assert "fix: check coordination.url and that Redis is up" in result.out

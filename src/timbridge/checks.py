@@ -22,7 +22,13 @@ from timbridge.knowledge.library import BUILTIN_KB
 from timbridge.llm.base import ChatMessage
 from timbridge.memory.store import Store
 from timbridge.protocol.rest import GetAllRobots
-from timbridge.services import build_model, open_library, open_tencent, robot_knowledge
+from timbridge.services import (
+    build_coordinator,
+    build_model,
+    open_library,
+    open_tencent,
+    robot_knowledge,
+)
 from timbridge.settings import Settings
 from timbridge.tencent.codes import describe
 
@@ -137,11 +143,20 @@ async def _store(settings: Settings) -> Check:
     return Check("store", "ok", settings.store.url.rsplit("@", maxsplit=1)[-1])
 
 
-def _coordination(settings: Settings) -> Check:
+async def _coordination(settings: Settings) -> Check:
     url = settings.coordination.url
     if url.startswith("memory://"):
         return Check("coordination", "ok", "in-process (memory://)")
-    return Check("coordination", "fail", f"{url}: not available in this version", "use memory://")
+    coordinator = build_coordinator(settings)
+    try:
+        await coordinator.ping()
+    except TimbridgeError as exc:
+        fix = "check coordination.url and that Redis is up"
+        return Check("coordination", "fail", str(exc), fix)
+    finally:
+        await coordinator.close(0)
+    shown = url.split("://", 1)[-1].rsplit("@", maxsplit=1)[-1]
+    return Check("coordination", "ok", f"{shown} answers ({coordinator.depth()} jobs queued)")
 
 
 async def _knowledge(settings: Settings) -> list[Check]:
@@ -192,7 +207,7 @@ async def run_checks(settings: Settings, *, model_timeout_s: float = 30.0) -> li
     for name in names:
         checks.append(await _model(settings, name, model_timeout_s))
     checks.append(await _store(settings))
-    checks.append(_coordination(settings))
+    checks.append(await _coordination(settings))
     checks += await _knowledge(settings)
     checks.append(_webhook(settings))
     return checks
