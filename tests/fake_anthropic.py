@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +37,7 @@ class FakeAnthropic:
     requests: list[dict[str, Any]] = field(default_factory=list)
     times: list[float] = field(default_factory=list)
     failures: deque[AnthropicFailure] = field(default_factory=deque)
+    reply: Callable[[list[dict[str, Any]]], str] | None = None
 
     def fail(self, *failures: AnthropicFailure) -> None:
         self.failures.extend(failures)
@@ -57,7 +59,11 @@ class FakeAnthropic:
                 },
             }
             return web.json_response(error, status=failure.status, headers=headers)
-        text = "claude: " + body["messages"][-1]["content"]
+        text = (
+            self.reply(body["messages"])
+            if self.reply
+            else "claude: " + body["messages"][-1]["content"]
+        )
         usage_in = sum(len(m["content"].split()) for m in body["messages"])
         if not body.get("stream"):
             return web.json_response(

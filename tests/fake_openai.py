@@ -39,6 +39,10 @@ class FakeOpenAI:
     requests: list[dict[str, Any]] = field(default_factory=list)
     failures: deque[Failure] = field(default_factory=deque)
     times: list[float] = field(default_factory=list)
+    chunk_interval_s: float = 0.0  # between streamed pieces (200 tokens/s: 0.005)
+    stall_after: int | None = None  # pieces sent before a pause of `stall_s`
+    stall_s: float = 0.0
+    break_after: int | None = None  # pieces sent before the connection is dropped mid-answer
 
     def fail(self, *failures: Failure) -> None:
         self.failures.extend(failures)
@@ -107,8 +111,16 @@ class FakeOpenAI:
                 ],
             }
         )
-        for start in range(0, len(text), self.chunk_size):
+        for number, start in enumerate(range(0, len(text), self.chunk_size)):
             piece = text[start : start + self.chunk_size]
+            if number == self.break_after:
+                assert request.transport is not None
+                request.transport.close()  # the model's server dies mid-answer
+                return response
+            if number == self.stall_after:
+                await asyncio.sleep(self.stall_s)
+            elif self.chunk_interval_s:
+                await asyncio.sleep(self.chunk_interval_s)
             await event(
                 {
                     **chunk,

@@ -36,19 +36,29 @@ def test_empty_api_key_variable_is_named(monkeypatch: pytest.MonkeyPatch) -> Non
     assert build_model("main", profile).name == "openai:m"
 
 
-async def test_services_refuse_redis_coordination_for_now(tmp_path: Path) -> None:
+async def test_services_pick_the_coordinator_from_the_url(
+    tmp_path: Path, redis_url: str, redis_prefix: str
+) -> None:
+    from timbridge.coordination.local import LocalCoordinator
+    from timbridge.coordination.redis import RedisCoordinator
+
     settings = Settings(
         tencent={"sdkappid": 1400000000, "secret_key": SecretStr("k")},
         store={"url": f"sqlite:///{tmp_path / 'db'}"},
-        coordination={"url": "redis://127.0.0.1:6379/0"},
+        coordination={"url": redis_url, "prefix": redis_prefix},
         models={
             "default": {"provider": "openai", "model": "m", "base_url": "http://127.0.0.1:9/v1"}
         },
         robots=[{"id": "@RBT#a"}],
     )
-    with pytest.raises(ConfigError, match=r"coordination\.url"):
-        async with Services.open(settings):
-            pass
+    async with Services.open(settings) as services:
+        assert isinstance(services.coordination, RedisCoordinator)
+        await services.coordination.ping()
+    local = settings.model_copy(
+        update={"coordination": settings.coordination.model_copy(update={"url": "memory://"})}
+    )
+    async with Services.open(local) as services:
+        assert isinstance(services.coordination, LocalCoordinator)
 
 
 async def test_services_need_credentials(tmp_path: Path) -> None:

@@ -36,6 +36,13 @@ class Metrics:
             buckets=_LATENCY,
             registry=r,
         )
+        self.first_visible = Histogram(
+            "timbridge_first_visible_seconds",
+            "Live replies: time from starting the answer to the first text the user sees, by mode",
+            ["mode"],
+            buckets=_LATENCY,
+            registry=r,
+        )
         self.model_answers = Counter(
             "timbridge_model_answers",
             "Answers by the profile that gave them (a fallback shows here)",

@@ -14,6 +14,7 @@ import structlog
 from timbridge.bot.commands import HELP_TEXT, LIMIT_TEXT, RESET_TEXT, UNKNOWN_TEXT, parse_command
 from timbridge.bot.context import build_context, cite
 from timbridge.bot.conversation import Conversation, MessageEvent
+from timbridge.bot.live import LiveReply
 from timbridge.bot.models import ModelChain
 from timbridge.bot.replies import ReplySender
 from timbridge.bot.text import extract_text, strip_mentions
@@ -33,9 +34,10 @@ from timbridge.protocol.callbacks import (
 )
 from timbridge.settings import Settings
 
-__all__ = ["APOLOGY", "EMPTY_TEXT", "Engine"]
+__all__ = ["APOLOGY", "EMPTY_TEXT", "INTERRUPTED", "Engine"]
 
 APOLOGY = "Sorry, I can't answer right now: the model is unavailable. Please try again shortly."
+INTERRUPTED = "\n\n[The answer was cut off: the model stopped responding. Please ask again.]"
 EMPTY_TEXT = "I can only read text messages. Please write your question as text."
 
 _log = structlog.get_logger("timbridge.engine")
@@ -127,6 +129,7 @@ class Engine:
         if stored is not None:  # this job ran before: send what is missing, nothing more
             await self._replies.send(conv, job.identity, stored, resuming=True)
             return
+        started = time.monotonic()
         history = await self._store.recent_turns(conv.key)
         hits = await self._retrieve(conv.robot, text)
         profile = self._settings.models[robot.model]
@@ -138,16 +141,29 @@ class Engine:
             answer_tokens=profile.max_tokens,
             knowledge=hits,
         )
+        live = (
+            LiveReply(self._replies.tencent, conv, job.identity, robot.reply_mode)
+            if robot.reply_mode != "off"
+            else None
+        )
         async with self._replies.typing(conv):
             try:
-                answer = await self._models.answer(robot.model, messages)
+                answer = await self._models.answer(
+                    robot.model, messages, on_delta=live.feed if live else None
+                )
             except LLMError as exc:
                 self._metrics.model_failures.labels(conv.robot).inc()
-                _log.error("model.unavailable", error=str(exc))
-                await self._store.add_turns(
-                    conv.key, job.identity, [Turn("user", said, count_tokens(said))]
-                )
-                await self._replies.send(conv, job.identity, APOLOGY)
+                _log.error("model.unavailable", error=str(exc), shown=bool(live and live.text))
+                turns = [Turn("user", said, count_tokens(said))]
+                if live is not None and live.text:  # cut off mid-answer: say so, keep what came
+                    await live.feed(INTERRUPTED)
+                    turns.append(Turn("assistant", live.text, count_tokens(live.text)))
+                await self._store.add_turns(conv.key, job.identity, turns)
+                if live is not None and live.text:
+                    await live.close()
+                    await self._replies.mark_sent(conv, job.identity, live.text)
+                else:
+                    await self._replies.send(conv, job.identity, APOLOGY)
                 return
         self._metrics.model_answers.labels(answer.profile).inc()
         self._metrics.model_latency.labels(answer.profile).observe(answer.total_s)
@@ -160,6 +176,9 @@ class Engine:
             output_tokens=answer.usage.output_tokens,
         )
         reply = cite(answer.text, hits) if robot.cite_sources else answer.text
+        if live is not None:
+            await live.feed(reply[len(answer.text) :])  # the sources line, if any
+            reply = live.text.strip()
         await self._store.add_turns(
             conv.key,
             job.identity,
@@ -168,7 +187,15 @@ class Engine:
                 Turn("assistant", reply, answer.usage.output_tokens or count_tokens(reply)),
             ],
         )
-        await self._replies.send(conv, job.identity, reply)
+        if live is None:
+            await self._replies.send(conv, job.identity, reply)
+            return
+        await live.close()
+        await self._replies.mark_sent(conv, job.identity, reply)
+        if live.first_visible is not None:
+            self._metrics.first_visible.labels(robot.reply_mode).observe(
+                max(0.0, live.first_visible - started)
+            )
 
     async def _retrieve(self, robot: str, text: str) -> list[Hit]:
         """The robot's knowledge passages for `text`; none (logged) if the search fails."""

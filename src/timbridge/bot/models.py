@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import structlog
@@ -84,8 +84,25 @@ class ModelChain:
         order = [profile, *self._profiles[profile].fallback]
         return list(dict.fromkeys(order))
 
-    async def answer(self, profile: str, messages: Sequence[ChatMessage]) -> Answer:
-        """The first answer of the chain; the last `LLMError` when every profile failed."""
+    async def answer(
+        self,
+        profile: str,
+        messages: Sequence[ChatMessage],
+        *,
+        on_delta: Callable[[str], Awaitable[None]] | None = None,
+    ) -> Answer:
+        """The first answer of the chain; the last `LLMError` when every profile failed.
+
+        With `on_delta`, each piece of text is handed over as it arrives. Once a piece has been
+        handed over, a failure is final: retrying would show the user the start twice.
+        """
+        emitted = [False]
+
+        async def relay(piece: str) -> None:
+            emitted[0] = True
+            assert on_delta is not None
+            await on_delta(piece)
+
         last: LLMError | None = None
         chain = self.chain(profile)
         closed = [name for name in chain if not self.is_open(name)]
@@ -95,16 +112,24 @@ class ModelChain:
             settings = self._profiles[name]
             for attempt in range(settings.retries + 1):
                 try:
-                    answer = await self._once(name, settings.timeout_s, messages)
-                except LLMResponseError as exc:
+                    answer = await self._once(
+                        name, settings.timeout_s, messages, relay if on_delta else None
+                    )
+                except LLMError as exc:
+                    if emitted[0]:
+                        self._failed(name)
+                        raise
+                    if not isinstance(exc, LLMResponseError):
+                        last = exc
+                        _log.warning(
+                            "model.failed", profile=name, attempt=attempt + 1, error=str(exc)
+                        )
+                        if attempt < settings.retries:
+                            await asyncio.sleep(self._delay(exc, attempt))
+                        continue
                     last = exc
                     _log.warning("model.bad_answer", profile=name, error=str(exc))
                     break
-                except LLMError as exc:
-                    last = exc
-                    _log.warning("model.failed", profile=name, attempt=attempt + 1, error=str(exc))
-                    if attempt < settings.retries:
-                        await asyncio.sleep(self._delay(exc, attempt))
                 else:
                     self._breakers[name] = _Breaker()
                     return answer
@@ -118,7 +143,13 @@ class ModelChain:
         base = min(self._backoff * 2.0**attempt, self._backoff_max)
         return base + random.uniform(0, base / 2)
 
-    async def _once(self, name: str, timeout_s: float, messages: Sequence[ChatMessage]) -> Answer:
+    async def _once(
+        self,
+        name: str,
+        timeout_s: float,
+        messages: Sequence[ChatMessage],
+        on_delta: Callable[[str], Awaitable[None]] | None,
+    ) -> Answer:
         model = self._models[name]
         started = time.perf_counter()
         first: float | None = None
@@ -132,6 +163,8 @@ class ModelChain:
                             if first is None:
                                 first = time.perf_counter() - started
                             pieces.append(delta.text)
+                            if on_delta is not None:
+                                await on_delta(delta.text)
                         if delta.usage is not None:
                             usage = delta.usage
             except TimeoutError:

@@ -34,6 +34,15 @@ class ReplySender:
         self._tencent = tencent
         self._store = store
 
+    @property
+    def tencent(self) -> TencentClient:
+        return self._tencent
+
+    async def mark_sent(self, conversation: Conversation, identity: str, text: str) -> None:
+        """Record `text` (shown live) as wholly sent, so a job run again sends nothing more."""
+        key = f"{identity}|{conversation.robot}"
+        await self._store.record_parts(key, dict.fromkeys(range(len(split_reply(text))), "live"))
+
     async def send(
         self, conversation: Conversation, identity: str, text: str, *, resuming: bool = False
     ) -> int:

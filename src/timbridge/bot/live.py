@@ -1,0 +1,405 @@
+"""Live replies: the answer appears while the model writes it (`reply_mode` stream, edit,
+segments).
+
+The model's deltas go into a buffer; one flusher task per reply turns the buffer into Tencent
+calls at the pace each mode allows, so a slow Tencent call never holds the model up:
+
+* ``stream``: Tencent's stream messages (``TIMStreamElem`` through ``stream_msg/send_*``), the
+  first chunk as soon as there is text, then at most `STREAM_EVERY_S` apart (≤ 5 calls/s). A
+  stream silent for `STREAM_IDLE_S` (the model stalls) is ended, and the answer continues in a
+  new stream message, so Tencent's 15 s gap rule never cuts it off; a stream near 128 KB ends and
+  the answer continues in a new one.
+* ``edit``: a plain message with the first words, then ``modify_*_msg`` with the text so far
+  about once every `EDIT_EVERY_S`; before the 12 KB ceiling that message is finished and the
+  answer continues in a new one.
+* ``segments``: a message per completed paragraph (a blank line outside a code fence).
+
+A mode that Tencent refuses (the app's edition lacks it, say) falls back once to the next simpler
+one (stream → edit → off, edit → off, segments → off), which carries on from what is already
+visible, with a log line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import Literal
+
+import structlog
+
+from timbridge.bot.conversation import Conversation, derive_random, derive_seq
+from timbridge.bot.split import DEFAULT_LIMIT, json_size, split_reply
+from timbridge.errors import TencentAPIError
+from timbridge.protocol.callbacks import GroupAtInfo
+from timbridge.protocol.elements import StreamChunk, StreamContent, StreamElem, TextElem
+from timbridge.protocol.rest import (
+    FORBID_CALLBACKS,
+    ModifyC2CMsg,
+    ModifyGroupMsg,
+    SendC2CMsg,
+    SendC2CStreamMsg,
+    SendGroupMsg,
+    SendGroupStreamMsg,
+)
+from timbridge.tencent.client import TencentClient
+
+__all__ = ["COMPATIBLE_TEXT", "LiveReply", "Mode"]
+
+_log = structlog.get_logger("timbridge.live")
+
+Mode = Literal["off", "stream", "edit", "segments"]
+
+#: Shown by clients too old to render stream messages.
+COMPATIBLE_TEXT = "Please upgrade your app to see this reply."
+STREAM_EVERY_S = 0.2  # Tencent: ≤ 5 continuation calls/s per stream, ~200 ms suggested
+STREAM_IDLE_S = 10.0  # end a silent stream well before Tencent's 15 s gap ends it
+STREAM_MAX_BYTES = 120 * 1024  # under Tencent's 128 KB per stream message
+EDIT_EVERY_S = 1.0
+_EDIT_LIMIT = DEFAULT_LIMIT - 256  # room for the @mention in groups
+_PART_BASE = 1000  # live parts get their own MsgRandom space, apart from plain reply parts
+_FALLBACK: dict[str, Mode] = {"stream": "edit", "edit": "off", "segments": "off"}
+
+
+class _Writer:
+    """One mode's way of making buffered text visible."""
+
+    def __init__(self, live: LiveReply) -> None:
+        self.live = live
+        self.shown = 0  # characters of the answer already handed to Tencent
+
+    async def flush(self, *, final: bool) -> None:
+        raise NotImplementedError
+
+    async def idle(self) -> None:
+        """Called when nothing was sent for a while (streams end before Tencent ends them)."""
+
+
+class _StreamWriter(_Writer):
+    def __init__(self, live: LiveReply) -> None:
+        super().__init__(live)
+        self._stream_id: str | None = None
+        self._index = 0
+        self._bytes = 0
+        self._message = -1
+
+    async def flush(self, *, final: bool) -> None:
+        text = self.live.text[self.shown :]
+        if not text and (self._stream_id is None or not final):
+            return
+        room = STREAM_MAX_BYTES - self._bytes
+        if len(text.encode()) > room:  # this stream is full: end it, continue in a new one
+            cut = len(text.encode()[:room].decode(errors="ignore"))
+            cut = text.rfind("\n", 0, cut) + 1 or cut
+            await self._chunk(text[:cut], last=True)
+            self.shown += cut
+            text = text[cut:]
+        await self._chunk(text, last=final)
+        self.shown += len(text)
+
+    async def idle(self) -> None:
+        if self._stream_id is not None:
+            await self._chunk("", last=True)
+
+    async def _chunk(self, markdown: str, *, last: bool) -> None:
+        conv = self.live.conversation
+        if self._stream_id is None:
+            self._message += 1
+            self._index = 0
+            self._bytes = 0
+            if conv.kind == "group" and self._message == 0:
+                markdown = f"@{conv.sender} {markdown}"
+        self._index += 1
+        content = StreamContent(
+            compatible_text=COMPATIBLE_TEXT,
+            stream_msg_id=self._stream_id,
+            chunks=(StreamChunk(index=self._index, markdown=markdown, is_last=last),),
+        )
+        part = _PART_BASE + self._message
+        nonce = derive_random(conv.robot, self.live.identity, part)
+        body = (StreamElem(msg_content=content),)
+        if conv.kind == "c2c":
+            response = await self.live.tencent.call(
+                SendC2CStreamMsg(
+                    from_account=conv.robot,
+                    to_account=conv.peer,
+                    msg_random=nonce,
+                    msg_seq=derive_seq(conv.robot, self.live.identity, part),
+                    sync_other_machine=1,
+                    msg_body=body,
+                )
+            )
+        else:
+            response = await self.live.tencent.call(
+                SendGroupStreamMsg(
+                    group_id=conv.peer,
+                    from_account=conv.robot,
+                    msg_random=nonce,
+                    topic_id=conv.topic,
+                    msg_body=body,
+                )
+            )
+        self._bytes += len(markdown.encode())
+        self._stream_id = None if last else (self._stream_id or response.stream_msg_id)
+        self.live.updates.append(time.monotonic())
+
+
+class _MessageWriter(_Writer):
+    """Plain messages: shared by edit and segments."""
+
+    def __init__(self, live: LiveReply) -> None:
+        super().__init__(live)
+        self._messages = 0
+
+    async def send(self, text: str) -> tuple[str, int]:
+        """Send `text` as a new message; its (MsgKey, MsgSeq)."""
+        conv = self.live.conversation
+        part = _PART_BASE + self._messages
+        nonce = derive_random(conv.robot, self.live.identity, part)
+        mention = conv.kind == "group" and self._messages == 0
+        self._messages += 1
+        self.live.updates.append(time.monotonic())
+        if conv.kind == "c2c":
+            c2c = await self.live.tencent.call(
+                SendC2CMsg(
+                    from_account=conv.robot,
+                    to_account=conv.peer,
+                    msg_random=nonce,
+                    msg_seq=derive_seq(conv.robot, self.live.identity, part),
+                    sync_other_machine=1,
+                    forbid_callback_control=FORBID_CALLBACKS,
+                    msg_body=(TextElem.of(text),),
+                )
+            )
+            return c2c.msg_key, 0
+        group = await self.live.tencent.call(
+            SendGroupMsg(
+                group_id=conv.peer,
+                from_account=conv.robot,
+                random=nonce,
+                topic_id=conv.topic,
+                forbid_callback_control=FORBID_CALLBACKS,
+                msg_body=(TextElem.of(f"@{conv.sender} {text}" if mention else text),),
+                group_at_info=(GroupAtInfo(group_at_account=conv.sender),) if mention else None,
+            )
+        )
+        return "", group.msg_seq
+
+    async def modify(self, handle: tuple[str, int], text: str, *, first: bool) -> None:
+        conv = self.live.conversation
+        self.live.updates.append(time.monotonic())
+        if conv.kind == "c2c":
+            await self.live.tencent.call(
+                ModifyC2CMsg(
+                    from_account=conv.robot,
+                    to_account=conv.peer,
+                    msg_key=handle[0],
+                    msg_body=(TextElem.of(text),),
+                )
+            )
+            return
+        shown = f"@{conv.sender} {text}" if first else text
+        await self.live.tencent.call(
+            ModifyGroupMsg(
+                group_id=conv.peer,
+                msg_seq=handle[1],
+                topic_id=conv.topic,
+                msg_body=(TextElem.of(shown),),
+            )
+        )
+
+
+class _EditWriter(_MessageWriter):
+    def __init__(self, live: LiveReply) -> None:
+        super().__init__(live)
+        self._handle: tuple[str, int] | None = None
+        self._start = 0  # where the current message's text begins in the answer
+        self._sent_text = ""
+        self._first = False
+
+    async def flush(self, *, final: bool) -> None:
+        text = self.live.text[self._start :]
+        if not text.strip():
+            return
+        if json_size(text) > _EDIT_LIMIT:  # finish this message; continue in a new one
+            cut = _cut(text, _EDIT_LIMIT)
+            await self._show(text[:cut])
+            self._handle, self._start, self._sent_text = None, self._start + cut, ""
+            text = self.live.text[self._start :]
+            if not text.strip():
+                self.shown = self._start
+                return
+        await self._show(text)
+        self.shown = self._start + len(text)
+
+    async def _show(self, text: str) -> None:
+        if self._handle is None:
+            self._handle = await self.send(text)
+            self._first = self._messages == 1
+        elif text != self._sent_text:
+            await self.modify(self._handle, text, first=self._first)
+        self._sent_text = text
+
+
+class _SegmentWriter(_MessageWriter):
+    async def flush(self, *, final: bool) -> None:
+        text = self.live.text[self.shown :]
+        end = len(text) if final else _last_paragraph_end(self.live.text, self.shown)
+        if end <= 0:
+            return
+        for paragraph in _paragraphs(text[:end]):
+            for part in split_reply(paragraph):
+                await self.send(part)
+        self.shown += end
+
+
+class _PlainWriter(_MessageWriter):
+    """``off``, as the last fallback: what is not yet visible, as plain messages at the end."""
+
+    async def flush(self, *, final: bool) -> None:
+        if not final:
+            return
+        text = self.live.text[self.shown :]
+        if text.strip():
+            for part in split_reply(text.strip()):
+                await self.send(part)
+        self.shown = len(self.live.text)
+
+
+def _cut(text: str, limit: int) -> int:
+    """Where to end a message: after the last line that fits in `limit` JSON bytes, else (one
+    very long line) after the last character that fits."""
+    low, high = 0, len(text)
+    while low < high:  # the longest prefix that fits
+        mid = (low + high + 1) // 2
+        if json_size(text[:mid]) <= limit:
+            low = mid
+        else:
+            high = mid - 1
+    line_end = text.rfind("\n", 0, low) + 1
+    return line_end or low
+
+
+def _paragraphs(text: str) -> list[str]:
+    """Paragraphs of `text` split at blank lines outside code fences (fences stay whole)."""
+    found: list[str] = []
+    current: list[str] = []
+    fenced = False
+    for line in text.split("\n"):
+        if line.lstrip().startswith(("```", "~~~")):
+            fenced = not fenced
+        if not line.strip() and not fenced:
+            if any(x.strip() for x in current):
+                found.append("\n".join(current).strip("\n"))
+            current = []
+            continue
+        current.append(line)
+    if any(x.strip() for x in current):
+        found.append("\n".join(current).strip("\n"))
+    return found
+
+
+def _last_paragraph_end(text: str, start: int) -> int:
+    """Offset (from `start`) just after the last blank line outside a fence; 0 when none."""
+    fenced = text[:start].count("```") % 2 == 1
+    best = 0
+    position = start
+    for line in text[start:].split("\n")[:-1]:  # the last piece may be an unfinished line
+        position += len(line) + 1
+        if line.lstrip().startswith(("```", "~~~")):
+            fenced = not fenced
+        elif not line.strip() and not fenced:
+            best = position - start
+    return best
+
+
+_WRITERS: dict[str, type[_Writer]] = {
+    "stream": _StreamWriter,
+    "edit": _EditWriter,
+    "segments": _SegmentWriter,
+    "off": _PlainWriter,
+}
+_EVERY: dict[str, float] = {"stream": STREAM_EVERY_S, "edit": EDIT_EVERY_S, "segments": 0.0}
+
+
+class LiveReply:
+    """One answer shown as it is written. `feed` deltas, then `close`; `updates` holds the time
+    of every Tencent call made (for metrics and tests)."""
+
+    def __init__(
+        self, tencent: TencentClient, conversation: Conversation, identity: str, mode: Mode
+    ) -> None:
+        self.tencent = tencent
+        self.conversation = conversation
+        self.identity = identity
+        self.mode: Mode = mode
+        self.text = ""
+        self.updates: list[float] = []
+        self.first_visible: float | None = None
+        self._writer = _WRITERS[mode](self)
+        self._fell_back = False
+        self._wake = asyncio.Event()
+        self._closing = False
+        self._task: asyncio.Task[None] | None = None
+        self._last_call = 0.0
+
+    async def feed(self, delta: str) -> None:
+        """Add text from the model (never blocks on Tencent)."""
+        if not delta:
+            return
+        self.text += delta
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run())
+        self._wake.set()
+
+    async def close(self) -> None:
+        """Show the rest and end the reply; Tencent errors after a fallback propagate."""
+        self._closing = True
+        self._wake.set()
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run())
+        await self._task
+
+    async def _run(self) -> None:
+        while True:
+            every = _EVERY.get(self.mode, 0.0)
+            wait = max(0.0, self._last_call + every - time.monotonic())
+            if wait:  # the pace holds for the last call too
+                await asyncio.sleep(wait)
+            if self._closing:
+                await self._step(final=True)
+                return
+            before = self._writer.shown
+            await self._step(final=False)
+            if self._writer.shown != before:
+                self._last_call = time.monotonic()
+                if self.first_visible is None:
+                    self.first_visible = self._last_call
+            self._wake.clear()
+            if self._writer.shown < len(self.text) and self.mode != "segments":
+                continue  # more arrived meanwhile
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), STREAM_IDLE_S)
+                continue
+            await self._step(idle=True)
+
+    async def _step(self, *, final: bool = False, idle: bool = False) -> None:
+        try:
+            if idle:
+                await self._writer.idle()
+            else:
+                await self._writer.flush(final=final)
+        except TencentAPIError as exc:
+            simpler = _FALLBACK.get(self.mode)
+            if self._fell_back or simpler is None:
+                raise
+            _log.warning(
+                "reply.mode_fallback", mode=self.mode, to=simpler, error_code=exc.error_code
+            )
+            shown = self._writer.shown
+            self.mode = simpler
+            self._fell_back = True
+            self._writer = _WRITERS[simpler](self)
+            self._writer.shown = shown
+            if not idle:
+                await self._writer.flush(final=final)
