@@ -13,6 +13,9 @@ Phases:
 3. latency at a fixed rate (500 messages/s): webhook ack p50/p99, and webhook→reply overhead
    p50/p99 = reply arrival - webhook sent - the model's own service time;
 4. 2 s model: M conversations write at once; wall time until every reply arrived; serve's RSS.
+5. stream mode (a robot with ``reply_mode = "stream"``), model first token after 300 ms, 50
+   messages/s: first visible text (the first stream chunk at Tencent) minus webhook sent minus
+   the model's time to first token, p50/p99.
 
 With ``--scale N`` it measures the scale-out deployment instead: one ``serve --no-workers``
 front-end, Redis coordination, a PostgreSQL store, and first 1 then N ``timbridge worker``
@@ -47,6 +50,7 @@ from timbridge.protocol.callbacks import callback_sign
 
 ROOT = Path(__file__).resolve().parents[1]
 APP, KEY, TOKEN, ROBOT = 1400000000, "bench-secret", "bench-token", "@RBT#bench"
+STREAM_ROBOT = "@RBT#stream"  # the same, answering in reply_mode = "stream"
 
 
 def free_port() -> int:
@@ -99,9 +103,10 @@ def pct(values: list[float], q: float) -> float:
 
 
 class Load:
-    def __init__(self, session: aiohttp.ClientSession, url: str) -> None:
+    def __init__(self, session: aiohttp.ClientSession, url: str, robot: str = ROBOT) -> None:
         self.session = session
         self.url = url
+        self.robot = robot
         self.sent: dict[str, float] = {}
         self.acks: list[float] = []
         self.failures = 0
@@ -125,7 +130,7 @@ class Load:
             {
                 "CallbackCommand": "Bot.OnC2CMessage",
                 "From_Account": user,
-                "To_Account": ROBOT,
+                "To_Account": self.robot,
                 "MsgSeq": self._seq,
                 "MsgRandom": self._seq,
                 "MsgTime": int(time.time()),
@@ -215,6 +220,9 @@ model = "bench"
 timeout_s = 30
 [[robots]]
 id = "{ROBOT}"
+[[robots]]
+id = "{STREAM_ROBOT}"
+reply_mode = "stream"
 """)
         env = {
             **os.environ,
@@ -309,7 +317,9 @@ async def run(args: argparse.Namespace) -> None:
             rss, peak = rss_mb(env["serve"].pid)
             row(f"{users} conversations at once, 2 s model: wall (s)", f"{wall:.2f}")
             row("serve RSS now / peak (MB)", f"{rss:.0f} / {peak:.0f}")
-            failures = load.failures + timed.failures + burst.failures
+
+            streamed = await stream_phase(session, tencent, model, serve_url)
+            failures = load.failures + timed.failures + burst.failures + streamed.failures
             row("failed webhooks", str(failures))
 
 
@@ -414,6 +424,30 @@ id = "{ROBOT}"
             proc.terminate()
         await asyncio.gather(*[p.wait() for p in procs])
         await _admin_sql(args.postgres, f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+
+
+async def stream_phase(
+    session: aiohttp.ClientSession, tencent: str, model: str, serve_url: str
+) -> Load:
+    """Stream mode: time from the webhook to the first visible text, beyond the model's own
+    time to first token (300 ms here), at 50 messages/s."""
+    await session.post(f"{tencent}/reset")
+    await session.post(f"{model}/delay", json={"delay": 0.3})
+    streamed = Load(session, serve_url, STREAM_ROBOT)
+    await streamed.open_loop(50, 4, 200, "st-")
+    arrivals = await replies(session, tencent, 200)
+    async with session.get(f"{model}/first") as resp:
+        model_first = await resp.json()
+    extra = [
+        (arrivals[i] - streamed.sent[i] - model_first.get(i, 0.0)) * 1000
+        for i in streamed.sent
+        if i in arrivals
+    ]
+    row(
+        "stream mode, 300 ms model: first text beyond model TTFT p50 / p99 (ms)",
+        f"{pct(extra, 0.5):.1f} / {pct(extra, 0.99):.1f}",
+    )
+    return streamed
 
 
 def row(label: str, value: str) -> None:

@@ -34,6 +34,11 @@ def tencent_app() -> web.Application:
         if elements and elements[0].get("MsgType") == "TIMTextElem":
             text = elements[0]["MsgContent"]["Text"]
             arrivals[text.removeprefix("echo: ")] = time.monotonic()
+        elif elements and elements[0].get("MsgType") == "TIMStreamElem":  # first visible text
+            chunks = elements[0]["MsgContent"].get("Chunks") or [{}]
+            text = chunks[0].get("Markdown", "")
+            if text:
+                arrivals.setdefault(text.removeprefix("echo: "), time.monotonic())
         counter[0] += 1
         answer = {
             "ActionStatus": "OK",
@@ -42,6 +47,7 @@ def tencent_app() -> web.Application:
             "MsgTime": 1,
             "MsgKey": f"{counter[0]}_1_1",
             "MsgSeq": counter[0],
+            "StreamMsgID": f"s-{counter[0]}",
         }
         return web.Response(body=orjson.dumps(answer), content_type="application/json")
 
@@ -63,7 +69,7 @@ def tencent_app() -> web.Application:
 
 
 def model_app() -> web.Application:
-    state: dict[str, Any] = {"delay": 0.0, "service": {}}
+    state: dict[str, Any] = {"delay": 0.0, "service": {}, "first": {}}
 
     async def completions(request: web.Request) -> web.StreamResponse:
         started = time.monotonic()
@@ -75,6 +81,7 @@ def model_app() -> web.Application:
         base = {"id": "c", "created": 1, "model": body["model"], "object": "chat.completion.chunk"}
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
+        state["first"][question] = time.monotonic() - started  # time to first token
         chunks = [
             {
                 **base,
@@ -103,15 +110,20 @@ def model_app() -> web.Application:
     async def control(request: web.Request) -> web.Response:
         state["delay"] = float((await request.json())["delay"])
         state["service"] = {}
+        state["first"] = {}
         return web.Response(text="ok")
 
     async def stats(request: web.Request) -> web.Response:
         return web.Response(body=orjson.dumps(state["service"]), content_type="application/json")
 
+    async def first(request: web.Request) -> web.Response:
+        return web.Response(body=orjson.dumps(state["first"]), content_type="application/json")
+
     app = web.Application()
     app.router.add_post("/v1/chat/completions", completions)
     app.router.add_post("/delay", control)
     app.router.add_get("/stats", stats)
+    app.router.add_get("/first", first)
     return app
 
 
