@@ -19,6 +19,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from tests.fake_anthropic import FakeAnthropic
+from tests.fake_gemini import FakeGemini
 from tests.fake_openai import FakeOpenAI
 from tests.stack import Stack, running_stack
 from timbridge.bot.engine import INTERRUPTED
@@ -54,15 +55,19 @@ async def _stack(tmp: Path, provider: str, mode: str, llm: FakeOpenAI) -> AsyncI
         async with running_stack(tmp, llm=llm, robots=_robots(mode)) as stack:
             yield stack
         return
-    fake = FakeAnthropic(reply=lambda messages: ANSWER)
+    fake: FakeAnthropic | FakeGemini = (
+        FakeAnthropic(reply=lambda messages: ANSWER)
+        if provider == "anthropic"
+        else FakeGemini(reply=lambda contents: ANSWER)
+    )
     server = TestServer(fake.app(), host="127.0.0.1", port=0)
     await server.start_server()
     models = {
         "default": {
-            "provider": "anthropic",
-            "model": "claude-test",
+            "provider": provider,
+            "model": f"{provider}-test",
             "base_url": str(server.make_url("")).rstrip("/"),
-            "api_key_env": "FAKE_ANTHROPIC_KEY",
+            "api_key_env": "FAKE_VENDOR_KEY",
         }
     }
     try:
@@ -79,12 +84,12 @@ def _visible(messages: list[Message], *, group: bool = False) -> list[str]:
     return texts
 
 
-@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+@pytest.mark.parametrize("provider", ["openai", "anthropic", "gemini"])
 @pytest.mark.parametrize("mode", ["stream", "edit", "segments"])
 async def test_every_mode_shows_the_whole_answer(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, provider: str, mode: str
 ) -> None:
-    monkeypatch.setenv("FAKE_ANTHROPIC_KEY", "sk-ant-test")
+    monkeypatch.setenv("FAKE_VENDOR_KEY", "vendor-test-key")
     llm = FakeOpenAI(reply=lambda messages: ANSWER, chunk_size=6, chunk_interval_s=0.002)
     async with _stack(tmp_path, provider, mode, llm) as stack:
         stack.emu.user_send("alice", "@RBT#helper", "tell me")

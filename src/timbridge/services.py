@@ -28,6 +28,7 @@ from timbridge.knowledge.minilm import model_dir
 from timbridge.knowledge.store import KnowledgeStore
 from timbridge.llm.anthropic_messages import AnthropicMessages
 from timbridge.llm.base import ChatModel
+from timbridge.llm.gemini import Gemini
 from timbridge.llm.offline import OfflineModel
 from timbridge.llm.openai_compat import OpenAICompatible
 from timbridge.llm.presets import PRESETS
@@ -135,12 +136,21 @@ def build_model(name: str, profile: ModelProfile, *, max_connections: int = 1000
             api_key=profile.api_key(name, "ANTHROPIC_API_KEY"),
             **common,
         )
+    if profile.provider == "gemini":
+        if not profile.model:
+            raise ConfigError(f"models.{name}.model", "required for provider gemini")
+        return Gemini(
+            model=profile.model,
+            base_url=profile.base_url,
+            api_key=profile.api_key(name, "GEMINI_API_KEY"),
+            **common,
+        )
     if profile.provider == "offline":
         return OfflineModel()
     raise ConfigError(
         f"models.{name}.provider",
         f"provider {profile.provider!r} is not available in this version; use an "
-        f"OpenAI-compatible one ({', '.join(PRESETS)}), anthropic or offline",
+        f"OpenAI-compatible one ({', '.join(PRESETS)}), anthropic, gemini or offline",
     )
 
 

@@ -1,0 +1,175 @@
+"""Google Gemini through the official ``google-genai`` SDK (Gemini API: ``generateContent`` /
+``streamGenerateContent?alt=sse``), streamed. The SDK's own retries are off: the engine retries
+and fails over. System messages become ``system_instruction``; assistant turns the ``model``
+role. A 429 becomes `LLMRateLimited` with the ``RetryInfo`` delay when the server gives one.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import aiohttp
+
+from timbridge.errors import (
+    LLMError,
+    LLMRateLimited,
+    LLMResponseError,
+    LLMServerError,
+    LLMTimeout,
+)
+from timbridge.llm.base import ChatMessage, Delta, Usage
+
+__all__ = ["Gemini"]
+
+_DELAY = re.compile(r"^(\d+(?:\.\d+)?)s$")
+
+
+def _retry_delay(details: Any) -> float | None:
+    """The ``google.rpc.RetryInfo`` delay ("2s") in an error body, if there is one."""
+    error = details.get("error", {}) if isinstance(details, dict) else {}
+    for item in error.get("details") or []:
+        if isinstance(item, dict) and str(item.get("@type", "")).endswith("RetryInfo"):
+            found = _DELAY.match(str(item.get("retryDelay", "")))
+            if found:
+                return float(found.group(1))
+    return None
+
+
+class Gemini:
+    """A `ChatModel` on the Gemini API."""
+
+    def __init__(
+        self,
+        *,
+        model: str,
+        base_url: str | None,
+        api_key: str,
+        timeout_s: float,
+        stream: bool,
+        max_tokens: int | None,
+        max_connections: int,
+    ) -> None:
+        from google import genai  # noqa: PLC0415 - only when a Gemini profile is configured
+        from google.genai import errors, types  # noqa: PLC0415
+
+        self._genai = genai
+        self._types = types
+        self._errors = errors
+        self._model = model
+        self._stream = stream
+        self._max_tokens = max_tokens
+        self._timeout_s = timeout_s
+        self._api_key = api_key
+        self._base_url = base_url
+        self._max_connections = max_connections
+        self._session: aiohttp.ClientSession | None = None
+        self._client: Any = None
+
+    def _connected(self) -> Any:
+        """The SDK client on our own aiohttp session (sized, closed by us), made in the loop."""
+        if self._client is None:
+            connector = aiohttp.TCPConnector(limit=self._max_connections, ttl_dns_cache=300)
+            self._session = aiohttp.ClientSession(connector=connector)
+            options = self._types.HttpOptions(
+                base_url=self._base_url,
+                timeout=int(self._timeout_s * 1000),
+                retry_options=self._types.HttpRetryOptions(attempts=1),
+                aiohttp_client=self._session,
+            )
+            self._client = self._genai.Client(api_key=self._api_key, http_options=options)
+        return self._client
+
+    @property
+    def name(self) -> str:
+        return f"gemini:{self._model}"
+
+    def _request(self, messages: Sequence[ChatMessage]) -> tuple[list[Any], Any]:
+        types = self._types
+        system = "\n\n".join(m.content for m in messages if m.role == "system")
+        contents = [
+            types.Content(
+                role="model" if m.role == "assistant" else "user",
+                parts=[types.Part(text=m.content)],
+            )
+            for m in messages
+            if m.role != "system"
+        ]
+        config = types.GenerateContentConfig(
+            system_instruction=system or None, max_output_tokens=self._max_tokens
+        )
+        return contents, config
+
+    async def stream(self, messages: Sequence[ChatMessage]) -> AsyncIterator[Delta]:
+        contents, config = self._request(messages)
+        usage = Usage()
+        models = self._connected().aio.models
+        try:
+            if self._stream:
+                chunks = await models.generate_content_stream(
+                    model=self._model, contents=contents, config=config
+                )
+                async for chunk in chunks:
+                    text = _text(chunk)
+                    if text:
+                        yield Delta(text=text)
+                    usage = _usage(chunk) or usage
+            else:
+                reply = await models.generate_content(
+                    model=self._model, contents=contents, config=config
+                )
+                yield Delta(text=_text(reply))
+                usage = _usage(reply) or usage
+        except self._errors.APIError as exc:
+            raise self._mapped(exc) from exc
+        except TimeoutError as exc:
+            raise LLMTimeout(f"{self.name}: timed out", **self._where) from exc
+        except (aiohttp.ClientError, OSError) as exc:
+            raise LLMServerError(
+                f"{self.name}: connection failed: {exc}", status=0, **self._where
+            ) from exc
+        except ValueError as exc:  # a malformed stream
+            raise LLMResponseError(f"{self.name}: {exc}", **self._where) from exc
+        yield Delta(usage=usage)
+
+    @property
+    def _where(self) -> dict[str, str]:
+        return {"provider": "gemini", "model": self._model}
+
+    def _mapped(self, exc: Any) -> LLMError:
+        code = int(getattr(exc, "code", 0) or 0)
+        message = getattr(exc, "message", "") or str(exc)
+        if code == 429:
+            return LLMRateLimited(
+                f"{self.name}: rate limited (429)",
+                retry_after=_retry_delay(getattr(exc, "details", None)),
+                **self._where,
+            )
+        if code >= 500:
+            return LLMServerError(f"{self.name}: HTTP {code}", status=code, **self._where)
+        return LLMResponseError(f"{self.name}: HTTP {code}: {message}", **self._where)
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aio.aclose()
+        if self._session is not None:
+            await self._session.close()
+
+
+def _text(response: Any) -> str:
+    """The text parts of a response's first candidate (``.text`` warns on other parts)."""
+    candidates = getattr(response, "candidates", None) or []
+    if not candidates or candidates[0].content is None:
+        return ""
+    return "".join(part.text for part in candidates[0].content.parts or [] if part.text)
+
+
+def _usage(response: Any) -> Usage | None:
+    meta = getattr(response, "usage_metadata", None)
+    if meta is None:
+        return None
+    return Usage(
+        input_tokens=int(meta.prompt_token_count or 0),
+        output_tokens=int(meta.candidates_token_count or 0),
+    )
