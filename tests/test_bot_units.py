@@ -137,7 +137,8 @@ def test_context_keeps_newest_turns_within_budget() -> None:
         )
         for n in range(40)
     ]
-    messages = build_context("persona", history, "new", budget=2000, answer_tokens=500)
+    messages, dropped = build_context("persona", history, "new", budget=2000, answer_tokens=500)
+    assert dropped == len(history) - (len(messages) - 2)
     assert messages[0].role == "system" and messages[-1].content == "new"
     kept = messages[1:-1]
     assert kept[-1].content.startswith("turn 39")

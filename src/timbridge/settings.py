@@ -250,6 +250,8 @@ class RobotSettings(_Section):
     group_context: Literal["group", "member"] = "group"
     reply_mode: Literal["off", "stream", "edit", "segments"] = "off"
     messages_per_minute: Annotated[int, Field(ge=0)] = 0
+    tokens_per_user_per_day: Annotated[int, Field(ge=0)] = 0
+    tokens_per_group_per_day: Annotated[int, Field(ge=0)] = 0
     knowledge: str | None = None
     cite_sources: bool = True
 

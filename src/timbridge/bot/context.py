@@ -1,7 +1,7 @@
 """The context sent to a model: persona first (stable, cache-friendly), then the knowledge
-passages retrieved for this message, then the newest history that fits the token budget, then the
-new message. Its cost does not grow with the history: only the newest turns are loaded, and token
-counts were stored with each turn.
+passages retrieved for this message, then the stored summary of older turns, then the newest
+history that fits the token budget, then the new message. Its cost does not grow with the
+history: only the newest turns are loaded, and token counts were stored with each turn.
 """
 
 from __future__ import annotations
@@ -13,7 +13,15 @@ from timbridge.llm.base import ChatMessage, Source
 from timbridge.llm.tokens import count_tokens
 from timbridge.memory.store import Turn
 
-__all__ = ["ANSWER_RESERVE", "build_context", "cite", "knowledge_message"]
+__all__ = [
+    "ANSWER_RESERVE",
+    "SUMMARY_PROMPT",
+    "build_context",
+    "cite",
+    "knowledge_message",
+    "split_summary",
+    "summary_request",
+]
 
 #: Tokens kept free for the answer when a profile sets no `max_tokens`.
 ANSWER_RESERVE = 1024
@@ -46,6 +54,38 @@ def cite(answer: str, hits: Sequence[Hit]) -> str:
     return f"{answer}\n\nSources: " + "; ".join(names)
 
 
+SUMMARY_PROMPT = (
+    "Summarise the conversation below for your own memory, in the language it is written in: "
+    "keep names, facts, numbers, decisions, the user's preferences and open questions. At most "
+    "200 words, no preamble."
+)
+_SUMMARY_INTRO = "Summary of the earlier conversation:"
+
+
+def split_summary(history: Sequence[Turn]) -> tuple[Turn | None, list[Turn]]:
+    """The newest summary in `history`, and the turns it does not cover (oldest first).
+
+    A summary turn's identity is ``summary|<identity of the last turn it covers>``.
+    """
+    index = max((i for i, t in enumerate(history) if t.role == "summary"), default=None)
+    if index is None:
+        return None, list(history)
+    summary = history[index]
+    covered = summary.identity.removeprefix("summary|")
+    last = max(
+        (i for i, t in enumerate(history) if t.identity == covered and t.role != "summary"),
+        default=-1,
+    )
+    return summary, [t for t in history[last + 1 :] if t.role != "summary"]
+
+
+def summary_request(previous: Turn | None, turns: Sequence[Turn]) -> list[ChatMessage]:
+    """The messages that ask a model to fold `turns` (and an earlier summary) into one."""
+    lines = [f"{_SUMMARY_INTRO} {previous.content}"] if previous is not None else []
+    lines += [f"{'assistant' if t.role == 'assistant' else 'user'}: {t.content}" for t in turns]
+    return [ChatMessage("system", SUMMARY_PROMPT), ChatMessage("user", "\n\n".join(lines))]
+
+
 def build_context(
     persona: str,
     history: Sequence[Turn],
@@ -54,21 +94,26 @@ def build_context(
     budget: int,
     answer_tokens: int | None,
     knowledge: Sequence[Hit] = (),
-) -> list[ChatMessage]:
-    """Persona, the knowledge passages, as much recent history as fits `budget`, `message`."""
+) -> tuple[list[ChatMessage], int]:
+    """Persona, the knowledge passages, the conversation's summary, as much recent history as
+    fits `budget`, and `message`; with how many uncovered turns did not fit (time to compact).
+    """
     passages = knowledge_message(knowledge)
+    summary, recent = split_summary(history)
     left = budget - count_tokens(persona) - count_tokens(message)
     left -= answer_tokens if answer_tokens is not None else ANSWER_RESERVE
+    head = [ChatMessage("system", persona)]
     if passages is not None:
         left -= count_tokens(passages.content)
+        head.append(passages)
+    if summary is not None:
+        left -= summary.tokens
+        head.append(ChatMessage("system", f"{_SUMMARY_INTRO} {summary.content}"))
     kept: list[ChatMessage] = []
-    for turn in reversed(history):
+    for turn in reversed(recent):
         if turn.tokens > left:
             break
         left -= turn.tokens
         kept.append(ChatMessage("assistant" if turn.role == "assistant" else "user", turn.content))
     kept.reverse()
-    head = [ChatMessage("system", persona)]
-    if passages is not None:
-        head.append(passages)
-    return [*head, *kept, ChatMessage("user", message)]
+    return [*head, *kept, ChatMessage("user", message)], len(recent) - len(kept)

@@ -8,14 +8,25 @@ reply and the parts already sent, and sends only what is missing.
 from __future__ import annotations
 
 import time
+from typing import Literal
 
 import structlog
 
-from timbridge.bot.commands import HELP_TEXT, LIMIT_TEXT, RESET_TEXT, UNKNOWN_TEXT, parse_command
-from timbridge.bot.context import build_context, cite
+from timbridge.bot.commands import (
+    BUDGET_TEXT,
+    COMPACT_TEXT,
+    HELP_TEXT,
+    LIMIT_TEXT,
+    NOTHING_TO_COMPACT_TEXT,
+    RESET_TEXT,
+    UNKNOWN_TEXT,
+    parse_command,
+    usage_text,
+)
+from timbridge.bot.context import build_context, cite, split_summary, summary_request
 from timbridge.bot.conversation import Conversation, MessageEvent
 from timbridge.bot.live import LiveReply
-from timbridge.bot.models import ModelChain
+from timbridge.bot.models import Answer, ModelChain
 from timbridge.bot.replies import ReplySender
 from timbridge.bot.text import extract_text, strip_mentions
 from timbridge.coordination.base import Coordinator, Job
@@ -23,7 +34,7 @@ from timbridge.errors import LLMError, PayloadError, TencentError, TimbridgeErro
 from timbridge.knowledge.library import Library
 from timbridge.knowledge.retrieval import Hit
 from timbridge.llm.tokens import count_tokens
-from timbridge.memory.store import Store, Turn
+from timbridge.memory.store import Store, Turn, UsageRecord, utc_day
 from timbridge.metrics import Metrics
 from timbridge.protocol.callbacks import (
     C2CAfterSendEvent,
@@ -35,6 +46,8 @@ from timbridge.protocol.callbacks import (
 from timbridge.settings import Settings
 
 __all__ = ["APOLOGY", "EMPTY_TEXT", "INTERRUPTED", "Engine"]
+
+Purpose = Literal["answer", "summary"]
 
 APOLOGY = "Sorry, I can't answer right now: the model is unavailable. Please try again shortly."
 INTERRUPTED = "\n\n[The answer was cut off: the model stopped responding. Please ask again.]"
@@ -101,28 +114,85 @@ class Engine:
             _log.error("reply.not_sent", error=str(exc))
 
     async def _command(self, job: Job, conv: Conversation, name: str) -> None:
+        robot = self._robots[conv.robot]
         if name == "/reset":
             removed = await self._store.reset(conv.key)
             _log.info("command.reset", removed=removed)
             reply = RESET_TEXT
+        elif name == "/compact":
+            folded = await self._compact(job, conv, keep=0)
+            reply = COMPACT_TEXT.format(turns=folded) if folded else NOTHING_TO_COMPACT_TEXT
+        elif name == "/usage":
+            day = utc_day()
+            used = await self._store.tokens_on(day, conv.robot, sender=conv.sender)
+            group_used = (
+                await self._store.tokens_on(day, conv.robot, group_id=conv.peer)
+                if conv.kind == "group"
+                else None
+            )
+            reply = usage_text(
+                used, robot.tokens_per_user_per_day, group_used, robot.tokens_per_group_per_day
+            )
         elif name == "/help":
             reply = HELP_TEXT
         else:
             reply = UNKNOWN_TEXT.format(name=name)
         await self._replies.send(conv, job.identity, reply)
 
-    async def _chat(self, job: Job, conv: Conversation, text: str) -> None:
+    async def _over_rate(self, job: Job, conv: Conversation) -> bool:
+        """Whether the user writes faster than the robot's messages-per-minute limit."""
         robot = self._robots[conv.robot]
         decision = await self._coordination.rate(
             f"{conv.robot}|{conv.sender}", robot.messages_per_minute
         )
-        if not decision.allowed:
-            _log.info("limit.messages_per_minute", sender=conv.sender, told=decision.notify)
-            self._metrics.limited.labels(conv.robot).inc()
-            if decision.notify:
-                seconds = max(1, round(decision.retry_after_s))
-                notice = LIMIT_TEXT.format(limit=robot.messages_per_minute, seconds=seconds)
-                await self._replies.send(conv, job.identity, notice)
+        if decision.allowed:
+            return False
+        _log.info("limit.messages_per_minute", sender=conv.sender, told=decision.notify)
+        self._metrics.limited.labels(conv.robot).inc()
+        if decision.notify:
+            seconds = max(1, round(decision.retry_after_s))
+            notice = LIMIT_TEXT.format(limit=robot.messages_per_minute, seconds=seconds)
+            await self._replies.send(conv, job.identity, notice)
+        return True
+
+    async def _ledger(
+        self, conv: Conversation, identity: str, answer: Answer, purpose: Purpose
+    ) -> None:
+        await self._store.record_usage(
+            UsageRecord(
+                robot=conv.robot,
+                sender=conv.sender,
+                group_id=conv.peer if conv.kind == "group" else None,
+                identity=identity,
+                purpose=purpose,
+                profile=answer.profile,
+                model=answer.model,
+                input_tokens=answer.usage.input_tokens,
+                output_tokens=answer.usage.output_tokens,
+            )
+        )
+
+    async def _model_failed(
+        self, job: Job, conv: Conversation, said: str, live: LiveReply | None, exc: LLMError
+    ) -> None:
+        """No answer: the apology, or, when part of the answer is already visible, the note
+        that it was cut off."""
+        self._metrics.model_failures.labels(conv.robot).inc()
+        _log.error("model.unavailable", error=str(exc), shown=bool(live and live.text))
+        turns = [Turn("user", said, count_tokens(said))]
+        if live is not None and live.text:
+            await live.feed(INTERRUPTED)
+            turns.append(Turn("assistant", live.text, count_tokens(live.text)))
+        await self._store.add_turns(conv.key, job.identity, turns)
+        if live is not None and live.text:
+            await live.close()
+            await self._replies.mark_sent(conv, job.identity, live.text)
+        else:
+            await self._replies.send(conv, job.identity, APOLOGY)
+
+    async def _chat(self, job: Job, conv: Conversation, text: str) -> None:
+        robot = self._robots[conv.robot]
+        if await self._over_rate(job, conv) or await self._over_budget(job, conv):
             return
         said = f"{conv.sender}: {text}" if conv.kind == "group" and not conv.member_scoped else text
         stored = await self._store.reply_for(conv.key, job.identity)
@@ -133,7 +203,7 @@ class Engine:
         history = await self._store.recent_turns(conv.key)
         hits = await self._retrieve(conv.robot, text)
         profile = self._settings.models[robot.model]
-        messages = build_context(
+        messages, dropped = build_context(
             robot.persona,
             history,
             said,
@@ -152,18 +222,7 @@ class Engine:
                     robot.model, messages, on_delta=live.feed if live else None
                 )
             except LLMError as exc:
-                self._metrics.model_failures.labels(conv.robot).inc()
-                _log.error("model.unavailable", error=str(exc), shown=bool(live and live.text))
-                turns = [Turn("user", said, count_tokens(said))]
-                if live is not None and live.text:  # cut off mid-answer: say so, keep what came
-                    await live.feed(INTERRUPTED)
-                    turns.append(Turn("assistant", live.text, count_tokens(live.text)))
-                await self._store.add_turns(conv.key, job.identity, turns)
-                if live is not None and live.text:
-                    await live.close()
-                    await self._replies.mark_sent(conv, job.identity, live.text)
-                else:
-                    await self._replies.send(conv, job.identity, APOLOGY)
+                await self._model_failed(job, conv, said, live, exc)
                 return
         self._metrics.model_answers.labels(answer.profile).inc()
         self._metrics.model_latency.labels(answer.profile).observe(answer.total_s)
@@ -175,6 +234,7 @@ class Engine:
             input_tokens=answer.usage.input_tokens,
             output_tokens=answer.usage.output_tokens,
         )
+        await self._ledger(conv, job.identity, answer, "answer")
         reply = cite(answer.text, hits) if robot.cite_sources else answer.text
         if live is not None:
             await live.feed(reply[len(answer.text) :])  # the sources line, if any
@@ -189,13 +249,65 @@ class Engine:
         )
         if live is None:
             await self._replies.send(conv, job.identity, reply)
-            return
-        await live.close()
-        await self._replies.mark_sent(conv, job.identity, reply)
-        if live.first_visible is not None:
-            self._metrics.first_visible.labels(robot.reply_mode).observe(
-                max(0.0, live.first_visible - started)
-            )
+        else:
+            await live.close()
+            await self._replies.mark_sent(conv, job.identity, reply)
+            if live.first_visible is not None:
+                self._metrics.first_visible.labels(robot.reply_mode).observe(
+                    max(0.0, live.first_visible - started)
+                )
+        if dropped and profile.provider != "offline":  # history outgrew the budget: fold it
+            await self._compact(job, conv, keep=4)
+
+    async def _over_budget(self, job: Job, conv: Conversation) -> bool:
+        """Whether a daily token budget is used up (the user is told once a day, when)."""
+        robot = self._robots[conv.robot]
+        day = utc_day()
+        checks = [("your", robot.tokens_per_user_per_day, {"sender": conv.sender})]
+        if conv.kind == "group":
+            checks.append(("this group's", robot.tokens_per_group_per_day, {"group_id": conv.peer}))
+        for scope, limit, where in checks:
+            if not limit:
+                continue
+            used = await self._store.tokens_on(day, conv.robot, **where)
+            if used < limit:
+                continue
+            key = f"budget|{conv.robot}|{scope}|{next(iter(where.values()))}|{day}"
+            told = await self._coordination.once(key, 86_400)
+            _log.info("limit.tokens_per_day", scope=scope, used=used, limit=limit, told=told)
+            self._metrics.limited.labels(conv.robot).inc()
+            if told:
+                left = 86_400 - time.time() % 86_400
+                notice = BUDGET_TEXT.format(
+                    scope=scope,
+                    limit=limit,
+                    hours=int(left // 3600),
+                    minutes=int(left % 3600 // 60),
+                )
+                await self._replies.send(conv, job.identity, notice)
+            return True
+        return False
+
+    async def _compact(self, job: Job, conv: Conversation, *, keep: int) -> int:
+        """Fold all but the newest `keep` uncovered turns (and the old summary) into a new
+        summary turn; how many turns were folded (0: nothing to do, or the model failed)."""
+        robot = self._robots[conv.robot]
+        summary, recent = split_summary(await self._store.recent_turns(conv.key))
+        fold = recent[: max(0, len(recent) - keep)]
+        if not fold:
+            return 0
+        try:
+            answer = await self._models.answer(robot.model, summary_request(summary, fold))
+        except LLMError as exc:
+            _log.warning("context.compact_failed", error=str(exc))
+            return 0
+        text = answer.text.strip()
+        await self._store.add_turns(
+            conv.key, f"summary|{fold[-1].identity}", [Turn("summary", text, count_tokens(text))]
+        )
+        await self._ledger(conv, f"summary|{fold[-1].identity}", answer, "summary")
+        _log.info("context.compacted", turns=len(fold), summary_tokens=count_tokens(text))
+        return len(fold)
 
     async def _retrieve(self, robot: str, text: str) -> list[Hit]:
         """The robot's knowledge passages for `text`; none (logged) if the search fails."""

@@ -43,6 +43,10 @@ class Coordinator(Protocol):
         so a message refused for a backend failure is not remembered as seen."""
         ...
 
+    async def once(self, key: str, ttl_s: float) -> bool:
+        """True the first time `key` is asked for within `ttl_s` seconds, False after."""
+        ...
+
     async def rate(self, key: str, limit: int) -> Decision:
         """Count one message for `key` if `limit` per minute allows it (0: no limit)."""
         ...

@@ -56,6 +56,7 @@ class LocalCoordinator:
         self._closing = False
         self._depth = 0
         self._rate = MessageRate()
+        self._once: dict[str, float] = {}
 
     async def submit(self, identity: str, jobs: Sequence[Job]) -> bool:
         if self._closing:
@@ -68,6 +69,15 @@ class LocalCoordinator:
 
     async def rate(self, key: str, limit: int) -> Decision:
         return self._rate.check(key, limit)
+
+    async def once(self, key: str, ttl_s: float) -> bool:
+        now = time.monotonic()
+        if len(self._once) > 100_000:  # forget the expired ones
+            self._once = {k: until for k, until in self._once.items() if until > now}
+        if self._once.get(key, 0.0) > now:
+            return False
+        self._once[key] = now + ttl_s
+        return True
 
     async def enqueue(self, job: Job) -> None:
         """Queue one job without dedupe."""

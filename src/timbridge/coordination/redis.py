@@ -223,6 +223,11 @@ class RedisCoordinator:
         allowed, retry_ms, told = await self._call("rate", lambda: self._rate(keys=keys, args=args))
         return Decision(allowed=bool(allowed), retry_after_s=retry_ms / 1000, notify=bool(told))
 
+    async def once(self, key: str, ttl_s: float) -> bool:
+        name = f"{self._p}once:{key}"
+        px = max(1, int(ttl_s * 1000))
+        return bool(await self._call("once", lambda: self._redis.set(name, "1", nx=True, px=px)))
+
     def depth(self) -> int:
         """Jobs queued over every process, as last read (`queued` reads it afresh)."""
         return self._depth_seen

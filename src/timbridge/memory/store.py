@@ -29,9 +29,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from timbridge.errors import StorageError
 from timbridge.sql import create_engine, map_errors
 
-__all__ = ["SCHEMA_VERSION", "Store", "Turn"]
+__all__ = ["SCHEMA_VERSION", "Store", "Turn", "UsageRecord", "utc_day"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the usage ledger
 
 _metadata = sa.MetaData()
 _id_type = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
@@ -59,6 +59,26 @@ reply_parts = sa.Table(
     sa.Column("created_at", sa.Float, nullable=False),
 )
 
+usage = sa.Table(
+    "usage",
+    _metadata,
+    sa.Column("id", _id_type, primary_key=True, autoincrement=True),
+    sa.Column("robot", sa.String(64), nullable=False),
+    sa.Column("sender", sa.String(64), nullable=False),
+    sa.Column("group_id", sa.String(100), nullable=True),
+    sa.Column("identity", sa.String(300), nullable=False),
+    sa.Column("purpose", sa.String(16), nullable=False),  # answer | summary
+    sa.Column("profile", sa.String(100), nullable=False),
+    sa.Column("model", sa.String(200), nullable=False),
+    sa.Column("input_tokens", sa.Integer, nullable=False),
+    sa.Column("output_tokens", sa.Integer, nullable=False),
+    sa.Column("day", sa.String(10), nullable=False),  # UTC, YYYY-MM-DD
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.UniqueConstraint("identity", "robot", "purpose", name="uq_usage_identity"),
+    sa.Index("ix_usage_robot_sender_day", "robot", "sender", "day"),
+    sa.Index("ix_usage_robot_group_day", "robot", "group_id", "day"),
+)
+
 schema = sa.Table(
     "timbridge_schema",
     _metadata,
@@ -66,6 +86,26 @@ schema = sa.Table(
 )
 
 Role = Literal["user", "assistant", "summary"]
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRecord:
+    """One model call, for budgets and billing: who asked which robot, and what it cost."""
+
+    robot: str
+    sender: str
+    group_id: str | None
+    identity: str
+    purpose: Literal["answer", "summary"]
+    profile: str
+    model: str
+    input_tokens: int
+    output_tokens: int
+
+
+def utc_day(at: float | None = None) -> str:
+    """The UTC calendar day of `at` (now by default): budgets reset at 00:00 UTC."""
+    return time.strftime("%Y-%m-%d", time.gmtime(time.time() if at is None else at))
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +170,8 @@ class Store:
             found = (await conn.execute(sa.select(schema.c.version))).scalar()
             if found is None:
                 await conn.execute(schema.insert().values(version=SCHEMA_VERSION))
+            elif found < SCHEMA_VERSION:  # create_all added what is new; nothing changes shape
+                await conn.execute(schema.update().values(version=SCHEMA_VERSION))
             elif found > SCHEMA_VERSION:
                 raise StorageError(
                     f"the store's schema is version {found}; this timbridge knows up to "
@@ -259,6 +301,39 @@ class Store:
         if self._cache is not None:
             self._cache[conversation] = deque(maxlen=_WINDOW)
         return int(result.rowcount or 0)
+
+    # --- usage ledger ---------------------------------------------------------------------
+
+    async def record_usage(self, record: UsageRecord) -> None:
+        """Add a model call to the ledger (once per message, robot and purpose)."""
+        now = time.time()
+        row = {
+            "robot": record.robot,
+            "sender": record.sender,
+            "group_id": record.group_id,
+            "identity": record.identity,
+            "purpose": record.purpose,
+            "profile": record.profile,
+            "model": record.model,
+            "input_tokens": record.input_tokens,
+            "output_tokens": record.output_tokens,
+            "day": utc_day(now),
+            "created_at": now,
+        }
+        await self._write(usage, [row])
+
+    async def tokens_on(
+        self, day: str, robot: str, *, sender: str | None = None, group_id: str | None = None
+    ) -> int:
+        """Tokens (in + out) `robot` spent on `day` for one sender, or in one group."""
+        total = sa.func.coalesce(sa.func.sum(usage.c.input_tokens + usage.c.output_tokens), 0)
+        query = sa.select(total).where(usage.c.robot == robot, usage.c.day == day)
+        if sender is not None:
+            query = query.where(usage.c.sender == sender)
+        if group_id is not None:
+            query = query.where(usage.c.group_id == group_id)
+        async with self._begin("read usage") as conn:
+            return int((await conn.execute(query)).scalar() or 0)
 
     # --- reply parts ----------------------------------------------------------------------
 
