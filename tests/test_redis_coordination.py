@@ -180,3 +180,14 @@ async def test_redis_down_is_a_coordination_error_and_recovery_is_automatic(
             assert await coordinator.submit("m2", [_job("c", 2)])  # the same client, reconnected
         finally:
             await coordinator.close(0.1)
+
+
+async def test_once_is_true_once_per_ttl_across_processes(
+    make: Callable[..., RedisCoordinator],
+) -> None:
+    one, two = make(), make()
+    assert await one.once("budget|bot|alice|day", 0.3) is True
+    assert await two.once("budget|bot|alice|day", 0.3) is False
+    assert await one.once("budget|bot|bob|day", 0.3) is True
+    await asyncio.sleep(0.35)
+    assert await two.once("budget|bot|alice|day", 0.3) is True

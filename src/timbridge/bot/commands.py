@@ -18,7 +18,7 @@ HELP_TEXT = "Commands:\n" + "\n".join(f"{name} — {what}" for name, what in COM
 RESET_TEXT = "Done: I have forgotten our conversation. What shall we talk about?"
 UNKNOWN_TEXT = "I don't know the command {name}. " + HELP_TEXT
 BUDGET_TEXT = (
-    "You have used today's {scope} of {limit} tokens. You can write again after 00:00 UTC, "
+    "{who} used today's {limit} tokens. You can write again after 00:00 UTC, "
     "in {hours} h {minutes} min."
 )
 COMPACT_TEXT = "Done: I summarised our conversation ({turns} turns) to keep it short."

@@ -263,9 +263,11 @@ class Engine:
         """Whether a daily token budget is used up (the user is told once a day, when)."""
         robot = self._robots[conv.robot]
         day = utc_day()
-        checks = [("your", robot.tokens_per_user_per_day, {"sender": conv.sender})]
+        checks = [("You have", robot.tokens_per_user_per_day, {"sender": conv.sender})]
         if conv.kind == "group":
-            checks.append(("this group's", robot.tokens_per_group_per_day, {"group_id": conv.peer}))
+            checks.append(
+                ("This group has", robot.tokens_per_group_per_day, {"group_id": conv.peer})
+            )
         for scope, limit, where in checks:
             if not limit:
                 continue
@@ -279,7 +281,7 @@ class Engine:
             if told:
                 left = 86_400 - time.time() % 86_400
                 notice = BUDGET_TEXT.format(
-                    scope=scope,
+                    who=scope,
                     limit=limit,
                     hours=int(left // 3600),
                     minutes=int(left % 3600 // 60),
