@@ -220,9 +220,11 @@ model = "bench"
 timeout_s = 30
 [[robots]]
 id = "{ROBOT}"
+burst_window_s = 0
 [[robots]]
 id = "{STREAM_ROBOT}"
 reply_mode = "stream"
+burst_window_s = 0
 """)
         env = {
             **os.environ,
@@ -380,6 +382,7 @@ base_url = "http://127.0.0.1:{ports["model"]}/v1"
 model = "bench"
 [[robots]]
 id = "{ROBOT}"
+burst_window_s = 0
 """)
                 base = [sys.executable, "-m", "timbridge", "--log-level", "info"]
                 round_procs = []

@@ -62,9 +62,9 @@ class FakeAnthropic:
         text = (
             self.reply(body["messages"])
             if self.reply
-            else "claude: " + body["messages"][-1]["content"]
+            else "claude: " + _text(body["messages"][-1]["content"])
         )
-        usage_in = sum(len(m["content"].split()) for m in body["messages"])
+        usage_in = sum(len(_text(m["content"]).split()) for m in body["messages"])
         if not body.get("stream"):
             return web.json_response(
                 {
@@ -135,3 +135,10 @@ class FakeAnthropic:
         app = web.Application()
         app.router.add_post("/v1/messages", self.handle)
         return app
+
+
+def _text(content: str | list[dict[str, Any]]) -> str:
+    """A message's text: the string, or its text blocks (images carry none)."""
+    if isinstance(content, str):
+        return content
+    return " ".join(block.get("text", "") for block in content if block.get("type") == "text")

@@ -69,7 +69,7 @@ async def world(
         f'[store]\nurl = "{postgres_url}"\n'
         f'[coordination]\nurl = "{redis_url}"\nprefix = "{redis_prefix}"\nvisibility_s = 2\n'
         f'[models.default]\nprovider = "openai"\nbase_url = "{llm_server.make_url("/v1")}"\n'
-        f'model = "fake"\nretries = 1\n[[robots]]\nid = "{ROBOT}"\n',
+        f'model = "fake"\nretries = 1\n[[robots]]\nid = "{ROBOT}"\nburst_window_s = 0\n',
         encoding="utf-8",
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("TIMBRIDGE_")}

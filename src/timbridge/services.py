@@ -16,6 +16,7 @@ import aiohttp
 import structlog
 
 from timbridge.bot.engine import Engine
+from timbridge.bot.media import MediaFetcher
 from timbridge.bot.models import ModelChain
 from timbridge.bot.replies import ReplySender
 from timbridge.coordination.base import Coordinator
@@ -275,6 +276,7 @@ class Services:
                 coordination=coordination,
                 library=library,
                 knowledge=knowledge,
+                media=MediaFetcher(session, settings.media),
             )
             yield cls(settings, session, tencent, store, coordination, metrics, models, engine)
 

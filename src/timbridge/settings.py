@@ -34,6 +34,7 @@ __all__ = [
     "REGION_HOSTS",
     "CoordinationSettings",
     "KnowledgeSettings",
+    "MediaSettings",
     "ModelProfile",
     "RobotSettings",
     "ServerSettings",
@@ -195,6 +196,19 @@ class KnowledgeSettings(_Section):
     min_score: Annotated[float, Field(ge=0, le=1)] = 0.35
 
 
+class MediaSettings(_Section):
+    """Fetching images users send, for models that can see them."""
+
+    allowed_hosts: tuple[str, ...] = (
+        "*.myqcloud.com",
+        "*.qcloud.com",
+        "*.tencentcos.cn",
+        "*.tencent-cloud.com",
+    )
+    max_bytes: Annotated[int, Field(ge=1024)] = 5 * 1024 * 1024
+    timeout_s: Annotated[float, Field(gt=0)] = 10.0
+
+
 class ModelProfile(_Section):
     """One way to reach a model: provider, endpoint, model name, key, limits, fallbacks."""
 
@@ -218,6 +232,7 @@ class ModelProfile(_Section):
     max_tokens: Annotated[int, Field(gt=0)] | None = None
     context_tokens: Annotated[int, Field(ge=256)] = 8000
     retries: Annotated[int, Field(ge=0, le=10)] = 2
+    vision: bool = False
     breaker_failures: Annotated[int, Field(ge=1)] = 5
     breaker_cooldown_s: Annotated[float, Field(ge=0)] = 30.0
     fallback: tuple[str, ...] = ()
@@ -250,6 +265,7 @@ class RobotSettings(_Section):
     group_context: Literal["group", "member"] = "group"
     reply_mode: Literal["off", "stream", "edit", "segments"] = "off"
     messages_per_minute: Annotated[int, Field(ge=0)] = 0
+    burst_window_s: Annotated[float, Field(ge=0, le=30)] = 1.5
     tokens_per_user_per_day: Annotated[int, Field(ge=0)] = 0
     tokens_per_group_per_day: Annotated[int, Field(ge=0)] = 0
     knowledge: str | None = None
@@ -283,6 +299,7 @@ class Settings(BaseSettings):
     store: StoreSettings = StoreSettings()
     coordination: CoordinationSettings = CoordinationSettings()
     knowledge: KnowledgeSettings = KnowledgeSettings()
+    media: MediaSettings = MediaSettings()
     models: dict[str, ModelProfile] = Field(default_factory=_default_models)
     robots: tuple[RobotSettings, ...] = ()
 

@@ -7,6 +7,7 @@ reply and the parts already sent, and sends only what is missing.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Literal
 
@@ -26,6 +27,7 @@ from timbridge.bot.commands import (
 from timbridge.bot.context import build_context, cite, split_summary, summary_request
 from timbridge.bot.conversation import Conversation, MessageEvent
 from timbridge.bot.live import LiveReply
+from timbridge.bot.media import MediaFetcher, image_urls
 from timbridge.bot.models import Answer, ModelChain
 from timbridge.bot.replies import ReplySender
 from timbridge.bot.text import extract_text, strip_mentions
@@ -33,6 +35,7 @@ from timbridge.coordination.base import Coordinator, Job
 from timbridge.errors import LLMError, PayloadError, TencentError, TimbridgeError
 from timbridge.knowledge.library import Library
 from timbridge.knowledge.retrieval import Hit
+from timbridge.llm.base import ChatMessage, Image
 from timbridge.llm.tokens import count_tokens
 from timbridge.memory.store import Store, Turn, UsageRecord, utc_day
 from timbridge.metrics import Metrics
@@ -45,15 +48,24 @@ from timbridge.protocol.callbacks import (
 )
 from timbridge.settings import Settings
 
-__all__ = ["APOLOGY", "EMPTY_TEXT", "INTERRUPTED", "Engine"]
+__all__ = ["APOLOGY", "EMPTY_TEXT", "IMAGE_FAILED", "INTERRUPTED", "TEXT_ONLY", "Engine"]
 
 Purpose = Literal["answer", "summary"]
 
 APOLOGY = "Sorry, I can't answer right now: the model is unavailable. Please try again shortly."
+TEXT_ONLY = "I can read text only: please describe the image in words."
+IMAGE_FAILED = "I could not open that image ({reason}). Please try another, or describe it."
 INTERRUPTED = "\n\n[The answer was cut off: the model stopped responding. Please ask again.]"
 EMPTY_TEXT = "I can only read text messages. Please write your question as text."
 
 _log = structlog.get_logger("timbridge.engine")
+
+
+def _text_of(event: MessageEvent) -> str:
+    text = extract_text(event.msg_body)
+    if isinstance(event, GroupMessageEvent | GroupAfterSendEvent):
+        text = strip_mentions(text)
+    return text
 
 
 class Engine:
@@ -70,6 +82,7 @@ class Engine:
         coordination: Coordinator,
         library: Library | None = None,
         knowledge: dict[str, str] | None = None,
+        media: MediaFetcher | None = None,
     ) -> None:
         self._settings = settings
         self._robots = {r.id: r for r in settings.robots}
@@ -80,6 +93,7 @@ class Engine:
         self._coordination = coordination
         self._library = library
         self._knowledge = knowledge or {}  # robot → the knowledge base it answers from
+        self._media = media
 
     def conversation(self, robot: str, event: MessageEvent) -> Conversation:
         member = self._robots[robot].group_context == "member"
@@ -99,19 +113,76 @@ class Engine:
             self._metrics.reply_latency.observe(max(0.0, time.time() - job.received_at))
 
     async def _answer(self, job: Job, conv: Conversation, event: MessageEvent) -> None:
-        text = extract_text(event.msg_body)
-        if isinstance(event, GroupMessageEvent | GroupAfterSendEvent):
-            text = strip_mentions(text)
+        holder = await self._coordination.claim(
+            f"burst|{job.robot}|{job.identity}", job.identity, 3600
+        )
+        if holder != job.identity:
+            _log.info("burst.answered_with_earlier", identity=job.identity, by=holder)
+            return  # an earlier job of this burst answers this message with its own
+        text = _text_of(event)
         command = parse_command(text)
         try:
             if command is not None:
                 await self._command(job, conv, command.name)
             elif not text:
                 await self._replies.send(conv, job.identity, EMPTY_TEXT)
+            elif images := image_urls(event.msg_body):
+                await self._look(job, conv, text, images)
             else:
-                await self._chat(job, conv, text)
+                await self._chat(job, conv, await self._burst(job, conv, text))
         except TencentError as exc:
             _log.error("reply.not_sent", error=str(exc))
+
+    async def _look(self, job: Job, conv: Conversation, text: str, urls: list[str]) -> None:
+        """A message with images: to a model that can see them, else the user is told."""
+        robot = self._robots[conv.robot]
+        if not self._settings.models[robot.model].vision or self._media is None:
+            await self._replies.send(conv, job.identity, TEXT_ONLY)
+            return
+        try:
+            images = [await self._media.fetch(url) for url in urls[:4]]
+        except PayloadError as exc:
+            _log.warning("image.refused", error=str(exc))
+            await self._replies.send(conv, job.identity, IMAGE_FAILED.format(reason=exc))
+            return
+        await self._chat(job, conv, text, images=tuple(images))
+
+    async def _burst(self, job: Job, conv: Conversation, text: str) -> str:
+        """`text` with the messages the same user sent right after it (each within the robot's
+        `burst_window_s` of the one before, before the reply starts), answered together once."""
+        window = self._robots[conv.robot].burst_window_s
+        if window <= 0:
+            return text
+        texts = [text]
+        joined = {job.identity}
+        last = job.received_at
+        while True:
+            await asyncio.sleep(max(0.0, last + window - time.time()))
+            added = False
+            for queued in await self._coordination.peek(job.conversation):
+                if queued.identity in joined:
+                    continue
+                event = parse_event(queued.body, queued.command)
+                if not isinstance(event, C2CMessageEvent | GroupMessageEvent):
+                    break
+                more = _text_of(event)
+                later = queued.received_at - last
+                if later > window or event.from_account != conv.sender or parse_command(more):
+                    break  # the burst is over: that one gets its own answer
+                key = f"burst|{queued.robot}|{queued.identity}"
+                if not more or await self._coordination.claim(key, job.identity, 3600) != (
+                    job.identity
+                ):
+                    continue
+                texts.append(more)
+                joined.add(queued.identity)
+                last = queued.received_at
+                added = True
+            if not added:
+                break
+        if len(texts) > 1:
+            _log.info("burst.joined", messages=len(texts))
+        return "\n".join(texts)
 
     async def _command(self, job: Job, conv: Conversation, name: str) -> None:
         robot = self._robots[conv.robot]
@@ -190,7 +261,9 @@ class Engine:
         else:
             await self._replies.send(conv, job.identity, APOLOGY)
 
-    async def _chat(self, job: Job, conv: Conversation, text: str) -> None:
+    async def _chat(
+        self, job: Job, conv: Conversation, text: str, *, images: tuple[Image, ...] = ()
+    ) -> None:
         robot = self._robots[conv.robot]
         if await self._over_rate(job, conv) or await self._over_budget(job, conv):
             return
@@ -211,6 +284,8 @@ class Engine:
             answer_tokens=profile.max_tokens,
             knowledge=hits,
         )
+        if images:  # the current message carries them; history keeps "[image]"
+            messages[-1] = ChatMessage("user", messages[-1].content, images=images)
         live = (
             LiveReply(self._replies.tencent, conv, job.identity, robot.reply_mode)
             if robot.reply_mode != "off"

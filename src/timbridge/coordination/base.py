@@ -43,6 +43,15 @@ class Coordinator(Protocol):
         so a message refused for a backend failure is not remembered as seen."""
         ...
 
+    async def peek(self, conversation: str) -> list[Job]:
+        """The jobs of `conversation` queued behind the one running now, in order."""
+        ...
+
+    async def claim(self, key: str, owner: str, ttl_s: float) -> str:
+        """Make `owner` the holder of `key` unless someone holds it; the holder after the call
+        (so a holder asking again, after a restart, finds itself)."""
+        ...
+
     async def once(self, key: str, ttl_s: float) -> bool:
         """True the first time `key` is asked for within `ttl_s` seconds, False after."""
         ...

@@ -57,6 +57,7 @@ class LocalCoordinator:
         self._depth = 0
         self._rate = MessageRate()
         self._once: dict[str, float] = {}
+        self._claims: dict[str, tuple[str, float]] = {}
 
     async def submit(self, identity: str, jobs: Sequence[Job]) -> bool:
         if self._closing:
@@ -69,6 +70,20 @@ class LocalCoordinator:
 
     async def rate(self, key: str, limit: int) -> Decision:
         return self._rate.check(key, limit)
+
+    async def peek(self, conversation: str) -> list[Job]:
+        mailbox = self._mailboxes.get(conversation)
+        return list(mailbox)[1:] if mailbox else []
+
+    async def claim(self, key: str, owner: str, ttl_s: float) -> str:
+        now = time.monotonic()
+        held = self._claims.get(key)
+        if held is not None and held[1] > now:
+            return held[0]
+        if len(self._claims) > 100_000:  # forget the expired ones
+            self._claims = {k: v for k, v in self._claims.items() if v[1] > now}
+        self._claims[key] = (owner, now + ttl_s)
+        return owner
 
     async def once(self, key: str, ttl_s: float) -> bool:
         now = time.monotonic()

@@ -223,6 +223,19 @@ class RedisCoordinator:
         allowed, retry_ms, told = await self._call("rate", lambda: self._rate(keys=keys, args=args))
         return Decision(allowed=bool(allowed), retry_after_s=retry_ms / 1000, notify=bool(told))
 
+    async def peek(self, conversation: str) -> list[Job]:
+        mbox = self._mbox(conversation)
+        raw = await self._call("peek", lambda: self._redis.lrange(mbox, 1, 63))
+        return [decode_job(item) for item in raw if isinstance(item, bytes)]
+
+    async def claim(self, key: str, owner: str, ttl_s: float) -> str:
+        name = f"{self._p}claim:{key}"
+        px = max(1, int(ttl_s * 1000))
+        before = await self._call(
+            "claim", lambda: self._redis.set(name, owner, nx=True, px=px, get=True)
+        )
+        return owner if before is None or isinstance(before, bool) else _text(before)
+
     async def once(self, key: str, ttl_s: float) -> bool:
         name = f"{self._p}once:{key}"
         px = max(1, int(ttl_s * 1000))

@@ -32,7 +32,21 @@ def to_anthropic(messages: Sequence[ChatMessage]) -> tuple[str, list[dict[str, A
             continue
         if not turns and message.role == "assistant":
             continue  # the API wants the first turn to be the user's
-        if turns and turns[-1]["role"] == message.role:
+        if message.images:  # content blocks: the images, then the text
+            blocks: list[dict[str, Any]] = [
+                {
+                    "type": "image",
+                    "source": {"type": "base64", "media_type": i.mime, "data": i.base64()},
+                }
+                for i in message.images
+            ]
+            turns.append(
+                {
+                    "role": message.role,
+                    "content": [*blocks, {"type": "text", "text": message.content}],
+                }
+            )
+        elif turns and turns[-1]["role"] == message.role and isinstance(turns[-1]["content"], str):
             turns[-1]["content"] += "\n\n" + message.content
         else:
             turns.append({"role": message.role, "content": message.content})

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-__all__ = ["ChatMessage", "ChatModel", "Delta", "Source", "Usage"]
+__all__ = ["ChatMessage", "ChatModel", "Delta", "Image", "Source", "Usage"]
 
 Role = Literal["system", "user", "assistant"]
 
@@ -21,11 +22,27 @@ class Source:
 
 
 @dataclass(frozen=True, slots=True)
+class Image:
+    """An image sent with a user message, for models that can see (``vision``)."""
+
+    mime: str
+    data: bytes
+
+    def data_url(self) -> str:
+        return f"data:{self.mime};base64,{base64.b64encode(self.data).decode()}"
+
+    def base64(self) -> str:
+        return base64.b64encode(self.data).decode()
+
+
+@dataclass(frozen=True, slots=True)
 class ChatMessage:
     role: Role
     content: str
     #: The passages `content` quotes, for models that answer from them directly (offline).
     sources: tuple[Source, ...] = ()
+    #: Images the user sent with this message (vision models only).
+    images: tuple[Image, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -91,7 +91,10 @@ class Gemini:
         contents = [
             types.Content(
                 role="model" if m.role == "assistant" else "user",
-                parts=[types.Part(text=m.content)],
+                parts=[
+                    *(types.Part.from_bytes(data=i.data, mime_type=i.mime) for i in m.images),
+                    types.Part(text=m.content),
+                ],
             )
             for m in messages
             if m.role != "system"

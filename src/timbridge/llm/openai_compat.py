@@ -69,7 +69,7 @@ class OpenAICompatible:
     def _request(self, messages: Sequence[ChatMessage]) -> dict[str, Any]:
         request: dict[str, Any] = {
             "model": self._model,
-            "messages": [{"role": m.role, "content": m.content} for m in messages],
+            "messages": [{"role": m.role, "content": _content(m)} for m in messages],
         }
         if self._max_tokens is not None:
             request["max_tokens"] = self._max_tokens
@@ -114,3 +114,12 @@ class OpenAICompatible:
                     yield Delta(
                         usage=Usage(chunk.usage.prompt_tokens, chunk.usage.completion_tokens)
                     )
+
+
+def _content(message: ChatMessage) -> str | list[dict[str, Any]]:
+    """Plain text, or text and images as content parts (the vision format)."""
+    if not message.images:
+        return message.content
+    parts: list[dict[str, Any]] = [{"type": "text", "text": message.content}]
+    parts += [{"type": "image_url", "image_url": {"url": i.data_url()}} for i in message.images]
+    return parts
