@@ -121,3 +121,14 @@ def test_async_urls() -> None:
     assert async_url("sqlite:///x.db") == "sqlite+aiosqlite:///x.db"
     assert async_url("postgresql://u@h/db") == "postgresql+asyncpg://u@h/db"
     assert async_url("postgres://u@h/db") == "postgresql+asyncpg://u@h/db"
+
+
+async def test_processes_starting_together_on_postgresql_do_not_race(postgres_url: str) -> None:
+    # three front-ends and workers starting at once each create the schema: one at a time
+    stores = await asyncio.gather(*[Store.open(postgres_url) for _ in range(6)])
+    try:
+        await stores[0].add_turns("c", "m1", [Turn("user", "hi", 1)])
+        assert [t.content for t in await stores[5].recent_turns("c")] == ["hi"]
+    finally:
+        for store in stores:
+            await store.aclose()

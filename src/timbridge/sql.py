@@ -9,13 +9,17 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from timbridge.errors import StorageError
 
-__all__ = ["async_url", "create_engine", "map_errors", "safe_url"]
+__all__ = ["async_url", "create_engine", "map_errors", "migration_lock", "safe_url"]
+
+#: Key of the PostgreSQL advisory lock that serialises schema changes across processes.
+_MIGRATION_LOCK = 0x74696D62  # "timb"
 
 
 def async_url(url: str) -> str:
@@ -74,3 +78,11 @@ def create_engine(url: str, *, pool_size: int = 20) -> AsyncEngine:
         return create_async_engine(
             full, pool_pre_ping=True, pool_size=pool_size, max_overflow=pool_size // 2
         )
+
+
+async def migration_lock(conn: AsyncConnection) -> None:
+    """Hold, until `conn`'s transaction ends, the lock that lets one process at a time create
+    or change tables: processes starting together on PostgreSQL would otherwise race inside
+    ``CREATE TABLE`` (a duplicate-key error on ``pg_type``). SQLite's writer lock already does."""
+    if conn.dialect.name == "postgresql":
+        await conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from timbridge.errors import PayloadError, StorageError
 from timbridge.knowledge.chunks import Chunk
-from timbridge.sql import create_engine, map_errors
+from timbridge.sql import create_engine, map_errors, migration_lock
 
 __all__ = ["BaseInfo", "KnowledgeStore", "StoredChunks"]
 
@@ -104,6 +104,7 @@ class KnowledgeStore:
         store = cls(engine)
         try:
             async with store._begin("create knowledge tables") as conn:
+                await migration_lock(conn)
                 await conn.run_sync(_metadata.create_all)
         except StorageError:
             await engine.dispose()

@@ -27,7 +27,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from timbridge.errors import StorageError
-from timbridge.sql import create_engine, map_errors
+from timbridge.sql import create_engine, map_errors, migration_lock
 
 __all__ = ["SCHEMA_VERSION", "Store", "Turn", "UsageRecord", "utc_day"]
 
@@ -166,6 +166,7 @@ class Store:
     async def migrate(self) -> None:
         """Create or upgrade the schema to `SCHEMA_VERSION`; refuse a newer one."""
         async with self._begin("migrate") as conn:
+            await migration_lock(conn)
             await conn.run_sync(_metadata.create_all)
             found = (await conn.execute(sa.select(schema.c.version))).scalar()
             if found is None:
