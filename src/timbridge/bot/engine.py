@@ -287,7 +287,7 @@ class Engine:
         if images:  # the current message carries them; history keeps "[image]"
             messages[-1] = ChatMessage("user", messages[-1].content, images=images)
         live = (
-            LiveReply(self._replies.tencent, conv, job.identity, robot.reply_mode)
+            LiveReply(self._replies, conv, job.identity, robot.reply_mode)
             if robot.reply_mode != "off"
             else None
         )

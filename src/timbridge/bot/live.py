@@ -29,20 +29,16 @@ from typing import Literal
 import structlog
 
 from timbridge.bot.conversation import Conversation, derive_random, derive_seq
-from timbridge.bot.split import DEFAULT_LIMIT, json_size, split_reply
+from timbridge.bot.replies import ReplySender
+from timbridge.bot.split import DEFAULT_LIMIT, fitting_prefix, json_size, split_reply
 from timbridge.errors import TencentAPIError
-from timbridge.protocol.callbacks import GroupAtInfo
 from timbridge.protocol.elements import StreamChunk, StreamContent, StreamElem, TextElem
 from timbridge.protocol.rest import (
-    FORBID_CALLBACKS,
     ModifyC2CMsg,
     ModifyGroupMsg,
-    SendC2CMsg,
     SendC2CStreamMsg,
-    SendGroupMsg,
     SendGroupStreamMsg,
 )
-from timbridge.tencent.client import TencentClient
 
 __all__ = ["COMPATIBLE_TEXT", "LiveReply", "Mode"]
 
@@ -151,41 +147,18 @@ class _MessageWriter(_Writer):
         super().__init__(live)
         self._messages = 0
 
-    async def send(self, text: str) -> tuple[str, int]:
-        """Send `text` as a new message; its (MsgKey, MsgSeq)."""
-        conv = self.live.conversation
+    async def send(self, text: str) -> str:
+        """Send `text` as a new message; its handle (C2C ``MsgKey``, group ``MsgSeq``)."""
         part = _PART_BASE + self._messages
-        nonce = derive_random(conv.robot, self.live.identity, part)
-        mention = conv.kind == "group" and self._messages == 0
+        mention = self._messages == 0
         self._messages += 1
         self.live.updates.append(time.monotonic())
-        if conv.kind == "c2c":
-            c2c = await self.live.tencent.call(
-                SendC2CMsg(
-                    from_account=conv.robot,
-                    to_account=conv.peer,
-                    msg_random=nonce,
-                    msg_seq=derive_seq(conv.robot, self.live.identity, part),
-                    sync_other_machine=1,
-                    forbid_callback_control=FORBID_CALLBACKS,
-                    msg_body=(TextElem.of(text),),
-                )
-            )
-            return c2c.msg_key, 0
-        group = await self.live.tencent.call(
-            SendGroupMsg(
-                group_id=conv.peer,
-                from_account=conv.robot,
-                random=nonce,
-                topic_id=conv.topic,
-                forbid_callback_control=FORBID_CALLBACKS,
-                msg_body=(TextElem.of(f"@{conv.sender} {text}" if mention else text),),
-                group_at_info=(GroupAtInfo(group_at_account=conv.sender),) if mention else None,
-            )
+        live = self.live
+        return await live.replies.send_part(
+            live.conversation, live.identity, part, text, mention=mention
         )
-        return "", group.msg_seq
 
-    async def modify(self, handle: tuple[str, int], text: str, *, first: bool) -> None:
+    async def modify(self, handle: str, text: str, *, first: bool) -> None:
         conv = self.live.conversation
         self.live.updates.append(time.monotonic())
         if conv.kind == "c2c":
@@ -193,7 +166,7 @@ class _MessageWriter(_Writer):
                 ModifyC2CMsg(
                     from_account=conv.robot,
                     to_account=conv.peer,
-                    msg_key=handle[0],
+                    msg_key=handle,
                     msg_body=(TextElem.of(text),),
                 )
             )
@@ -202,7 +175,7 @@ class _MessageWriter(_Writer):
         await self.live.tencent.call(
             ModifyGroupMsg(
                 group_id=conv.peer,
-                msg_seq=handle[1],
+                msg_seq=int(handle),
                 topic_id=conv.topic,
                 msg_body=(TextElem.of(shown),),
             )
@@ -212,7 +185,7 @@ class _MessageWriter(_Writer):
 class _EditWriter(_MessageWriter):
     def __init__(self, live: LiveReply) -> None:
         super().__init__(live)
-        self._handle: tuple[str, int] | None = None
+        self._handle: str | None = None
         self._start = 0  # where the current message's text begins in the answer
         self._sent_text = ""
         self._first = False
@@ -269,15 +242,8 @@ class _PlainWriter(_MessageWriter):
 def _cut(text: str, limit: int) -> int:
     """Where to end a message: after the last line that fits in `limit` JSON bytes, else (one
     very long line) after the last character that fits."""
-    low, high = 0, len(text)
-    while low < high:  # the longest prefix that fits
-        mid = (low + high + 1) // 2
-        if json_size(text[:mid]) <= limit:
-            low = mid
-        else:
-            high = mid - 1
-    line_end = text.rfind("\n", 0, low) + 1
-    return line_end or low
+    fits = fitting_prefix(text, limit)
+    return text.rfind("\n", 0, fits) + 1 or fits
 
 
 def _paragraphs(text: str) -> list[str]:
@@ -327,9 +293,10 @@ class LiveReply:
     of every Tencent call made (for metrics and tests)."""
 
     def __init__(
-        self, tencent: TencentClient, conversation: Conversation, identity: str, mode: Mode
+        self, replies: ReplySender, conversation: Conversation, identity: str, mode: Mode
     ) -> None:
-        self.tencent = tencent
+        self.replies = replies
+        self.tencent = replies.tencent
         self.conversation = conversation
         self.identity = identity
         self.mode: Mode = mode

@@ -58,12 +58,18 @@ class ReplySender:
         try:
             for number, part in enumerate(split_reply(text)):
                 if number not in done:
-                    handles[number] = await self._send_part(conversation, identity, number, part)
+                    handles[number] = await self.send_part(
+                        conversation, identity, number, part, mention=number == 0
+                    )
         finally:
             await self._store.record_parts(key, handles)
         return len(handles)
 
-    async def _send_part(self, conv: Conversation, identity: str, number: int, text: str) -> str:
+    async def send_part(
+        self, conv: Conversation, identity: str, number: int, text: str, *, mention: bool
+    ) -> str:
+        """Send one message of the reply to `identity`; its handle: the ``MsgKey`` (C2C) or
+        the ``MsgSeq`` (group). In a group, `mention` @-mentions the asker."""
         nonce = derive_random(conv.robot, identity, number)
         if conv.kind == "c2c":
             c2c = SendC2CMsg(
@@ -76,7 +82,6 @@ class ReplySender:
                 msg_body=(TextElem.of(text),),
             )
             return (await self._tencent.call(c2c)).msg_key
-        mention = number == 0
         group = SendGroupMsg(
             group_id=conv.peer,
             from_account=conv.robot,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import orjson
 
-__all__ = ["DEFAULT_LIMIT", "json_size", "split_reply"]
+__all__ = ["DEFAULT_LIMIT", "fitting_prefix", "json_size", "split_reply"]
 
 DEFAULT_LIMIT = 11 * 1024
 
@@ -21,18 +21,24 @@ def json_size(text: str) -> int:
     return len(orjson.dumps(text)) - 2
 
 
+def fitting_prefix(text: str, budget: int) -> int:
+    """Length of the longest prefix of `text` that takes at most `budget` JSON bytes."""
+    low, high = 0, len(text)
+    while low < high:
+        mid = (low + high + 1) // 2
+        if json_size(text[:mid]) <= budget:
+            low = mid
+        else:
+            high = mid - 1
+    return low
+
+
 def _hard_split(line: str, budget: int) -> list[str]:
     pieces: list[str] = []
     while json_size(line) > budget:
-        low, high = 1, len(line)
-        while low < high:  # the longest prefix that fits
-            mid = (low + high + 1) // 2
-            if json_size(line[:mid]) <= budget:
-                low = mid
-            else:
-                high = mid - 1
-        pieces.append(line[:low])
-        line = line[low:]
+        cut = max(1, fitting_prefix(line, budget))
+        pieces.append(line[:cut])
+        line = line[cut:]
     pieces.append(line)
     return pieces
 
