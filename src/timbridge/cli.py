@@ -340,6 +340,8 @@ def playground(
     config: ConfigOption = None,
 ) -> None:
     """Emulator, bot and web chat page in one process: try timbridge with no account or key."""
+    import os
+    import sys
     import webbrowser
 
     from timbridge.logs import configure_logging
@@ -367,7 +369,10 @@ def playground(
                 "  Ctrl-C stops it",
                 err=True,
             )
-            if not no_browser:
+            graphical = sys.platform in ("darwin", "win32") or any(
+                os.environ.get(v) for v in ("DISPLAY", "WAYLAND_DISPLAY")
+            )
+            if not no_browser and graphical:  # a headless server gets the URL above only
                 webbrowser.open(pg.url)
             await until_signalled()
 
