@@ -187,20 +187,29 @@ async def replies(
             await asyncio.sleep(0.05)
 
 
+async def start_fakes(
+    ports: dict[str, int], kinds: tuple[str, ...]
+) -> list[asyncio.subprocess.Process]:
+    """The fake servers of `bench/servers.py` (tencent, model, bare), each on its port."""
+    started = []
+    for kind in kinds:
+        proc, _ = await start(
+            sys.executable,
+            str(ROOT / "bench" / "servers.py"),
+            kind,
+            str(ports[kind]),
+            ready="ready",
+        )
+        started.append(proc)
+    return started
+
+
 @asynccontextmanager
 async def processes(tmp: Path, model_concurrency: int) -> AsyncIterator[dict[str, Any]]:
     ports = {k: free_port() for k in ("tencent", "model", "bare", "serve")}
     procs = []
     try:
-        for kind in ("tencent", "model", "bare"):
-            proc, _ = await start(
-                sys.executable,
-                str(ROOT / "bench" / "servers.py"),
-                kind,
-                str(ports[kind]),
-                ready="ready",
-            )
-            procs.append(proc)
+        procs += await start_fakes(ports, ("tencent", "model", "bare"))
         config = tmp / "timbridge.toml"
         config.write_text(f"""
 [tencent]
@@ -350,15 +359,7 @@ async def run_scale(args: argparse.Namespace) -> None:
     rates: dict[int, float] = {}
     print(f"timbridge scale-out benchmark ({os.cpu_count()} cores; every process shares them)")
     try:
-        for kind in ("tencent", "model"):
-            proc, _ = await start(
-                sys.executable,
-                str(ROOT / "bench" / "servers.py"),
-                kind,
-                str(ports[kind]),
-                ready="ready",
-            )
-            procs.append(proc)
+        procs += await start_fakes(ports, ("tencent", "model"))
         with tempfile.TemporaryDirectory() as tmp:
             for workers in (1, args.scale):
                 prefix = f"tbbench{os.getpid()}w{workers}"

@@ -44,32 +44,8 @@ def redis_server(folder: Path) -> Iterator[str]:
     if _answers(6379):
         yield "redis://127.0.0.1:6379/0"
         return
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise RuntimeError("no Redis on 127.0.0.1:6379 and no redis-server: .ci/run installs it")
-    port = _free_port()
-    proc = subprocess.Popen(
-        [
-            binary,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(folder),
-        ],
-        stdout=subprocess.DEVNULL,
-    )
-    try:
-        _wait_for(port, "redis-server", proc)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        proc.terminate()
-        proc.wait(10)
+    with redis_server_on(folder) as (url, _restart, _stop):
+        yield url
 
 
 def _pg_bin(name: str) -> str:

@@ -113,8 +113,11 @@ class Engine:
             self._metrics.reply_latency.observe(max(0.0, time.time() - job.received_at))
 
     async def _answer(self, job: Job, conv: Conversation, event: MessageEvent) -> None:
-        holder = await self._coordination.claim(
-            f"burst|{job.robot}|{job.identity}", job.identity, 3600
+        bursts = self._robots[job.robot].burst_window_s > 0  # else no job absorbs another
+        holder = (
+            await self._coordination.claim(f"burst|{job.robot}|{job.identity}", job.identity, 3600)
+            if bursts
+            else job.identity
         )
         if holder != job.identity:
             _log.info("burst.answered_with_earlier", identity=job.identity, by=holder)
