@@ -190,8 +190,13 @@ async def replies(
 async def start_fakes(
     ports: dict[str, int], kinds: tuple[str, ...]
 ) -> list[asyncio.subprocess.Process]:
-    """The fake servers of `bench/servers.py` (tencent, model, bare), each on its port."""
+    """The fake servers of `bench/servers.py` (tencent, model, bare, relay), each on its port."""
     started = []
+    env = {
+        **os.environ,
+        "MODEL": f"http://127.0.0.1:{ports['model']}/v1",
+        "TENCENT": f"http://127.0.0.1:{ports['tencent']}",
+    }
     for kind in kinds:
         proc, _ = await start(
             sys.executable,
@@ -199,6 +204,7 @@ async def start_fakes(
             kind,
             str(ports[kind]),
             ready="ready",
+            env=env,
         )
         started.append(proc)
     return started
@@ -206,10 +212,10 @@ async def start_fakes(
 
 @asynccontextmanager
 async def processes(tmp: Path, model_concurrency: int) -> AsyncIterator[dict[str, Any]]:
-    ports = {k: free_port() for k in ("tencent", "model", "bare", "serve")}
+    ports = {k: free_port() for k in ("tencent", "model", "bare", "relay", "serve")}
     procs = []
     try:
-        procs += await start_fakes(ports, ("tencent", "model", "bare"))
+        procs += await start_fakes(ports, ("tencent", "model", "bare", "relay"))
         config = tmp / "timbridge.toml"
         config.write_text(f"""
 [tencent]
@@ -260,6 +266,62 @@ burst_window_s = 0
         await asyncio.gather(*[p.wait() for p in procs])
 
 
+class Figures:
+    """What the reply phases measured at one endpoint (serve, or the relay baseline)."""
+
+    def __init__(self) -> None:
+        self.acks_per_s = 0.0
+        self.replies_per_s = 0.0
+        self.ack_p50 = self.ack_p99 = self.overhead_p50 = self.overhead_p99 = 0.0
+        self.wall_s = 0.0
+        self.failures = 0
+
+
+async def reply_phases(
+    session: aiohttp.ClientSession, url: str, tencent: str, model: str, args: argparse.Namespace
+) -> Figures:
+    """Phases 1-4 against the webhook endpoint at `url`."""
+    figures = Figures()
+    warm = Load(session, url)
+    await warm.closed_loop(1000, 100, "warm-")
+    await replies(session, tencent, 1000)
+    await session.post(f"{tencent}/reset")
+
+    load = Load(session, url)
+    first = time.monotonic()
+    figures.acks_per_s = await load.closed_loop(args.requests, 1000, "m-")
+    arrivals = await replies(session, tencent, args.requests)
+    figures.replies_per_s = args.requests / (max(arrivals.values()) - first)
+
+    await session.post(f"{tencent}/reset")
+    await session.post(f"{model}/delay", json={"delay": 0})
+    timed = Load(session, url)
+    await timed.open_loop(args.rate, args.seconds, 1000, "r-")
+    arrivals = await replies(session, tencent, int(args.rate * args.seconds))
+    async with session.get(f"{model}/stats") as resp:
+        service = await resp.json()
+    overhead = [
+        (arrivals[i] - timed.sent[i] - service.get(i, 0.0)) * 1000
+        for i in timed.sent
+        if i in arrivals
+    ]
+    figures.ack_p50, figures.ack_p99 = pct(timed.acks, 0.5) * 1000, pct(timed.acks, 0.99) * 1000
+    figures.overhead_p50, figures.overhead_p99 = pct(overhead, 0.5), pct(overhead, 0.99)
+
+    await session.post(f"{tencent}/reset")
+    await session.post(f"{model}/delay", json={"delay": 2.0})
+    burst = Load(session, url)
+    started = time.monotonic()
+    query = burst.query()
+    await asyncio.gather(*[burst.one(query, f"c{n}", f"s-{n}") for n in range(args.conversations)])
+    arrivals = await replies(session, tencent, args.conversations)
+    figures.wall_s = max(arrivals.values()) - started
+    await session.post(f"{tencent}/reset")
+    await session.post(f"{model}/delay", json={"delay": 0})
+    figures.failures = load.failures + timed.failures + burst.failures
+    return figures
+
+
 async def run(args: argparse.Namespace) -> None:
     connector = aiohttp.TCPConnector(limit=512)  # a sender reuses a pool of connections
     with tempfile.TemporaryDirectory() as tmp:
@@ -270,7 +332,6 @@ async def run(args: argparse.Namespace) -> None:
             ports = env["ports"]
             tencent = f"http://127.0.0.1:{ports['tencent']}"
             model = f"http://127.0.0.1:{ports['model']}"
-            serve_url = f"http://127.0.0.1:{ports['serve']}/im"
             print(
                 f"timbridge pipeline benchmark ({os.cpu_count()} cores; every process shares them)",
                 flush=True,
@@ -278,60 +339,45 @@ async def run(args: argparse.Namespace) -> None:
             bare = Load(session, f"http://127.0.0.1:{ports['bare']}/im")
             await bare.closed_loop(1000, 100, "warm-bare-")
             bare_rate = await bare.closed_loop(args.requests, 1000, "bare-")
-            row("bare endpoint acks/s (baseline)", f"{bare_rate:.0f}")
-
-            warm = Load(session, serve_url)
-            await warm.closed_loop(1000, 100, "warm-")
-            await replies(session, tencent, 1000)
-            await session.post(f"{tencent}/reset")
-
-            load = Load(session, serve_url)
-            first = time.monotonic()
-            serve_rate = await load.closed_loop(args.requests, 1000, "m-")
-            row("serve acks/s (answering meanwhile)", f"{serve_rate:.0f}")
-            row("  ratio serve / bare", f"{serve_rate / bare_rate:.2f}")
-            arrivals = await replies(session, tencent, args.requests)
-            replies_per_s = args.requests / (max(arrivals.values()) - first)
-            row("replies/s end to end (zero-latency model)", f"{replies_per_s:.0f}")
-
-            await session.post(f"{tencent}/reset")
-            await session.post(f"{model}/delay", json={"delay": 0})
-            timed = Load(session, serve_url)
-            await timed.open_loop(args.rate, args.seconds, 1000, "r-")
-            count = int(args.rate * args.seconds)
-            arrivals = await replies(session, tencent, count)
-            async with session.get(f"{model}/stats") as resp:
-                service = await resp.json()
-            overhead = [
-                (arrivals[i] - timed.sent[i] - service.get(i, 0.0)) * 1000
-                for i in timed.sent
-                if i in arrivals
-            ]
-            row(
-                f"at {args.rate:.0f} msg/s: webhook ack p50 / p99 (ms)",
-                f"{pct(timed.acks, 0.5) * 1000:.1f} / {pct(timed.acks, 0.99) * 1000:.1f}",
+            relay = await reply_phases(
+                session, f"http://127.0.0.1:{ports['relay']}/im", tencent, model, args
             )
-            row(
-                f"at {args.rate:.0f} msg/s: webhook→reply overhead p50 / p99 (ms)",
-                f"{pct(overhead, 0.5):.1f} / {pct(overhead, 0.99):.1f}",
+            serve = await reply_phases(
+                session, f"http://127.0.0.1:{ports['serve']}/im", tencent, model, args
             )
-
-            await session.post(f"{tencent}/reset")
-            await session.post(f"{model}/delay", json={"delay": 2.0})
-            burst = Load(session, serve_url)
-            users = args.conversations
-            started = time.monotonic()
-            query = burst.query()
-            await asyncio.gather(*[burst.one(query, f"c{n}", f"s-{n}") for n in range(users)])
-            arrivals = await replies(session, tencent, users)
-            wall = max(arrivals.values()) - started
             rss, peak = rss_mb(env["serve"].pid)
-            row(f"{users} conversations at once, 2 s model: wall (s)", f"{wall:.2f}")
-            row("serve RSS now / peak (MB)", f"{rss:.0f} / {peak:.0f}")
+            row("", "baseline", "serve", "ratio")
+            row("webhook acks/s (baseline: bare ack)", bare_rate, serve.acks_per_s, ratio=True)
+            row(
+                "replies/s, zero-latency model (baseline: relay)",
+                relay.replies_per_s,
+                serve.replies_per_s,
+                ratio=True,
+            )
+            row(f"at {args.rate:.0f} msg/s: webhook ack p50 (ms)", relay.ack_p50, serve.ack_p50)
+            row(f"at {args.rate:.0f} msg/s: webhook ack p99 (ms)", relay.ack_p99, serve.ack_p99)
+            row(
+                f"at {args.rate:.0f} msg/s: webhook→reply overhead p50 (ms)",
+                relay.overhead_p50,
+                serve.overhead_p50,
+            )
+            row(
+                f"at {args.rate:.0f} msg/s: webhook→reply overhead p99 (ms)",
+                relay.overhead_p99,
+                serve.overhead_p99,
+            )
+            row(
+                f"{args.conversations} conversations at once, 2 s model: wall (s)",
+                relay.wall_s,
+                serve.wall_s,
+            )
+            row("serve RSS now / peak (MB)", "", f"{rss:.0f} / {peak:.0f}")
 
-            streamed = await stream_phase(session, tencent, model, serve_url)
-            failures = load.failures + timed.failures + burst.failures + streamed.failures
-            row("failed webhooks", str(failures))
+            streamed = await stream_phase(
+                session, tencent, model, f"http://127.0.0.1:{ports['serve']}/im"
+            )
+            failures = relay.failures + serve.failures + streamed.failures
+            row("failed webhooks", "", str(failures))
 
 
 async def _admin_sql(postgres: str, sql: str) -> None:
@@ -454,8 +500,15 @@ async def stream_phase(
     return streamed
 
 
-def row(label: str, value: str) -> None:
-    print(f"{label:52} {value:>14}", flush=True)
+def row(label: str, *values: float | str, ratio: bool = False) -> None:
+    """One line of the table: a label, then the baseline's and serve's figures (and their
+    ratio when `ratio`)."""
+    cells = [v if isinstance(v, str) else f"{v:.2f}" if v < 100 else f"{v:.0f}" for v in values]
+    if ratio:
+        baseline, measured = values[0], values[1]
+        assert isinstance(baseline, float) and isinstance(measured, float)
+        cells.append(f"{measured / baseline:.2f}")
+    print(f"{label:58}" + "".join(f"{c:>12}" for c in cells), flush=True)
 
 
 def main() -> None:

@@ -5,7 +5,13 @@
 * ``model``: a fake OpenAI-compatible server (Chat Completions, SSE streaming) answering
   ``echo: <last user message>`` after a delay settable at run time; it records each request's
   service time so the benchmark can subtract model time.
-* ``bare``: the baseline, a bare aiohttp endpoint answering Tencent's OK acknowledgement.
+* ``bare``: the baseline for acknowledgements, a bare aiohttp endpoint answering Tencent's OK
+  acknowledgement.
+* ``relay``: the baseline for replies, the least a Python bot can do on the same stack: it
+  acknowledges each webhook, streams the answer from the model (``MODEL`` environment variable:
+  its base URL) and sends it with ``sendmsg`` to Tencent (``TENCENT``), all on one aiohttp
+  session, with no checks, memory, ordering, retries or logs. It is what serve is measured
+  against: the cost of HTTP in and out on aiohttp, which no Python implementation avoids.
 
 Usage: ``python bench/servers.py KIND PORT``; prints ``ready`` when listening.
 """
@@ -13,15 +19,25 @@ Usage: ``python bench/servers.py KIND PORT``; prints ``ready`` when listening.
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
+import aiohttp
 import orjson
 import uvloop
 from aiohttp import web
 
 ACK = b'{"ActionStatus":"OK","ErrorInfo":"","ErrorCode":0}'
+USERSIG = {  # the fake Tencent endpoint does not check it; the query is the real one's shape
+    "sdkappid": "1400000000",
+    "identifier": "administrator",
+    "usersig": "x" * 200,
+    "random": "1",
+    "contenttype": "json",
+}
 
 
 def tencent_app() -> web.Application:
@@ -137,8 +153,58 @@ def bare_app() -> web.Application:
     return app
 
 
+def relay_app() -> web.Application:
+    model, tencent = os.environ["MODEL"], os.environ["TENCENT"]
+    send_url = f"{tencent}/v4/openim/sendmsg"
+    tasks: set[asyncio.Task[None]] = set()
+    session: list[aiohttp.ClientSession] = []
+
+    async def answer(event: dict[str, Any]) -> None:
+        question = event["MsgBody"][0]["MsgContent"]["Text"]
+        request = {
+            "model": "bench",
+            "messages": [{"role": "user", "content": question}],
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+        text = []
+        async with session[0].post(f"{model}/chat/completions", data=orjson.dumps(request)) as r:
+            async for line in r.content:
+                if line.startswith(b"data: {"):
+                    choices = orjson.loads(line[6:])["choices"]
+                    if choices and choices[0]["delta"].get("content"):
+                        text.append(choices[0]["delta"]["content"])
+        reply = {
+            "From_Account": event["To_Account"],
+            "To_Account": event["From_Account"],
+            "MsgRandom": event["MsgRandom"],
+            "MsgBody": [{"MsgType": "TIMTextElem", "MsgContent": {"Text": "".join(text)}}],
+        }
+        async with session[0].post(send_url, params=USERSIG, data=orjson.dumps(reply)) as r:
+            await r.read()
+
+    async def webhook(request: web.Request) -> web.Response:
+        task = asyncio.get_running_loop().create_task(answer(orjson.loads(await request.read())))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+        return web.Response(body=ACK, content_type="application/json")
+
+    async def open_session(app: web.Application) -> AsyncIterator[None]:
+        connector = aiohttp.TCPConnector(limit=10000)
+        headers = {"Authorization": "Bearer bench", "Content-Type": "application/json"}
+        async with aiohttp.ClientSession(connector=connector, headers=headers) as opened:
+            session.append(opened)
+            yield
+
+    app = web.Application()
+    app.router.add_post("/im", webhook)
+    app.cleanup_ctx.append(open_session)
+    return app
+
+
 async def main(kind: str, port: int) -> None:
-    app = {"tencent": tencent_app, "model": model_app, "bare": bare_app}[kind]()
+    apps = {"tencent": tencent_app, "model": model_app, "bare": bare_app, "relay": relay_app}
+    app = apps[kind]()
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port, backlog=4096).start()

@@ -25,6 +25,8 @@ class Failure:
     delay_s: float = 0.0
     retry_after: float | None = None
     message: str = "scripted failure"
+    raw_body: bytes | None = None  # sent as is (with `status`) instead of OpenAI's error body
+    in_stream: bool = False  # a 200 stream whose first event is an error object
 
 
 def echo(messages: list[dict[str, Any]]) -> str:
@@ -37,6 +39,7 @@ class FakeOpenAI:
     delay_s: float = 0.0  # before the first token
     chunk_size: int = 8
     requests: list[dict[str, Any]] = field(default_factory=list)
+    headers: list[dict[str, str]] = field(default_factory=list)
     failures: deque[Failure] = field(default_factory=deque)
     times: list[float] = field(default_factory=list)
     chunk_interval_s: float = 0.0  # between streamed pieces (200 tokens/s: 0.005)
@@ -50,11 +53,21 @@ class FakeOpenAI:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         body = orjson.loads(await request.read())
         self.requests.append(body)
+        self.headers.append({k.lower(): v for k, v in request.headers.items()})
         self.times.append(time.monotonic())
         if self.failures:
             failure = self.failures.popleft()
             if failure.delay_s:
                 await asyncio.sleep(failure.delay_s)
+            if failure.raw_body is not None:
+                return web.Response(body=failure.raw_body, status=failure.status)
+            if failure.in_stream:
+                stream = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+                await stream.prepare(request)
+                error = {"error": {"message": failure.message, "type": "server_error"}}
+                await stream.write(b"data: " + orjson.dumps(error) + b"\n\n")
+                await stream.write_eof()
+                return stream
             headers = {}
             if failure.retry_after is not None:
                 headers["Retry-After"] = str(failure.retry_after)

@@ -32,6 +32,7 @@ from timbridge.llm.base import ChatModel
 from timbridge.llm.gemini import Gemini
 from timbridge.llm.offline import OfflineModel
 from timbridge.llm.openai_compat import OpenAICompatible
+from timbridge.llm.openai_sdk import OpenAISDK
 from timbridge.llm.presets import PRESETS
 from timbridge.memory.store import Store
 from timbridge.metrics import Metrics
@@ -119,7 +120,8 @@ def build_model(name: str, profile: ModelProfile, *, max_connections: int = 1000
         model = profile.model or preset.model
         if not model:
             raise ConfigError(f"models.{name}.model", f"required for provider {profile.provider}")
-        return OpenAICompatible(
+        provider_class = OpenAISDK if profile.client == "sdk" else OpenAICompatible
+        return provider_class(
             model=model,
             provider=profile.provider,
             base_url=profile.base_url or preset.base_url,

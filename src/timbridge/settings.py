@@ -233,6 +233,9 @@ class ModelProfile(_Section):
     context_tokens: Annotated[int, Field(ge=256)] = 8000
     retries: Annotated[int, Field(ge=0, le=10)] = 2
     vision: bool = False
+    #: OpenAI-compatible providers: timbridge's own Chat Completions client ("direct", about a
+    #: tenth of the SDK's CPU per call) or the official ``openai`` SDK ("sdk").
+    client: Literal["direct", "sdk"] = "direct"
     breaker_failures: Annotated[int, Field(ge=1)] = 5
     breaker_cooldown_s: Annotated[float, Field(ge=0)] = 30.0
     fallback: tuple[str, ...] = ()

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from types import ModuleType
 from typing import Any, TypeVar
 
+import aiohttp
 import httpx2
 
 from timbridge.errors import LLMRateLimited, LLMResponseError, LLMServerError, LLMTimeout
@@ -61,6 +62,17 @@ def _retry_after(exc: BaseException) -> float | None:
         return None
 
 
+def _refused(exc: BaseException) -> bool:
+    """Whether a "timeout" is really a refused connection: the SDKs' aiohttp transport reports
+    every aiohttp connection error as a connect timeout."""
+    cause = exc.__cause__
+    while cause is not None:
+        if isinstance(cause, aiohttp.ClientConnectorError) and not isinstance(cause, TimeoutError):
+            return True
+        cause = cause.__cause__
+    return False
+
+
 @contextlib.contextmanager
 def map_sdk_errors(
     sdk: ModuleType, base: type[Exception], provider: str, model: str
@@ -71,6 +83,8 @@ def map_sdk_errors(
     try:
         yield
     except sdk.APITimeoutError as exc:
+        if _refused(exc):
+            raise LLMServerError(f"{name}: connection failed", status=0, **where) from exc
         raise LLMTimeout(f"{name}: timed out", **where) from exc
     except sdk.RateLimitError as exc:
         raise LLMRateLimited(
