@@ -273,3 +273,34 @@ async def test_over_per_minute_limit_gets_one_notice_and_no_model_call(tmp_path:
         assert reply.text == "echo: my own limit"
         metrics = stack.services.metrics.render().decode()
         assert 'timbridge_limited_messages_total{robot="@RBT#helper"} 2.0' in metrics
+
+
+async def test_typing_notice_while_a_slow_model_thinks_and_none_for_a_fast_one(
+    tmp_path: Path,
+) -> None:
+    from timbridge.emulator.world import Change, ChangeKind
+
+    async with running_stack(tmp_path) as stack:
+        typing: list[tuple[str, str | None]] = []
+
+        def watch(change: Change) -> None:
+            if change.kind is ChangeKind.TYPING and change.typing and change.message:
+                typing.append((change.message.from_account, change.message.to_account))
+
+        stack.emu.world.listeners.append(watch)
+        stack.emu.user_send("alice", "@RBT#helper", "quick one")
+        await stack.emu.wait_message(from_="@RBT#helper", to="alice")
+        assert typing == []  # answered before the notice was due: no sendmsg spent on it
+
+        stack.llm.delay_s = 1.5
+        mark = stack.emu.mark()
+        stack.emu.user_send("alice", "@RBT#helper", "slow one")
+        await stack.emu.wait_message(from_="@RBT#helper", to="alice", after=mark)
+        assert typing == [("@RBT#helper", "alice")]  # after 0.8 s, once (the next is at 4.8 s)
+
+        stack.llm.delay_s = 0.0
+        mark = stack.emu.mark()
+        stack.emu.user_send("alice", "@RBT#helper", "another quick one")
+        await stack.emu.wait_message(from_="@RBT#helper", to="alice", after=mark)
+        await asyncio.sleep(1.0)
+        assert len(typing) == 1  # the finished reply's notices stopped with it

@@ -214,6 +214,18 @@ async def test_unknown_command_is_acked_and_ignored(stack: Stack) -> None:
     assert 'outcome="ignored"' in stack.services.metrics.render().decode()
 
 
+async def test_made_up_commands_share_one_metrics_label(stack: Stack) -> None:
+    """The command label is the sender's to choose: unknown ones, signed or forged, count as
+    "other" instead of each growing the metrics by a series."""
+    for n in range(50):
+        await post(stack, signed(f"Made.Up{n}"), b"{}")
+        await post(stack, signed(f"Forged.{n}", token="wrong"), b"{}")
+    metrics = stack.services.metrics.render().decode()
+    assert "Made.Up" not in metrics and "Forged." not in metrics
+    assert 'timbridge_webhooks_total{command="other",outcome="ignored"} 50.0' in metrics
+    assert 'timbridge_webhooks_total{command="other",outcome="bad_sign"} 50.0' in metrics
+
+
 async def test_duplicate_delivery_acked_once_answered(stack: Stack) -> None:
     body = orjson.dumps(c2c("only once"))
     for _ in range(4):

@@ -100,16 +100,23 @@ class ReplySender:
         if conversation.kind != "c2c":
             yield
             return
-        task = asyncio.get_running_loop().create_task(self._keep_typing(conversation))
+        # a timer, not a task: most answers beat it, and a timer costs a tenth of a task
+        loop = asyncio.get_running_loop()
+        started: list[asyncio.Task[None]] = []
+        timer = loop.call_later(
+            TYPING_AFTER_S,
+            lambda: started.append(loop.create_task(self._keep_typing(conversation))),
+        )
         try:
             yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            timer.cancel()
+            for task in started:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
     async def _keep_typing(self, conversation: Conversation) -> None:
-        await asyncio.sleep(TYPING_AFTER_S)
         while True:
             try:
                 notice = typing_notice(

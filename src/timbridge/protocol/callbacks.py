@@ -8,6 +8,7 @@ ignored.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from typing import Any, Final, Literal, cast
 
@@ -24,6 +25,7 @@ __all__ = [
     "BOT_GROUP_MESSAGE",
     "C2C_AFTER_SEND",
     "GROUP_AFTER_SEND",
+    "KNOWN_COMMANDS",
     "Ack",
     "C2CAfterSendEvent",
     "C2CMessageEvent",
@@ -137,6 +139,8 @@ _MODELS: dict[str, type[WireModel]] = {
     C2C_AFTER_SEND: C2CAfterSendEvent,
     GROUP_AFTER_SEND: GroupAfterSendEvent,
 }
+#: The callback commands timbridge parses; any other is acknowledged and ignored.
+KNOWN_COMMANDS: frozenset[str] = frozenset(_MODELS)
 
 
 def parse_event(body: bytes, command: str | None = None) -> CallbackEvent:
@@ -192,6 +196,7 @@ def ack(error_code: int = 0, error_info: str = "") -> bytes:
     return Ack(action_status=status, error_code=error_code, error_info=error_info).to_json()
 
 
+@functools.lru_cache(maxsize=256)  # Tencent signs with the current second: a few hits apiece
 def callback_sign(token: str, request_time: str | int) -> str:
     """A webhook's ``Sign``: hex SHA-256 of ``token + RequestTime`` (plain hash, not HMAC; §5.1)."""
     return hashlib.sha256(f"{token}{request_time}".encode()).hexdigest()

@@ -8,17 +8,18 @@ answers 503 so that Tencent delivers again. Also ``/healthz``, ``/readyz`` and `
 
 from __future__ import annotations
 
+import random
 import time
-import uuid
 
 import orjson
 import structlog
 from aiohttp import web
+from prometheus_client import Counter
 
 from timbridge.bot.gate import gate
 from timbridge.coordination.base import Job
 from timbridge.errors import PayloadError, TimbridgeError
-from timbridge.protocol.callbacks import ACK_OK, UnknownEvent, parse_event
+from timbridge.protocol.callbacks import ACK_OK, KNOWN_COMMANDS, UnknownEvent, parse_event
 from timbridge.services import Services
 from timbridge.webhook.verify import Refusal, check_request
 
@@ -53,11 +54,20 @@ class WebhookHandler:
         self._robots = frozenset(r.id for r in settings.robots)
         self._admin = settings.tencent.admin
         self._limit = settings.server.max_body_bytes
+        self._counters: dict[tuple[str, str], Counter] = {}
 
     async def handle(self, request: web.Request) -> web.Response:
         command = request.query.get("CallbackCommand", "")
         outcome, response = await self._process(request, command)
-        self.services.metrics.webhooks.labels(command or "none", outcome).inc()
+        # the label is a known command or "other": the query is the sender's to choose, and a
+        # label per value would let anyone grow the metrics without bound
+        label = command if command in KNOWN_COMMANDS else "other" if command else "none"
+        counter = self._counters.get((label, outcome))
+        if counter is None:
+            counter = self._counters[label, outcome] = self.services.metrics.webhooks.labels(
+                label, outcome
+            )
+        counter.inc()
         return response
 
     async def _process(self, request: web.Request, command: str) -> tuple[str, web.Response]:
@@ -86,7 +96,7 @@ class WebhookHandler:
             _log.info("webhook.dropped", reason=verdict.reason, callback_command=command)
             return f"dropped_{verdict.reason}", _ok()
         identity = event.identity
-        trace_id = uuid.uuid4().hex[:16]
+        trace_id = f"{random.getrandbits(64):016x}"
         now = time.time()
         jobs = [
             Job(
