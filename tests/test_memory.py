@@ -132,3 +132,35 @@ async def test_processes_starting_together_on_postgresql_do_not_race(postgres_ur
     finally:
         for store in stores:
             await store.aclose()
+
+
+async def test_a_window_evicted_while_its_turns_are_written_is_not_left_partial(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite keeps recent windows in memory. If a conversation's window is evicted while its
+    new turns are being written, the next read must load the whole history again, not find a
+    window holding the new turns alone."""
+    import timbridge.memory.store as store_module
+
+    monkeypatch.setattr(store_module, "_CACHED_CONVERSATIONS", 1)
+    store = await Store.open(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    await store.add_turns("a", "1", [Turn("user", "old", 1)])
+    writing = asyncio.create_task(store.add_turns("a", "2", [Turn("user", "new", 1)]))
+    while not store._pending:  # the write is queued and waiting for its transaction
+        await asyncio.sleep(0)
+    await store.recent_turns("b")  # evicts "a"'s window meanwhile
+    await writing
+    assert [t.content for t in await store.recent_turns("a")] == ["old", "new"]
+    await store.aclose()
+
+
+async def test_concurrent_first_loads_of_one_conversation_agree(
+    store: Store, store_url: str
+) -> None:
+    await store.add_turns("c", "1", [Turn("user", "one", 1)])
+    fresh = await Store.open(store_url)  # nothing cached yet
+    loads = await asyncio.gather(*[fresh.recent_turns("c") for _ in range(5)])
+    await fresh.add_turns("c", "2", [Turn("user", "two", 1)])
+    assert all([t.content for t in load] == ["one"] for load in loads)
+    assert [t.content for t in await fresh.recent_turns("c")] == ["one", "two"]
+    await fresh.aclose()

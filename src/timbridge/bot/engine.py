@@ -229,21 +229,19 @@ class Engine:
             await self._replies.send(conv, job.identity, notice)
         return True
 
-    async def _ledger(
-        self, conv: Conversation, identity: str, answer: Answer, purpose: Purpose
-    ) -> None:
-        await self._store.record_usage(
-            UsageRecord(
-                robot=conv.robot,
-                sender=conv.sender,
-                group_id=conv.peer if conv.kind == "group" else None,
-                identity=identity,
-                purpose=purpose,
-                profile=answer.profile,
-                model=answer.model,
-                input_tokens=answer.usage.input_tokens,
-                output_tokens=answer.usage.output_tokens,
-            )
+    @staticmethod
+    def _usage(conv: Conversation, identity: str, answer: Answer, purpose: Purpose) -> UsageRecord:
+        """The ledger entry for `answer`, stored with the turns it produced."""
+        return UsageRecord(
+            robot=conv.robot,
+            sender=conv.sender,
+            group_id=conv.peer if conv.kind == "group" else None,
+            identity=identity,
+            purpose=purpose,
+            profile=answer.profile,
+            model=answer.model,
+            input_tokens=answer.usage.input_tokens,
+            output_tokens=answer.usage.output_tokens,
         )
 
     async def _model_failed(
@@ -312,7 +310,6 @@ class Engine:
             input_tokens=answer.usage.input_tokens,
             output_tokens=answer.usage.output_tokens,
         )
-        await self._ledger(conv, job.identity, answer, "answer")
         reply = cite(answer.text, hits) if robot.cite_sources else answer.text
         if live is not None:
             await live.feed(reply[len(answer.text) :])  # the sources line, if any
@@ -324,6 +321,7 @@ class Engine:
                 Turn("user", said, count_tokens(said)),
                 Turn("assistant", reply, answer.usage.output_tokens or count_tokens(reply)),
             ],
+            usage_record=self._usage(conv, job.identity, answer, "answer"),
         )
         if live is None:
             await self._replies.send(conv, job.identity, reply)
@@ -382,10 +380,13 @@ class Engine:
             _log.warning("context.compact_failed", error=str(exc))
             return 0
         text = answer.text.strip()
+        identity = f"summary|{fold[-1].identity}"
         await self._store.add_turns(
-            conv.key, f"summary|{fold[-1].identity}", [Turn("summary", text, count_tokens(text))]
+            conv.key,
+            identity,
+            [Turn("summary", text, count_tokens(text))],
+            usage_record=self._usage(conv, identity, answer, "summary"),
         )
-        await self._ledger(conv, f"summary|{fold[-1].identity}", answer, "summary")
         _log.info("context.compacted", turns=len(fold), summary_tokens=count_tokens(text))
         return len(fold)
 

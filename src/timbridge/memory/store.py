@@ -116,6 +116,22 @@ class Turn:
     identity: str = ""
 
 
+def _usage_row(record: UsageRecord, now: float) -> dict[str, Any]:
+    return {
+        "robot": record.robot,
+        "sender": record.sender,
+        "group_id": record.group_id,
+        "identity": record.identity,
+        "purpose": record.purpose,
+        "profile": record.profile,
+        "model": record.model,
+        "input_tokens": record.input_tokens,
+        "output_tokens": record.output_tokens,
+        "day": utc_day(now),
+        "created_at": now,
+    }
+
+
 _WINDOW = 64  # newest turns loaded per job (and kept in memory per conversation, SQLite)
 _CACHED_CONVERSATIONS = 20_000
 
@@ -130,7 +146,9 @@ class Store:
         self._cache: OrderedDict[str, deque[Turn]] | None = (
             OrderedDict() if dialect == "sqlite" else None
         )
-        self._pending: list[tuple[sa.Table, list[dict[str, Any]], asyncio.Future[None]]] = []
+        self._pending: list[
+            tuple[tuple[tuple[sa.Table, list[dict[str, Any]]], ...], asyncio.Future[None]]
+        ] = []
         self._wake = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
 
@@ -185,13 +203,14 @@ class Store:
 
     # --- group commit ---------------------------------------------------------------------
 
-    async def _write(self, table: sa.Table, rows: list[dict[str, Any]]) -> None:
-        """Insert `rows` (skipping ones already there) in the next group transaction."""
+    async def _write(self, *writes: tuple[sa.Table, list[dict[str, Any]]]) -> None:
+        """Insert the rows of each ``(table, rows)`` (skipping ones already there), all in the
+        next group transaction."""
         loop = asyncio.get_running_loop()
         if self._writer is None:
             self._writer = loop.create_task(self._write_loop())
         done: asyncio.Future[None] = loop.create_future()
-        self._pending.append((table, rows, done))
+        self._pending.append((writes, done))
         self._wake.set()
         await done
 
@@ -203,8 +222,9 @@ class Store:
             if not batch:
                 continue
             by_table: dict[str, tuple[sa.Table, list[dict[str, Any]]]] = {}
-            for table, rows, _ in batch:
-                by_table.setdefault(table.name, (table, []))[1].extend(rows)
+            for writes, _ in batch:
+                for table, rows in writes:
+                    by_table.setdefault(table.name, (table, []))[1].extend(rows)
             outcome: StorageError | None = None
             try:
                 async with self._begin("store") as conn:
@@ -212,7 +232,7 @@ class Store:
                         await conn.execute(self._insert(table).on_conflict_do_nothing(), rows)
             except StorageError as exc:
                 outcome = exc
-            for _, _, done in batch:
+            for _, done in batch:
                 if done.done():
                     continue
                 if outcome is None:
@@ -236,22 +256,36 @@ class Store:
         async with self._begin("load history") as conn:
             rows = (await conn.execute(query)).all()
         loaded = [Turn(r.role, r.content, r.tokens, r.identity) for r in reversed(rows)]
-        if self._cache is not None:
-            self._remember(conversation, loaded)
-        return loaded[-limit:]
-
-    def _remember(self, conversation: str, items: Sequence[Turn]) -> None:
-        assert self._cache is not None
+        if self._cache is None:
+            return loaded[-limit:]
         window = self._cache.get(conversation)
         if window is None:
-            window = self._cache[conversation] = deque(maxlen=_WINDOW)
+            window = self._cache[conversation] = deque(loaded, maxlen=_WINDOW)
             while len(self._cache) > _CACHED_CONVERSATIONS:
                 self._cache.popitem(last=False)
-        window.extend(items)
-        self._cache.move_to_end(conversation)
+        # else another caller loaded it while this one waited, and turns written since are
+        # in it already: it is the newer of the two
+        return list(window)[-limit:]
 
-    async def add_turns(self, conversation: str, identity: str, items: Sequence[Turn]) -> None:
-        """Store turns of one inbound message; a repeat of the same identity is ignored."""
+    def _remember(self, conversation: str, items: Sequence[Turn]) -> None:
+        """Add written turns to the conversation's cached window. A window is only ever made
+        from a whole load: one evicted meanwhile is loaded again when next needed."""
+        assert self._cache is not None
+        window = self._cache.get(conversation)
+        if window is not None:
+            window.extend(items)
+            self._cache.move_to_end(conversation)
+
+    async def add_turns(
+        self,
+        conversation: str,
+        identity: str,
+        items: Sequence[Turn],
+        *,
+        usage_record: UsageRecord | None = None,
+    ) -> None:
+        """Store turns of one inbound message, and in the same transaction what the answer cost
+        (`usage_record`); a repeat of the same identity is ignored."""
         known: set[tuple[str, str]] = set()
         if self._cache is not None:
             known = {(t.identity, t.role) for t in await self.recent_turns(conversation)}
@@ -260,12 +294,10 @@ class Store:
             for t in items
             if (identity, t.role) not in known
         ]
-        if not fresh:
-            return
         now = time.time()
-        await self._write(
-            turns,
-            [
+        writes = [(usage, [_usage_row(usage_record, now)])] if usage_record is not None else []
+        if fresh:
+            rows = [
                 {
                     "conversation": conversation,
                     "identity": identity,
@@ -275,9 +307,12 @@ class Store:
                     "created_at": now,
                 }
                 for t in fresh
-            ],
-        )
-        if self._cache is not None:
+            ]
+            writes.append((turns, rows))
+        if not writes:
+            return
+        await self._write(*writes)
+        if fresh and self._cache is not None:
             self._remember(conversation, fresh)
 
     async def reply_for(self, conversation: str, identity: str) -> str | None:
@@ -307,21 +342,7 @@ class Store:
 
     async def record_usage(self, record: UsageRecord) -> None:
         """Add a model call to the ledger (once per message, robot and purpose)."""
-        now = time.time()
-        row = {
-            "robot": record.robot,
-            "sender": record.sender,
-            "group_id": record.group_id,
-            "identity": record.identity,
-            "purpose": record.purpose,
-            "profile": record.profile,
-            "model": record.model,
-            "input_tokens": record.input_tokens,
-            "output_tokens": record.output_tokens,
-            "day": utc_day(now),
-            "created_at": now,
-        }
-        await self._write(usage, [row])
+        await self._write((usage, [_usage_row(record, time.time())]))
 
     async def tokens_on(
         self, day: str, robot: str, *, sender: str | None = None, group_id: str | None = None
@@ -354,4 +375,4 @@ class Store:
             for part, handle in handles.items()
         ]
         if rows:
-            await self._write(reply_parts, rows)
+            await self._write((reply_parts, rows))
