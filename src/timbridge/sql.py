@@ -16,7 +16,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from timbridge.errors import StorageError
 
-__all__ = ["async_url", "create_engine", "map_errors", "migration_lock", "safe_url"]
+__all__ = [
+    "async_url",
+    "create_engine",
+    "map_errors",
+    "migration_lock",
+    "safe_url",
+    "sqlite_reader",
+]
 
 #: Key of the PostgreSQL advisory lock that serialises schema changes across processes.
 _MIGRATION_LOCK = 0x74696D62  # "timb"
@@ -78,6 +85,30 @@ def create_engine(url: str, *, pool_size: int = 20) -> AsyncEngine:
         return create_async_engine(
             full, pool_pre_ping=True, pool_size=pool_size, max_overflow=pool_size // 2
         )
+
+
+def _reader_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA query_only=ON")
+    cursor.execute("PRAGMA busy_timeout=100")  # readers of a WAL file do not wait for writers
+    cursor.close()
+
+
+def sqlite_reader(url: str) -> sa.Engine | None:
+    """For an SQLite file, a synchronous read-only engine to query from the event loop itself;
+    None for anything else.
+
+    An indexed read of a few dozen rows from a local file takes ~0.1 ms. Through aiosqlite the
+    same read is several hand-overs to its thread and back, each waiting for the busy loop:
+    new conversations arriving at 500 a second waited 1.2 s (p99) for their history that way.
+    """
+    plain = url.replace("sqlite+aiosqlite://", "sqlite://", 1)
+    if not plain.startswith("sqlite:///") or ":memory:" in plain:
+        return None
+    with map_errors(f"cannot open store {safe_url(url)!r}"):
+        engine = sa.create_engine(plain, pool_size=1, max_overflow=0)
+    event.listen(engine, "connect", _reader_pragmas)
+    return engine
 
 
 async def migration_lock(conn: AsyncConnection) -> None:

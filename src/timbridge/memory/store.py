@@ -27,7 +27,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from timbridge.errors import StorageError
-from timbridge.sql import create_engine, map_errors, migration_lock
+from timbridge.sql import create_engine, map_errors, migration_lock, sqlite_reader
 
 __all__ = ["SCHEMA_VERSION", "Store", "Turn", "UsageRecord", "utc_day"]
 
@@ -139,8 +139,9 @@ _CACHED_CONVERSATIONS = 20_000
 class Store:
     """History and reply bookkeeping. Build with `Store.open`; close with `aclose`."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, reader: sa.Engine | None = None) -> None:
         self._engine = engine
+        self._reader = reader  # SQLite files: history is read inline (see `sqlite_reader`)
         dialect = engine.dialect.name
         self._insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
         self._cache: OrderedDict[str, deque[Turn]] | None = (
@@ -151,6 +152,7 @@ class Store:
         ] = []
         self._wake = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
+        self._committing = False
 
     @classmethod
     async def open(cls, url: str) -> Store:
@@ -158,7 +160,8 @@ class Store:
         engine = create_engine(url)
         store = cls(engine)
         try:
-            await store.migrate()
+            await store.migrate()  # creates the file and its tables before anyone reads
+            store._reader = sqlite_reader(url)
         except StorageError:
             await engine.dispose()  # leave no connection behind
             raise
@@ -167,13 +170,15 @@ class Store:
     async def aclose(self) -> None:
         """Commit what is queued, then close every connection."""
         if self._writer is not None:
-            while self._pending:
+            while self._pending or self._committing:  # queued, or in a transaction now
                 self._wake.set()
                 await asyncio.sleep(0.001)
             self._writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._writer
         await self._engine.dispose()
+        if self._reader is not None:
+            self._reader.dispose()
 
     @contextlib.asynccontextmanager
     async def _begin(self, what: str) -> AsyncIterator[AsyncConnection]:
@@ -226,12 +231,15 @@ class Store:
                 for table, rows in writes:
                     by_table.setdefault(table.name, (table, []))[1].extend(rows)
             outcome: StorageError | None = None
+            self._committing = True
             try:
                 async with self._begin("store") as conn:
                     for table, rows in by_table.values():
                         await conn.execute(self._insert(table).on_conflict_do_nothing(), rows)
             except StorageError as exc:
                 outcome = exc
+            finally:
+                self._committing = False
             for _, done in batch:
                 if done.done():
                     continue
@@ -253,8 +261,12 @@ class Store:
             .order_by(turns.c.id.desc())
             .limit(_WINDOW)
         )
-        async with self._begin("load history") as conn:
-            rows = (await conn.execute(query)).all()
+        if self._reader is not None:
+            with map_errors("load history"), self._reader.connect() as reading:
+                rows = reading.execute(query).all()
+        else:
+            async with self._begin("load history") as conn:
+                rows = (await conn.execute(query)).all()
         loaded = [Turn(r.role, r.content, r.tokens, r.identity) for r in reversed(rows)]
         if self._cache is None:
             return loaded[-limit:]
