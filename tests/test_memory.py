@@ -146,8 +146,11 @@ async def test_a_window_evicted_while_its_turns_are_written_is_not_left_partial(
     store = await Store.open(f"sqlite:///{tmp_path / 'db.sqlite'}")
     await store.add_turns("a", "1", [Turn("user", "old", 1)])
     writing = asyncio.create_task(store.add_turns("a", "2", [Turn("user", "new", 1)]))
-    while not store._pending:  # the write is queued and waiting for its transaction
+    for _ in range(100):  # until the write is queued and waiting for its transaction
+        if store._pending:
+            break
         await asyncio.sleep(0)
+    assert store._pending
     await store.recent_turns("b")  # evicts "a"'s window meanwhile
     await writing
     assert [t.content for t in await store.recent_turns("a")] == ["old", "new"]
