@@ -39,6 +39,7 @@ import tempfile
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -210,42 +211,69 @@ async def start_fakes(
     return started
 
 
-@asynccontextmanager
-async def processes(tmp: Path, model_concurrency: int) -> AsyncIterator[dict[str, Any]]:
-    ports = {k: free_port() for k in ("tencent", "model", "bare", "relay", "serve")}
-    procs = []
-    try:
-        procs += await start_fakes(ports, ("tencent", "model", "bare", "relay"))
-        config = tmp / "timbridge.toml"
-        config.write_text(f"""
+def write_config(
+    path: Path,
+    ports: dict[str, int],
+    *,
+    port: int,
+    store: str,
+    server: str = "",
+    coordination: str = "",
+    model: str = "",
+    robots: str = "",
+) -> Path:
+    """A serve/worker configuration against the fakes: the benchmark robot (bursts off, so no
+    first reply waits for a burst), the fake model and the fake Tencent; extra lines per section."""
+    path.write_text(f"""
 [tencent]
 sdkappid = {APP}
 api_base = "http://127.0.0.1:{ports["tencent"]}"
 api_rate_limit = 1000000
 [server]
 host = "127.0.0.1"
-port = {ports["serve"]}
-model_concurrency = {model_concurrency}
+port = {port}
+{server}
 [store]
-url = "sqlite:///{tmp / "bench.db"}"
+url = "{store}"
+{f"[coordination]{chr(10)}{coordination}" if coordination else ""}
 [models.default]
 provider = "openai"
 base_url = "http://127.0.0.1:{ports["model"]}/v1"
 model = "bench"
-timeout_s = 30
+{model}
 [[robots]]
 id = "{ROBOT}"
 burst_window_s = 0
-[[robots]]
-id = "{STREAM_ROBOT}"
-reply_mode = "stream"
-burst_window_s = 0
+{robots}
 """)
-        env = {
-            **os.environ,
-            "TIMBRIDGE_TENCENT__SECRET_KEY": KEY,
-            "TIMBRIDGE_TENCENT__CALLBACK_TOKEN": TOKEN,
-        }
+    return path
+
+
+def serve_env() -> dict[str, str]:
+    """The environment of serve and workers: the app's secret key and callback token."""
+    return {
+        **os.environ,
+        "TIMBRIDGE_TENCENT__SECRET_KEY": KEY,
+        "TIMBRIDGE_TENCENT__CALLBACK_TOKEN": TOKEN,
+    }
+
+
+@asynccontextmanager
+async def processes(tmp: Path, model_concurrency: int) -> AsyncIterator[dict[str, Any]]:
+    ports = {k: free_port() for k in ("tencent", "model", "bare", "relay", "serve")}
+    procs = []
+    try:
+        procs += await start_fakes(ports, ("tencent", "model", "bare", "relay"))
+        config = write_config(
+            tmp / "timbridge.toml",
+            ports,
+            port=ports["serve"],
+            store=f"sqlite:///{tmp / 'bench.db'}",
+            server=f"model_concurrency = {model_concurrency}",
+            model="timeout_s = 30",
+            robots=f'[[robots]]\nid = "{STREAM_ROBOT}"\nreply_mode = "stream"\nburst_window_s = 0',
+        )
+        env = serve_env()
         serve, _ = await start(
             sys.executable,
             "-m",
@@ -266,15 +294,18 @@ burst_window_s = 0
         await asyncio.gather(*[p.wait() for p in procs])
 
 
+@dataclass
 class Figures:
     """What the reply phases measured at one endpoint (serve, or the relay baseline)."""
 
-    def __init__(self) -> None:
-        self.acks_per_s = 0.0
-        self.replies_per_s = 0.0
-        self.ack_p50 = self.ack_p99 = self.overhead_p50 = self.overhead_p99 = 0.0
-        self.wall_s = 0.0
-        self.failures = 0
+    acks_per_s: float = 0.0
+    replies_per_s: float = 0.0
+    ack_p50: float = 0.0
+    ack_p99: float = 0.0
+    overhead_p50: float = 0.0
+    overhead_p99: float = 0.0
+    wall_s: float = 0.0
+    failures: int = 0
 
 
 async def reply_phases(
@@ -397,11 +428,7 @@ async def run_scale(args: argparse.Namespace) -> None:
     database = f"tb_bench_{os.getpid()}"
     await _admin_sql(args.postgres, f'CREATE DATABASE "{database}"')
     procs: list[asyncio.subprocess.Process] = []
-    env = {
-        **os.environ,
-        "TIMBRIDGE_TENCENT__SECRET_KEY": KEY,
-        "TIMBRIDGE_TENCENT__CALLBACK_TOKEN": TOKEN,
-    }
+    env = serve_env()
     rates: dict[int, float] = {}
     print(f"timbridge scale-out benchmark ({os.cpu_count()} cores; every process shares them)")
     try:
@@ -409,28 +436,13 @@ async def run_scale(args: argparse.Namespace) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             for workers in (1, args.scale):
                 prefix = f"tbbench{os.getpid()}w{workers}"
-                config = Path(tmp) / f"w{workers}.toml"
-                config.write_text(f"""
-[tencent]
-sdkappid = {APP}
-api_base = "http://127.0.0.1:{ports["tencent"]}"
-api_rate_limit = 1000000
-[server]
-host = "127.0.0.1"
-port = {ports["front"]}
-[store]
-url = "{args.postgres}/{database}"
-[coordination]
-url = "{args.redis}"
-prefix = "{prefix}"
-[models.default]
-provider = "openai"
-base_url = "http://127.0.0.1:{ports["model"]}/v1"
-model = "bench"
-[[robots]]
-id = "{ROBOT}"
-burst_window_s = 0
-""")
+                config = write_config(
+                    Path(tmp) / f"w{workers}.toml",
+                    ports,
+                    port=ports["front"],
+                    store=f"{args.postgres}/{database}",
+                    coordination=f'url = "{args.redis}"\nprefix = "{prefix}"',
+                )
                 base = [sys.executable, "-m", "timbridge", "--log-level", "info"]
                 round_procs = []
                 front, _ = await start(

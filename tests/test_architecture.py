@@ -10,7 +10,7 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "timbridge"
 
-_BASE = {"errors", "logs"}  # leaf modules anyone may use
+_BASE = {"errors", "logs", "http"}  # leaf modules anyone may use
 _ENGINE_DEPS = {
     "settings",
     "protocol",
@@ -26,6 +26,7 @@ _ENGINE_DEPS = {
 ALLOWED: dict[str, set[str]] = {
     "errors": set(),
     "logs": set(),
+    "http": set(),
     "settings": {"errors"},
     "protocol": {"errors"},
     "usersig": {"errors"},

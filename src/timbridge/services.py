@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TypedDict
@@ -23,6 +23,7 @@ from timbridge.coordination.base import Coordinator
 from timbridge.coordination.local import LocalCoordinator
 from timbridge.coordination.redis import RedisCoordinator
 from timbridge.errors import ConfigError, TencentError, TimbridgeError
+from timbridge.http import http_session
 from timbridge.knowledge.embed import Embedder, KeywordsOnly, LocalEmbedder, OpenAIEmbedder
 from timbridge.knowledge.library import BUILTIN_KB, Library
 from timbridge.knowledge.minilm import model_dir
@@ -47,7 +48,6 @@ __all__ = [
     "build_coordinator",
     "build_embedder",
     "build_model",
-    "http_session",
     "open_library",
     "open_tencent",
     "robot_knowledge",
@@ -55,17 +55,6 @@ __all__ = [
 ]
 
 _log = structlog.get_logger("timbridge.services")
-
-
-def http_session(*, limit: int = 256) -> aiohttp.ClientSession:
-    """The process's pooled HTTP session: keep-alive, bounded connections, no cookie jar."""
-    connector = aiohttp.TCPConnector(limit=limit, limit_per_host=limit, ttl_dns_cache=300)
-    return aiohttp.ClientSession(
-        connector=connector,
-        cookie_jar=aiohttp.DummyCookieJar(),
-        auto_decompress=True,
-        raise_for_status=False,
-    )
 
 
 def tencent_client(
@@ -107,6 +96,13 @@ class _Common(TypedDict):
     max_connections: int
 
 
+#: Providers on their vendor's own SDK: the class, and the key's default variable.
+_VENDOR_SDKS: dict[str, tuple[Callable[..., ChatModel], str]] = {
+    "anthropic": (AnthropicMessages, "ANTHROPIC_API_KEY"),
+    "gemini": (Gemini, "GEMINI_API_KEY"),
+}
+
+
 def build_model(name: str, profile: ModelProfile, *, max_connections: int = 1000) -> ChatModel:
     """The `ChatModel` a profile describes; `ConfigError` when it cannot be built."""
     common = _Common(
@@ -130,22 +126,15 @@ def build_model(name: str, profile: ModelProfile, *, max_connections: int = 1000
             api_key=profile.api_key(name, None if profile.base_url else preset.api_key_env),
             **common,
         )
-    if profile.provider == "anthropic":
+    vendor = _VENDOR_SDKS.get(profile.provider)
+    if vendor is not None:
+        vendor_class, key_env = vendor
         if not profile.model:
-            raise ConfigError(f"models.{name}.model", "required for provider anthropic")
-        return AnthropicMessages(
+            raise ConfigError(f"models.{name}.model", f"required for provider {profile.provider}")
+        return vendor_class(
             model=profile.model,
             base_url=profile.base_url,
-            api_key=profile.api_key(name, "ANTHROPIC_API_KEY"),
-            **common,
-        )
-    if profile.provider == "gemini":
-        if not profile.model:
-            raise ConfigError(f"models.{name}.model", "required for provider gemini")
-        return Gemini(
-            model=profile.model,
-            base_url=profile.base_url,
-            api_key=profile.api_key(name, "GEMINI_API_KEY"),
+            api_key=profile.api_key(name, key_env),
             **common,
         )
     if profile.provider == "offline":

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from timbridge.errors import PayloadError
+from timbridge.http import read_capped
 from timbridge.llm.base import Image
 from timbridge.protocol.elements import Element, ImageElem
 from timbridge.settings import MediaSettings
@@ -70,20 +71,16 @@ class MediaFetcher:
             ):
                 if response.status != 200:
                     raise PayloadError("image", f"HTTP {response.status}")
-                if (response.content_length or 0) > limit:
+                data = await read_capped(response, limit)
+                if data is None:
                     raise PayloadError("image", f"over {limit} bytes")
-                data = bytearray()
-                async for chunk in response.content.iter_chunked(65536):
-                    data += chunk
-                    if len(data) > limit:
-                        raise PayloadError("image", f"over {limit} bytes")
         except TimeoutError:
             raise PayloadError(
                 "image", f"not fetched within {self._settings.timeout_s} s"
             ) from None
         except aiohttp.ClientError as exc:
             raise PayloadError("image", f"cannot fetch: {exc.__class__.__name__}") from exc
-        mime = _mime(bytes(data))
+        mime = _mime(data)
         if mime is None:
             raise PayloadError("image", "not a PNG, JPEG, GIF or WebP image")
-        return Image(mime, bytes(data))
+        return Image(mime, data)

@@ -21,6 +21,7 @@ import orjson
 import structlog
 
 from timbridge.emulator.faults import Faults
+from timbridge.http import http_session
 from timbridge.protocol.callbacks import callback_sign
 
 __all__ = ["Delivery", "WebhookDispatcher"]
@@ -74,7 +75,7 @@ class WebhookDispatcher:
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
-        self._session = aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar())
+        self._session = http_session(limit=100)
 
     async def close(self) -> None:
         for task in self._workers.values():

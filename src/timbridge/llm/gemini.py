@@ -19,6 +19,7 @@ from timbridge.errors import (
     LLMServerError,
     LLMTimeout,
 )
+from timbridge.http import http_session
 from timbridge.llm.base import ChatMessage, Delta, Usage
 
 __all__ = ["Gemini"]
@@ -70,8 +71,7 @@ class Gemini:
     def _connected(self) -> Any:
         """The SDK client on our own aiohttp session (sized, closed by us), made in the loop."""
         if self._client is None:
-            connector = aiohttp.TCPConnector(limit=self._max_connections, ttl_dns_cache=300)
-            self._session = aiohttp.ClientSession(connector=connector)
+            self._session = http_session(limit=self._max_connections)
             options = self._types.HttpOptions(
                 base_url=self._base_url,
                 timeout=int(self._timeout_s * 1000),

@@ -26,9 +26,10 @@ import orjson
 
 from timbridge import __version__
 from timbridge.errors import LLMRateLimited, LLMResponseError, LLMServerError, LLMTimeout
+from timbridge.http import http_session, read_capped
 from timbridge.llm.base import ChatMessage, Delta, Usage
 
-__all__ = ["DEFAULT_BASE_URL", "OpenAICompatible", "chat_request"]
+__all__ = ["DEFAULT_BASE_URL", "OpenAICompatible", "chat_request", "stream_fields"]
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 _ERROR_BODY_LIMIT = 64 * 1024  # of an error answer, read for its message
@@ -111,15 +112,8 @@ class OpenAICompatible:
     def _connected(self) -> aiohttp.ClientSession:
         """The provider's pooled session, made on first use (inside the running loop)."""
         if self._session is None:
-            connector = aiohttp.TCPConnector(
-                limit=self._max_connections, limit_per_host=self._max_connections, ttl_dns_cache=300
-            )
-            self._session = aiohttp.ClientSession(
-                connector=connector,
-                headers=self._headers,
-                timeout=self._timeout,
-                cookie_jar=aiohttp.DummyCookieJar(),
-                json_serialize=lambda value: orjson.dumps(value).decode(),
+            self._session = http_session(
+                limit=self._max_connections, headers=self._headers, timeout=self._timeout
             )
         return self._session
 
@@ -176,7 +170,8 @@ class OpenAICompatible:
         where = {"provider": self._provider, "model": self._model}
         status = response.status
         try:
-            message = _message(orjson.loads(await response.content.read(_ERROR_BODY_LIMIT)))
+            body = await read_capped(response, _ERROR_BODY_LIMIT)
+            message = _message(orjson.loads(body)) if body else response.reason or ""
         except (orjson.JSONDecodeError, aiohttp.ClientError, TimeoutError):
             message = response.reason or ""
         if status == 429:

@@ -139,9 +139,9 @@ _CACHED_CONVERSATIONS = 20_000
 class Store:
     """History and reply bookkeeping. Build with `Store.open`; close with `aclose`."""
 
-    def __init__(self, engine: AsyncEngine, *, reader: sa.Engine | None = None) -> None:
+    def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
-        self._reader = reader  # SQLite files: history is read inline (see `sqlite_reader`)
+        self._reader: sa.Engine | None = None  # SQLite files: history read inline (`open`)
         dialect = engine.dialect.name
         self._insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
         self._cache: OrderedDict[str, deque[Turn]] | None = (

@@ -29,6 +29,7 @@ from pydantic import ValidationError
 from yarl import URL
 
 from timbridge.errors import TencentAPIError, TencentTransportError
+from timbridge.http import read_capped
 from timbridge.protocol.rest import RestRequest, RestResponse
 from timbridge.tencent.codes import Remedy, remedy
 from timbridge.tencent.limits import CallLimits
@@ -179,17 +180,12 @@ class TencentClient:
             ) from exc
 
     async def _read(self, command: str, resp: aiohttp.ClientResponse) -> bytes:
-        limit = self._max_response
-        too_big = TencentTransportError(
-            command, f"answer larger than {limit} bytes", status=resp.status, transient=False
-        )
-        if resp.content_length is not None:
-            if resp.content_length > limit:
-                raise too_big
-            return await resp.read()
-        data = bytearray()
-        async for chunk in resp.content.iter_chunked(64 * 1024):
-            data += chunk
-            if len(data) > limit:
-                raise too_big
-        return bytes(data)
+        data = await read_capped(resp, self._max_response)
+        if data is None:
+            raise TencentTransportError(
+                command,
+                f"answer larger than {self._max_response} bytes",
+                status=resp.status,
+                transient=False,
+            )
+        return data
