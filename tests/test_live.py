@@ -206,3 +206,22 @@ async def test_an_answer_cut_off_mid_way_says_so(tmp_path: Path) -> None:
         await stack.emu.wait_until(lambda: reply if reply.text.endswith(INTERRUPTED) else None)
     assert reply.text == ANSWER[:30] + INTERRUPTED
     assert len(llm.requests) == 1  # no retry once text was shown: it would repeat the start
+
+
+async def test_the_answer_ending_during_a_slow_tencent_call_is_shown_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The model finishes while the first segment's sendmsg is still in flight: the rest is
+    shown as soon as that call returns, not after the idle wait (made an hour here; it was
+    lost when the wake-up came during the call)."""
+    monkeypatch.setattr("timbridge.bot.live.STREAM_IDLE_S", 3600.0)
+    llm = FakeOpenAI(
+        reply=lambda messages: "First paragraph.\n\nSecond paragraph.",
+        chunk_size=6,
+        chunk_interval_s=0.002,
+    )
+    async with running_stack(tmp_path, llm=llm, robots=_robots("segments")) as stack:
+        stack.emu.faults.add("openim/sendmsg", Fault(latency_s=0.5))
+        stack.emu.user_send("alice", "@RBT#helper", "tell me")
+        shown = await stack.emu.wait_messages(2, from_="@RBT#helper", to="alice", limit_s=5)
+    assert _visible(shown) == ["First paragraph.", "Second paragraph."]

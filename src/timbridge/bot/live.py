@@ -337,12 +337,12 @@ class LiveReply:
                 await self._step(final=True)
                 return
             before = self._writer.shown
+            self._wake.clear()  # before the step: a feed or close during it wakes the next wait
             await self._step(final=False)
             if self._writer.shown != before:
                 self._last_call = time.monotonic()
                 if self.first_visible is None:
                     self.first_visible = self._last_call
-            self._wake.clear()
             if self._writer.shown < len(self.text) and self.mode != "segments":
                 continue  # more arrived meanwhile
             with contextlib.suppress(TimeoutError):
