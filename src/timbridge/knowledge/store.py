@@ -104,7 +104,7 @@ class KnowledgeStore:
         store = cls(engine)
         try:
             async with store._begin("create knowledge tables") as conn:
-                await migration_lock(conn)
+                await conn.run_sync(migration_lock)
                 await conn.run_sync(_metadata.create_all)
         except StorageError:
             await engine.dispose()

@@ -1,11 +1,13 @@
 """The SQL store: conversation turns and sent reply parts, on SQLite or PostgreSQL.
 
 Speed: concurrent writes are grouped into one transaction by a writer task ("group commit"; each
-caller still awaits its own commit). With SQLite, which serves one process, the newest turns of
-recently active conversations are also kept in memory, so loading history costs no query.
+caller still awaits its own commit). With SQLite, which serves one process, transactions run
+inline on the event loop (`timbridge.sql.InlineSQLite`: a WAL commit of a few rows costs less
+than handing it to a thread), and the newest turns of recently active conversations are kept in
+memory, so loading history costs no query.
 
-
-SQLAlchemy 2 async Core gives one code path for both (aiosqlite embedded, asyncpg at scale).
+SQLAlchemy 2 Core gives one code path for both: each operation is a function of a connection,
+run inline on SQLite and through asyncpg (``run_sync``) on PostgreSQL.
 The newest turns of a conversation come from the ``(conversation, id)`` index, so loading them
 costs the same at 10 or 100 000 stored turns. Writes are idempotent on the inbound message's
 identity: a redelivered job stores nothing twice, and the parts of a reply already sent are
@@ -18,16 +20,16 @@ import asyncio
 import contextlib
 import time
 from collections import OrderedDict, deque
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from timbridge.errors import StorageError
-from timbridge.sql import create_engine, map_errors, migration_lock, sqlite_reader
+from timbridge.sql import InlineSQLite, create_engine, map_errors, migration_lock
 
 __all__ = ["SCHEMA_VERSION", "Store", "Turn", "UsageRecord", "utc_day"]
 
@@ -86,6 +88,7 @@ schema = sa.Table(
 )
 
 Role = Literal["user", "assistant", "summary"]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,13 +139,32 @@ _WINDOW = 64  # newest turns loaded per job (and kept in memory per conversation
 _CACHED_CONVERSATIONS = 20_000
 
 
-class Store:
-    """History and reply bookkeeping. Build with `Store.open`; close with `aclose`."""
+def _migrate(conn: sa.Connection) -> None:
+    """Create or upgrade the schema to `SCHEMA_VERSION`; refuse a newer one."""
+    migration_lock(conn)
+    _metadata.create_all(conn)
+    found = conn.execute(sa.select(schema.c.version)).scalar()
+    if found is None:
+        conn.execute(schema.insert().values(version=SCHEMA_VERSION))
+    elif found < SCHEMA_VERSION:  # create_all added what is new; nothing changes shape
+        conn.execute(schema.update().values(version=SCHEMA_VERSION))
+    elif found > SCHEMA_VERSION:
+        raise StorageError(
+            f"the store's schema is version {found}; this timbridge knows up to "
+            f"{SCHEMA_VERSION}: upgrade timbridge"
+        )
 
-    def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = engine
-        self._reader: sa.Engine | None = None  # SQLite files: history read inline (`open`)
-        dialect = engine.dialect.name
+
+class Store:
+    """History and reply bookkeeping. Build with `Store.open`; close with `aclose`.
+
+    Every operation is one synchronous function of a connection, run in one transaction by
+    `_run`: on SQLite inline on the event loop (`InlineSQLite`), on PostgreSQL through asyncpg.
+    """
+
+    def __init__(self, database: InlineSQLite | AsyncEngine) -> None:
+        self._database = database
+        dialect = database.dialect if isinstance(database, InlineSQLite) else database.dialect.name
         self._insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
         self._cache: OrderedDict[str, deque[Turn]] | None = (
             OrderedDict() if dialect == "sqlite" else None
@@ -157,13 +179,11 @@ class Store:
     @classmethod
     async def open(cls, url: str) -> Store:
         """Connect and bring the schema up to date."""
-        engine = create_engine(url)
-        store = cls(engine)
+        store = cls(InlineSQLite(url) if InlineSQLite.supports(url) else create_engine(url))
         try:
-            await store.migrate()  # creates the file and its tables before anyone reads
-            store._reader = sqlite_reader(url)
+            await store.migrate()
         except StorageError:
-            await engine.dispose()  # leave no connection behind
+            await store._close_database()  # leave no connection behind
             raise
         return store
 
@@ -176,35 +196,30 @@ class Store:
             self._writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._writer
-        await self._engine.dispose()
-        if self._reader is not None:
-            self._reader.dispose()
+        await self._close_database()
 
-    @contextlib.asynccontextmanager
-    async def _begin(self, what: str) -> AsyncIterator[AsyncConnection]:
+    async def _close_database(self) -> None:
+        if isinstance(self._database, InlineSQLite):
+            await self._database.aclose()
+        else:
+            await self._database.dispose()
+
+    async def _run(
+        self, what: str, work: Callable[[sa.Connection], T], *, writes: bool = True
+    ) -> T:
+        """`work` in one transaction; errors become `StorageError`s naming `what`."""
+        if isinstance(self._database, InlineSQLite):
+            return await self._database.run(what, work, writes=writes)
         with map_errors(what):
-            async with self._engine.begin() as conn:
-                yield conn
+            async with self._database.begin() as conn:
+                return await conn.run_sync(work)
 
     async def migrate(self) -> None:
         """Create or upgrade the schema to `SCHEMA_VERSION`; refuse a newer one."""
-        async with self._begin("migrate") as conn:
-            await migration_lock(conn)
-            await conn.run_sync(_metadata.create_all)
-            found = (await conn.execute(sa.select(schema.c.version))).scalar()
-            if found is None:
-                await conn.execute(schema.insert().values(version=SCHEMA_VERSION))
-            elif found < SCHEMA_VERSION:  # create_all added what is new; nothing changes shape
-                await conn.execute(schema.update().values(version=SCHEMA_VERSION))
-            elif found > SCHEMA_VERSION:
-                raise StorageError(
-                    f"the store's schema is version {found}; this timbridge knows up to "
-                    f"{SCHEMA_VERSION}: upgrade timbridge"
-                )
+        await self._run("migrate", _migrate)
 
     async def ping(self) -> None:
-        async with self._begin("ping") as conn:
-            await conn.execute(sa.select(1))
+        await self._run("ping", lambda conn: conn.execute(sa.select(1)), writes=False)
 
     # --- group commit ---------------------------------------------------------------------
 
@@ -226,16 +241,10 @@ class Store:
             batch, self._pending = self._pending, []
             if not batch:
                 continue
-            by_table: dict[str, tuple[sa.Table, list[dict[str, Any]]]] = {}
-            for writes, _ in batch:
-                for table, rows in writes:
-                    by_table.setdefault(table.name, (table, []))[1].extend(rows)
             outcome: StorageError | None = None
             self._committing = True
             try:
-                async with self._begin("store") as conn:
-                    for table, rows in by_table.values():
-                        await conn.execute(self._insert(table).on_conflict_do_nothing(), rows)
+                await self._commit([writes for writes, _ in batch])
             except StorageError as exc:
                 outcome = exc
             finally:
@@ -247,6 +256,19 @@ class Store:
                     done.set_result(None)
                 else:
                     done.set_exception(outcome)
+
+    async def _commit(self, batch: list[tuple[tuple[sa.Table, list[dict[str, Any]]], ...]]) -> None:
+        """One transaction inserting every row of `batch`, one statement per table."""
+        by_table: dict[str, tuple[sa.Table, list[dict[str, Any]]]] = {}
+        for writes in batch:
+            for table, rows in writes:
+                by_table.setdefault(table.name, (table, []))[1].extend(rows)
+
+        def insert(conn: sa.Connection) -> None:
+            for table, rows in by_table.values():
+                conn.execute(self._insert(table).on_conflict_do_nothing(), rows)
+
+        await self._run("store", insert)
 
     # --- turns ----------------------------------------------------------------------------
 
@@ -261,12 +283,7 @@ class Store:
             .order_by(turns.c.id.desc())
             .limit(_WINDOW)
         )
-        if self._reader is not None:
-            with map_errors("load history"), self._reader.connect() as reading:
-                rows = reading.execute(query).all()
-        else:
-            async with self._begin("load history") as conn:
-                rows = (await conn.execute(query)).all()
+        rows = await self._run("load history", lambda conn: conn.execute(query).all(), writes=False)
         loaded = [Turn(r.role, r.content, r.tokens, r.identity) for r in reversed(rows)]
         if self._cache is None:
             return loaded[-limit:]
@@ -339,16 +356,22 @@ class Store:
             turns.c.identity == identity,
             turns.c.role == "assistant",
         )
-        async with self._begin("load reply") as conn:
-            return (await conn.execute(query)).scalar()
+        found: str | None = await self._run(
+            "load reply", lambda conn: conn.execute(query).scalar(), writes=False
+        )
+        return found
 
     async def reset(self, conversation: str) -> int:
         """Forget a conversation's history; return how many turns were removed."""
-        async with self._begin("reset") as conn:
-            result = await conn.execute(turns.delete().where(turns.c.conversation == conversation))
+        removed = await self._run(
+            "reset",
+            lambda conn: (
+                conn.execute(turns.delete().where(turns.c.conversation == conversation)).rowcount
+            ),
+        )
         if self._cache is not None:
             self._cache[conversation] = deque(maxlen=_WINDOW)
-        return int(result.rowcount or 0)
+        return int(removed or 0)
 
     # --- usage ledger ---------------------------------------------------------------------
 
@@ -366,8 +389,10 @@ class Store:
             query = query.where(usage.c.sender == sender)
         if group_id is not None:
             query = query.where(usage.c.group_id == group_id)
-        async with self._begin("read usage") as conn:
-            return int((await conn.execute(query)).scalar() or 0)
+        return int(
+            await self._run("read usage", lambda conn: conn.execute(query).scalar(), writes=False)
+            or 0
+        )
 
     # --- reply parts ----------------------------------------------------------------------
 
@@ -376,8 +401,10 @@ class Store:
         query = sa.select(reply_parts.c.part, reply_parts.c.handle).where(
             reply_parts.c.identity == identity
         )
-        async with self._begin("load reply parts") as conn:
-            return {row.part: row.handle for row in (await conn.execute(query)).all()}
+        rows = await self._run(
+            "load reply parts", lambda conn: conn.execute(query).all(), writes=False
+        )
+        return {row.part: row.handle for row in rows}
 
     async def record_parts(self, identity: str, handles: dict[int, str]) -> None:
         """Remember which parts of the reply to `identity` went out, with their handles."""
