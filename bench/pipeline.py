@@ -274,12 +274,10 @@ async def processes(tmp: Path, model_concurrency: int) -> AsyncIterator[dict[str
             robots=f'[[robots]]\nid = "{STREAM_ROBOT}"\nreply_mode = "stream"\nburst_window_s = 0',
         )
         env = serve_env()
-        serve, _ = await start(
+        serve, _ = await start(  # at serve's default log level (info), as in production
             sys.executable,
             "-m",
             "timbridge",
-            "--log-level",
-            "warning",
             "serve",
             "--config",
             str(config),

@@ -4,11 +4,14 @@ carry the trace id and conversation, and stops cleanly on SIGTERM."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
+import socket
 import sys
 from pathlib import Path
 
+import aiohttp
 import orjson
 from aiohttp.test_utils import TestServer
 
@@ -105,3 +108,53 @@ persona = "You are Helper."
     assert answered["conversation"] == "c2c:@RBT#helper:alice"
     assert len(str(answered["trace_id"])) == 16
     assert KEY not in str(lines) and TOKEN not in str(lines) and "sk-test" not in str(lines)
+
+
+async def test_an_explicit_log_level_is_kept_by_serve(tmp_path: Path) -> None:
+    """serve logs at info by default; ``--log-level warning`` leaves out info lines (it used
+    to be read as "no level given")."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = tmp_path / "timbridge.toml"
+    config.write_text(
+        f'[tencent]\nsdkappid = {APP}\n[server]\nhost = "127.0.0.1"\nport = {port}\n'
+        f'[store]\nurl = "sqlite:///{tmp_path / "timbridge.db"}"\n'
+        '[models.default]\nprovider = "offline"\n[[robots]]\nid = "@RBT#helper"\n',
+        encoding="utf-8",
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TIMBRIDGE_")}
+    env |= {"TIMBRIDGE_TENCENT__SECRET_KEY": KEY}
+    proc = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "timbridge", "--log-level", "warning", "serve"),
+        *("--config", str(config)),
+        env=env,
+        cwd=tmp_path,
+        stderr=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    try:
+        async with aiohttp.ClientSession() as session, asyncio.timeout(30):
+            while proc.returncode is None:  # no start-up line to wait for: ask until it answers
+                with contextlib.suppress(aiohttp.ClientConnectionError):
+                    async with session.get(f"http://127.0.0.1:{port}/healthz") as resp:
+                        if resp.status == 200:
+                            break
+                await asyncio.sleep(0.1)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 0, err.decode()
+    assert err.decode() == ""  # serve.started and serve.stopped are info lines
+
+
+async def test_an_unknown_log_level_is_refused(tmp_path: Path) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "timbridge", "--log-level", "loud", "robots", "list"),
+        cwd=tmp_path,
+        stderr=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    _, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 2
+    assert "--log-level must be debug, info, warning or error" in err.decode()

@@ -29,7 +29,13 @@ from timbridge.settings import Settings, load_settings
 __all__ = ["app", "main"]
 
 T = TypeVar("T")
-_LOG_LEVEL = ["info"]  # `serve` logs at info unless --log-level says otherwise
+_LOG_LEVEL: list[str | None] = [None]  # --log-level, if given: each command has its default
+
+
+def _log_level(default: str) -> str:
+    """The level given with --log-level, else this command's `default`."""
+    return _LOG_LEVEL[0] or default
+
 
 app = typer.Typer(
     name="timbridge",
@@ -253,7 +259,7 @@ def serve(
     from timbridge.logs import configure_logging
 
     settings = _settings(config)
-    configure_logging("json", _LOG_LEVEL[0])
+    configure_logging("json", _log_level("info"))
     _check_serving(settings, distributed=no_workers)
     _serve_or_fail(
         settings,
@@ -276,7 +282,7 @@ def worker(
     from timbridge.logs import configure_logging
 
     settings = _settings(config)
-    configure_logging("json", _LOG_LEVEL[0])
+    configure_logging("json", _log_level("info"))
     _check_serving(settings, distributed=True)
     _serve_or_fail(settings, host=host, port=port, webhook=False)
 
@@ -349,7 +355,7 @@ def playground(
     from timbridge.runtime import run_on_uvloop, until_signalled
 
     settings = _settings(config)
-    configure_logging("console", "warning" if _LOG_LEVEL[0] == "info" else _LOG_LEVEL[0])
+    configure_logging("console", _log_level("warning"))
 
     async def go() -> None:
         async with open_playground(settings, host=host, port=port) as pg:
@@ -533,8 +539,7 @@ def check(
     from timbridge.logs import configure_logging
 
     settings = _settings(config)
-    if _LOG_LEVEL[0] == "info":  # no --log-level given: the verdicts say it all
-        configure_logging("console", "error")
+    configure_logging("console", _log_level("error"))  # the verdicts say it all
     marks = {"ok": "ok  ", "warn": "warn", "fail": "FAIL"}
     checks = asyncio.run(run_checks(settings, model_timeout_s=model_timeout))
     for item in checks:
@@ -550,8 +555,13 @@ def check(
 @app.callback()
 def _root(
     log_level: Annotated[
-        str, typer.Option("--log-level", help="debug, info, warning or error.")
-    ] = "warning",
+        str | None,
+        typer.Option(
+            "--log-level",
+            help="debug, info, warning or error [default: info for serve and worker, "
+            "warning otherwise]",
+        ),
+    ] = None,
     log_format: Annotated[
         str, typer.Option("--log-format", help="console (readable) or json.")
     ] = "console",
@@ -561,8 +571,10 @@ def _root(
 
     if log_format not in ("console", "json"):
         _fail("--log-format must be console or json", 2)
-    _LOG_LEVEL[0] = log_level if log_level != "warning" else "info"
-    configure_logging("json" if log_format == "json" else "console", log_level)
+    if log_level is not None and log_level.lower() not in ("debug", "info", "warning", "error"):
+        _fail("--log-level must be debug, info, warning or error", 2)
+    _LOG_LEVEL[0] = log_level and log_level.lower()
+    configure_logging("json" if log_format == "json" else "console", _log_level("warning"))
 
 
 def main() -> None:

@@ -161,7 +161,7 @@ class InlineSQLite:
         self._wal_frames = wal_frames
         self._changes = 0  # the connection's total_changes when the last checkpoint began
         self._last_checkpoint = time.monotonic()
-        self._checkpointing: asyncio.Future[tuple[int, int]] | None = None
+        self._checkpointing: asyncio.Future[int] | None = None
         self._holding_writes = False  # the running checkpoint makes writes wait
         self._hold_next = False  # the WAL outgrew `wal_frames`: the next one will
         self._later: asyncio.TimerHandle | None = None
@@ -222,14 +222,14 @@ class InlineSQLite:
         self._maybe_checkpoint()
 
     @staticmethod
-    def _checkpoint(path: Path) -> tuple[int, int]:
+    def _checkpoint(path: Path) -> int:
         """Copy what the WAL holds into the database, on a thread, waiting for nobody
-        (``PASSIVE``); the pages in the WAL, and how many of them are in the database now."""
+        (``PASSIVE``); how many pages the WAL holds since it last started over."""
         with contextlib.closing(sqlite3.connect(path, timeout=0)) as connection:
-            _, frames, copied = connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-        return int(frames), int(copied)
+            _, frames, _ = connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        return int(frames)
 
-    def _checkpointed(self, done: asyncio.Future[tuple[int, int]]) -> None:
+    def _checkpointed(self, done: asyncio.Future[int]) -> None:
         self._checkpointing = None
         self._holding_writes = False
         if done.cancelled():
@@ -237,8 +237,7 @@ class InlineSQLite:
         if (exc := done.exception()) is not None:
             _log.warning("store.checkpoint_failed", error=str(exc))  # the next one tries again
         else:
-            frames, copied = done.result()
-            self._hold_next = frames > self._wal_frames  # not started over for a while
+            self._hold_next = done.result() > self._wal_frames  # not started over for a while
         self._maybe_checkpoint()  # for what was written meanwhile
 
     async def aclose(self) -> None:
