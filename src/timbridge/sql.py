@@ -22,11 +22,14 @@ from sqlalchemy.pool import StaticPool
 from timbridge.errors import StorageError
 
 __all__ = [
+    "AsyncSQL",
+    "Database",
     "InlineSQLite",
     "async_url",
     "create_engine",
     "map_errors",
     "migration_lock",
+    "open_database",
     "safe_url",
 ]
 
@@ -167,10 +170,6 @@ class InlineSQLite:
         self._later: asyncio.TimerHandle | None = None
         self._closing = False
 
-    @staticmethod
-    def supports(url: str) -> bool:
-        return url.startswith(("sqlite://", "sqlite+aiosqlite://"))
-
     @property
     def dialect(self) -> str:
         return self._engine.dialect.name
@@ -251,6 +250,39 @@ class InlineSQLite:
             self._connection.close()
             self._connection = None
         self._engine.dispose()
+
+
+class AsyncSQL:
+    """A database reached through an async driver (asyncpg): each transaction on a pooled
+    connection, its work run with ``run_sync``. The same interface as `InlineSQLite`."""
+
+    def __init__(self, url: str) -> None:
+        self._engine = create_engine(url)
+
+    @property
+    def dialect(self) -> str:
+        return self._engine.dialect.name
+
+    async def run(self, what: str, work: Callable[[sa.Connection], T], *, writes: bool = True) -> T:
+        """`work` in one transaction; errors become `StorageError`s that say `what` was being
+        done. (`writes` matters to SQLite only.)"""
+        del writes
+        with map_errors(what):
+            async with self._engine.begin() as conn:
+                return await conn.run_sync(work)
+
+    async def aclose(self) -> None:
+        await self._engine.dispose()
+
+
+Database = InlineSQLite | AsyncSQL
+
+
+def open_database(url: str) -> Database:
+    """SQLite inline on the event loop, anything else through its async driver; no I/O yet."""
+    if url.startswith(("sqlite://", "sqlite+aiosqlite://")):
+        return InlineSQLite(url)
+    return AsyncSQL(url)
 
 
 def migration_lock(conn: sa.Connection) -> None:

@@ -26,10 +26,9 @@ from typing import Any, Literal, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from timbridge.errors import StorageError
-from timbridge.sql import InlineSQLite, create_engine, map_errors, migration_lock
+from timbridge.sql import Database, migration_lock, open_database
 
 __all__ = ["SCHEMA_VERSION", "Store", "Turn", "UsageRecord", "utc_day"]
 
@@ -159,12 +158,12 @@ class Store:
     """History and reply bookkeeping. Build with `Store.open`; close with `aclose`.
 
     Every operation is one synchronous function of a connection, run in one transaction by
-    `_run`: on SQLite inline on the event loop (`InlineSQLite`), on PostgreSQL through asyncpg.
+    `_run`: on SQLite inline on the event loop, on PostgreSQL through asyncpg (`timbridge.sql`).
     """
 
-    def __init__(self, database: InlineSQLite | AsyncEngine) -> None:
+    def __init__(self, database: Database) -> None:
         self._database = database
-        dialect = database.dialect if isinstance(database, InlineSQLite) else database.dialect.name
+        dialect = database.dialect
         self._insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
         self._cache: OrderedDict[str, deque[Turn]] | None = (
             OrderedDict() if dialect == "sqlite" else None
@@ -179,11 +178,11 @@ class Store:
     @classmethod
     async def open(cls, url: str) -> Store:
         """Connect and bring the schema up to date."""
-        store = cls(InlineSQLite(url) if InlineSQLite.supports(url) else create_engine(url))
+        store = cls(open_database(url))
         try:
             await store.migrate()
         except StorageError:
-            await store._close_database()  # leave no connection behind
+            await store._database.aclose()  # leave no connection behind
             raise
         return store
 
@@ -196,23 +195,13 @@ class Store:
             self._writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._writer
-        await self._close_database()
-
-    async def _close_database(self) -> None:
-        if isinstance(self._database, InlineSQLite):
-            await self._database.aclose()
-        else:
-            await self._database.dispose()
+        await self._database.aclose()
 
     async def _run(
         self, what: str, work: Callable[[sa.Connection], T], *, writes: bool = True
     ) -> T:
         """`work` in one transaction; errors become `StorageError`s naming `what`."""
-        if isinstance(self._database, InlineSQLite):
-            return await self._database.run(what, work, writes=writes)
-        with map_errors(what):
-            async with self._database.begin() as conn:
-                return await conn.run_sync(work)
+        return await self._database.run(what, work, writes=writes)
 
     async def migrate(self) -> None:
         """Create or upgrade the schema to `SCHEMA_VERSION`; refuse a newer one."""
