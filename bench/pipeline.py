@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import socket
 import sys
@@ -104,7 +105,11 @@ def pct(values: list[float], q: float) -> float:
 
 
 class Load:
+    """One phase's webhooks. The generator's cyclic collector is off (see `main`): it collects
+    here, before a phase, so that no collection pauses the sending of a phase."""
+
     def __init__(self, session: aiohttp.ClientSession, url: str, robot: str = ROBOT) -> None:
+        gc.collect()
         self.session = session
         self.url = url
         self.robot = robot
@@ -531,6 +536,7 @@ def main() -> None:
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
     parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432")
     args = parser.parse_args()
+    gc.disable()  # measured: full collections of 135-170 ms here delayed sends mid-phase
     uvloop.run(run_scale(args) if args.scale else run(args))
 
 

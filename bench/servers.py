@@ -14,11 +14,18 @@
   against: the cost of HTTP in and out on aiohttp, which no Python implementation avoids.
 
 Usage: ``python bench/servers.py KIND PORT``; prints ``ready`` when listening.
+
+Garbage collection: the fake Tencent and the fake model are instruments, so their cyclic
+collector is off while a phase runs and collects when the benchmark resets them between
+phases (left on, their full collections took up to 150 ms each as their records grew, and
+every request in flight waited them out: the "episodes" of session 4). ``bare`` and
+``relay`` are baselines, so they run with serve's own settings (`settle_heap`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import sys
 import time
@@ -29,6 +36,8 @@ import aiohttp
 import orjson
 import uvloop
 from aiohttp import web
+
+from timbridge.runtime import settle_heap
 
 ACK = b'{"ActionStatus":"OK","ErrorInfo":"","ErrorCode":0}'
 USERSIG = {  # the fake Tencent endpoint does not check it; the query is the real one's shape
@@ -75,6 +84,7 @@ def tencent_app() -> web.Application:
 
     async def reset(request: web.Request) -> web.Response:
         arrivals.clear()
+        gc.collect()
         return web.Response(text="ok")
 
     app = web.Application()
@@ -127,6 +137,7 @@ def model_app() -> web.Application:
         state["delay"] = float((await request.json())["delay"])
         state["service"] = {}
         state["first"] = {}
+        gc.collect()
         return web.Response(text="ok")
 
     async def stats(request: web.Request) -> web.Response:
@@ -208,6 +219,10 @@ async def main(kind: str, port: int) -> None:
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port, backlog=4096).start()
+    if kind in ("tencent", "model"):
+        gc.disable()  # they collect on /reset and /delay, between phases
+    else:
+        settle_heap()
     print("ready", flush=True)
     await asyncio.Event().wait()
 

@@ -21,6 +21,7 @@ from timbridge.bot.models import ModelChain
 from timbridge.bot.replies import ReplySender
 from timbridge.coordination.base import Coordinator
 from timbridge.coordination.local import LocalCoordinator
+from timbridge.coordination.priority import AckFirst
 from timbridge.coordination.redis import RedisCoordinator
 from timbridge.errors import ConfigError, TencentError, TimbridgeError
 from timbridge.http import http_session
@@ -150,7 +151,7 @@ def build_coordinator(settings: Settings) -> Coordinator:
     """In-process for ``memory://``, else Redis (nothing is connected until first use)."""
     config = settings.coordination
     if config.url.startswith("memory://"):
-        return LocalCoordinator()
+        return LocalCoordinator(priority=AckFirst(settings.server.ack_first_s))
     return RedisCoordinator(
         config.url,
         prefix=config.prefix,

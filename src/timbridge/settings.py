@@ -147,6 +147,7 @@ class ServerSettings(_Section):
     path: str = "/im"
     max_body_bytes: Annotated[int, Field(ge=1024)] = 1024 * 1024
     model_concurrency: Annotated[int, Field(ge=1)] = 256
+    ack_first_s: Annotated[float, Field(ge=0)] = 5.0
     shutdown_grace_s: Annotated[float, Field(ge=0)] = 20.0
 
     @field_validator("path")

@@ -11,6 +11,7 @@ import structlog
 
 from timbridge.coordination.base import Handler, Job
 from timbridge.coordination.limits import Decision, MessageRate
+from timbridge.coordination.priority import AckFirst
 from timbridge.errors import CoordinationError
 
 __all__ = ["LocalCoordinator", "TTLSet"]
@@ -48,8 +49,15 @@ class TTLSet:
 class LocalCoordinator:
     """Per-conversation mailboxes drained by one task each; conversations run concurrently."""
 
-    def __init__(self, *, dedupe_ttl_s: float = 600.0, dedupe_max: int = 200_000) -> None:
+    def __init__(
+        self,
+        *,
+        dedupe_ttl_s: float = 600.0,
+        dedupe_max: int = 200_000,
+        priority: AckFirst | None = None,
+    ) -> None:
         self._seen = TTLSet(dedupe_ttl_s, dedupe_max)
+        self._priority = priority or AckFirst(0.0)  # by default, no job is held back
         self._mailboxes: dict[str, deque[Job]] = {}
         self._workers: dict[str, asyncio.Task[None]] = {}
         self._handler: Handler | None = None
@@ -64,6 +72,7 @@ class LocalCoordinator:
             raise CoordinationError("the coordinator is shutting down")
         if not self._seen.add(identity):
             return False
+        self._priority.accepted()
         for job in jobs:
             await self.enqueue(job)
         return True
@@ -119,6 +128,7 @@ class LocalCoordinator:
         try:
             while mailbox:
                 job = mailbox[0]
+                await self._priority.turn()
                 try:
                     await self._handler(job)
                 except asyncio.CancelledError:
@@ -136,6 +146,7 @@ class LocalCoordinator:
         if self._closing:
             return
         self._closing = True
+        self._priority.close()
         workers = list(self._workers.values())
         if workers:
             _, pending = await asyncio.wait(workers, timeout=grace_s)
