@@ -4,6 +4,7 @@ timbridge, the fake OpenAI server answers, and the reply lands back in the emula
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,7 @@ import pytest
 
 from tests.fake_openai import Failure, FakeOpenAI
 from tests.stack import APP, KEY, TOKEN, running_stack
-from timbridge.bot.engine import APOLOGY
+from timbridge.bot.engine import APOLOGY, STORE_FAILED
 from timbridge.emulator import Emulator, EmulatorConfig, Fault
 
 pytestmark = pytest.mark.usefixtures("clean_env")
@@ -304,3 +305,34 @@ async def test_typing_notice_while_a_slow_model_thinks_and_none_for_a_fast_one(
         await stack.emu.wait_message(from_="@RBT#helper", to="alice", after=mark)
         await asyncio.sleep(1.0)
         assert len(typing) == 1  # the finished reply's notices stopped with it
+
+
+async def test_a_store_that_cannot_write_still_lets_the_answer_out(tmp_path: Path) -> None:
+    async with running_stack(tmp_path) as stack:
+        # SQLite waits 5 s for a locked file before it gives up; 0.3 s keeps the test short
+        stack.services.store._database._busy_wait_s = 0.3  # type: ignore[union-attr]
+        locker = sqlite3.connect(tmp_path / "timbridge.db", isolation_level=None)
+        locker.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+        try:
+            stack.emu.user_send("alice", "@RBT#helper", "remember me?")
+            reply = await stack.emu.wait_message(from_="@RBT#helper", to="alice")
+            assert reply.text == "echo: remember me?"
+        finally:
+            locker.execute("ROLLBACK")
+            locker.close()
+        mark = stack.emu.mark()
+        stack.emu.user_send("alice", "@RBT#helper", "and now?")
+        later = await stack.emu.wait_message(from_="@RBT#helper", to="alice", after=mark)
+        assert later.text == "echo: and now?"
+        # the first exchange could not be kept: the second answer's context lacks it
+        assert [m["content"] for m in stack.llm.requests[-1]["messages"][1:]] == ["and now?"]
+
+
+async def test_a_store_that_cannot_read_gets_the_user_an_apology(tmp_path: Path) -> None:
+    async with running_stack(tmp_path) as stack:
+        with sqlite3.connect(tmp_path / "timbridge.db") as broken:
+            broken.execute("DROP TABLE turns")  # a store that fails every history read
+        stack.emu.user_send("bob", "@RBT#helper", "hello?")
+        reply = await stack.emu.wait_message(from_="@RBT#helper", to="bob")
+        assert reply.text == STORE_FAILED
+        assert stack.llm.requests == []  # no answer is asked for that could not be kept

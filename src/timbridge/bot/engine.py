@@ -32,7 +32,7 @@ from timbridge.bot.models import Answer, ModelChain
 from timbridge.bot.replies import ReplySender
 from timbridge.bot.text import extract_text, strip_mentions
 from timbridge.coordination.base import Coordinator, Job
-from timbridge.errors import LLMError, PayloadError, TencentError, TimbridgeError
+from timbridge.errors import LLMError, PayloadError, StorageError, TencentError, TimbridgeError
 from timbridge.knowledge.library import Library
 from timbridge.knowledge.retrieval import Hit
 from timbridge.llm.base import ChatMessage, Image
@@ -57,6 +57,9 @@ TEXT_ONLY = "I can read text only: please describe the image in words."
 IMAGE_FAILED = "I could not open that image ({reason}). Please try another, or describe it."
 INTERRUPTED = "\n\n[The answer was cut off: the model stopped responding. Please ask again.]"
 EMPTY_TEXT = "I can only read text messages. Please write your question as text."
+STORE_FAILED = (
+    "Sorry, I can't answer right now: my memory is unavailable. Please try again shortly."
+)
 
 _log = structlog.get_logger("timbridge.engine")
 
@@ -135,6 +138,12 @@ class Engine:
                 await self._chat(job, conv, await self._burst(job, conv, text))
         except TencentError as exc:
             _log.error("reply.not_sent", error=str(exc))
+        except StorageError as exc:  # before any answer went out (later ones are only logged)
+            _log.error("store.unavailable", error=str(exc))
+            try:  # straight to Tencent: recording the parts would meet the same failure
+                await self._replies.send_part(conv, job.identity, 0, STORE_FAILED, mention=True)
+            except TencentError as sent:
+                _log.error("reply.not_sent", error=str(sent))
 
     async def _look(self, job: Job, conv: Conversation, text: str, urls: list[str]) -> None:
         """A message with images: to a model that can see them, else the user is told."""
@@ -314,15 +323,18 @@ class Engine:
         if live is not None:
             await live.feed(reply[len(answer.text) :])  # the sources line, if any
             reply = live.text.strip()
-        await self._store.add_turns(
-            conv.key,
-            job.identity,
-            [
-                Turn("user", said, count_tokens(said)),
-                Turn("assistant", reply, answer.usage.output_tokens or count_tokens(reply)),
-            ],
-            usage_record=self._usage(conv, job.identity, answer, "answer"),
-        )
+        try:
+            await self._store.add_turns(
+                conv.key,
+                job.identity,
+                [
+                    Turn("user", said, count_tokens(said)),
+                    Turn("assistant", reply, answer.usage.output_tokens or count_tokens(reply)),
+                ],
+                usage_record=self._usage(conv, job.identity, answer, "answer"),
+            )
+        except StorageError as exc:  # the answer exists: the user gets it, the history lacks it
+            _log.error("store.turns_not_kept", error=str(exc))
         if live is None:
             await self._replies.send(conv, job.identity, reply)
         else:
@@ -333,7 +345,10 @@ class Engine:
                     max(0.0, live.first_visible - started)
                 )
         if dropped and profile.provider != "offline":  # history outgrew the budget: fold it
-            await self._compact(job, conv, keep=4)
+            try:
+                await self._compact(job, conv, keep=4)
+            except StorageError as exc:  # the reply is out; the next answer tries again
+                _log.error("compact.not_kept", error=str(exc))
 
     async def _over_budget(self, job: Job, conv: Conversation) -> bool:
         """Whether a daily token budget is used up (the user is told once a day, when)."""

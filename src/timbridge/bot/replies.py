@@ -12,7 +12,7 @@ import structlog
 
 from timbridge.bot.conversation import Conversation, derive_random, derive_seq
 from timbridge.bot.split import split_reply
-from timbridge.errors import TencentError
+from timbridge.errors import StorageError, TencentError
 from timbridge.memory.store import Store
 from timbridge.protocol.callbacks import GroupAtInfo
 from timbridge.protocol.elements import TextElem
@@ -41,7 +41,16 @@ class ReplySender:
     async def mark_sent(self, conversation: Conversation, identity: str, text: str) -> None:
         """Record `text` (shown live) as wholly sent, so a job run again sends nothing more."""
         key = f"{identity}|{conversation.robot}"
-        await self._store.record_parts(key, dict.fromkeys(range(len(split_reply(text))), "live"))
+        await self._record(key, dict.fromkeys(range(len(split_reply(text))), "live"))
+
+    async def _record(self, key: str, handles: dict[int, str]) -> None:
+        """Record sent parts. The reply is out whatever happens here, so a store failure is
+        logged, not raised: it only costs the resumption of a job that runs again, and a part
+        sent again carries the same `MsgRandom`, which Tencent's dedupe drops."""
+        try:
+            await self._store.record_parts(key, handles)
+        except StorageError as exc:
+            _log.error("reply.parts_not_recorded", error=str(exc), parts=len(handles))
 
     async def send(
         self, conversation: Conversation, identity: str, text: str, *, resuming: bool = False
@@ -62,7 +71,7 @@ class ReplySender:
                         conversation, identity, number, part, mention=number == 0
                     )
         finally:
-            await self._store.record_parts(key, handles)
+            await self._record(key, handles)
         return len(handles)
 
     async def send_part(
