@@ -17,7 +17,7 @@ Usage: ``python bench/servers.py KIND PORT``; prints ``ready`` when listening.
 
 Garbage collection: the fake Tencent and the fake model are instruments, so their cyclic
 collector is off while a phase runs and collects when the benchmark resets them between
-phases (left on, their full collections took up to 150 ms each as their records grew, and
+phases (left on, their full collections took 120-290 ms each as their records grew, and
 every request in flight waited them out: the "episodes" of session 4). ``bare`` and
 ``relay`` are baselines, so they run with serve's own settings (`settle_heap`).
 """

@@ -59,12 +59,7 @@ class AckFirst:
         self._waiting.append(future)
         if self._timer is None:
             self._arm(loop)
-        try:
-            await future
-        except asyncio.CancelledError:
-            if not future.done():
-                future.cancel()
-            raise
+        await future  # a cancelled job cancels its future, which `_release` then skips
 
     def _arm(self, loop: asyncio.AbstractEventLoop) -> None:
         now = time.monotonic()
