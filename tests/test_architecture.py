@@ -42,7 +42,8 @@ ALLOWED: dict[str, set[str]] = {
     "webhook": {"bot", "services", "protocol", "settings", "coordination"},
     "emulator": {"protocol", "usersig"},
     "cli": {"*"},
-    "runtime": {"services", "settings", "webhook"},
+    "heap": set(),
+    "runtime": {"heap", "services", "settings", "webhook"},
     "config_template": {"llm", "settings"},
     "playground": {"emulator", "knowledge", "services", "settings", "webhook"},
     "checks": {

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import sqlite3
 from pathlib import Path
 
@@ -167,3 +168,23 @@ async def test_concurrent_first_loads_of_one_conversation_agree(
     assert all([t.content for t in load] == ["one"] for load in loads)
     assert [t.content for t in await fresh.recent_turns("c")] == ["one", "two"]
     await fresh.aclose()
+
+
+async def test_cached_windows_are_invisible_to_the_garbage_collector(tmp_path: Path) -> None:
+    """A full cache holds 1.3 million turns: kept as tuples of strings and ints, the collector
+    stops tracking them, and then their window, so they add nothing to a pause."""
+    store = await Store.open(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    try:
+        for n in range(70):  # more than the 64-turn window: the window is replaced, not grown
+            await store.add_turns("c", f"m{n}", [Turn("user", f"q{n}", 1)])
+        history = await store.recent_turns("c")
+        assert len(history) == 64
+        assert history[-1].content == "q69"
+        gc.collect()  # the turns; the window in the same pass or, as here, the next one
+        gc.collect()
+        window = store._cache["c"]  # type: ignore[index]
+        assert isinstance(window, tuple)
+        assert not gc.is_tracked(window)
+        assert not any(gc.is_tracked(turn) for turn in window)
+    finally:
+        await store.aclose()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import signal
 import sys
 from collections.abc import Coroutine
@@ -13,6 +12,7 @@ import structlog
 import typer
 from aiohttp import web
 
+from timbridge.heap import CollectionPacer, settle_heap
 from timbridge.services import Services
 from timbridge.settings import Settings
 from timbridge.webhook.app import create_app
@@ -37,20 +37,6 @@ async def until_signalled() -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
-
-
-def settle_heap() -> None:
-    """Keep the cyclic garbage collector off what start-up built, and let it run less often.
-
-    Everything alive once the process is ready (modules, settings, pools, caches) is frozen out
-    of collection, and the young generation is collected after 50 000 allocations instead of 700.
-    A reply allocates thousands of short-lived objects, nearly all freed by reference counting;
-    with the defaults, collections walking the whole heap took a quarter of ``serve``'s CPU
-    (``bench/pipeline.py``: 717 → 1 078 replies/s).
-    """
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(50_000, 20, 100)
 
 
 def run_on_uvloop(main: Coroutine[Any, Any, None]) -> None:
@@ -88,6 +74,8 @@ async def _serve_services(
         if workers:
             await services.start_workers()
         settle_heap()
+        pacer = CollectionPacer()
+        pacer.start()
         _log.info(
             "serve.started" if webhook else "worker.started",
             host=host,
@@ -99,6 +87,7 @@ async def _serve_services(
         try:
             await until_signalled()
         finally:
+            pacer.stop()
             _log.info("serve.stopping", queued=services.coordination.depth())
             if runner is not None:
                 await runner.shutdown()  # stop accepting webhooks first

@@ -19,10 +19,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, NamedTuple, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -110,8 +110,9 @@ def utc_day(at: float | None = None) -> str:
     return time.strftime("%Y-%m-%d", time.gmtime(time.time() if at is None else at))
 
 
-@dataclass(frozen=True, slots=True)
-class Turn:
+class Turn(NamedTuple):
+    """One stored turn."""
+
     role: Role
     content: str
     tokens: int
@@ -135,6 +136,12 @@ def _usage_row(record: UsageRecord, now: float) -> dict[str, Any]:
 
 
 _WINDOW = 64  # newest turns loaded per job (and kept in memory per conversation, SQLite)
+#: A cached window: the turns as plain tuples ``(role, content, tokens, identity)``, oldest
+#: first, in a tuple that is replaced, never changed. The garbage collector stops tracking a
+#: plain tuple of strings and ints once a collection has seen it (not a `Turn`: CPython
+#: untracks exact tuples only), and then the tuple holding them, so that a full cache (20 000
+#: windows, 1.3 million turns) adds nothing to any collection's pause.
+Window = tuple[tuple[Role, str, int, str], ...]
 _CACHED_CONVERSATIONS = 20_000
 
 
@@ -165,7 +172,7 @@ class Store:
         self._database = database
         dialect = database.dialect
         self._insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        self._cache: OrderedDict[str, deque[Turn]] | None = (
+        self._cache: OrderedDict[str, Window] | None = (
             OrderedDict() if dialect == "sqlite" else None
         )
         self._pending: list[
@@ -263,9 +270,14 @@ class Store:
 
     async def recent_turns(self, conversation: str, limit: int = _WINDOW) -> list[Turn]:
         """The newest `limit` turns (at most the window of 64), oldest first."""
-        if self._cache is not None and conversation in self._cache:
-            self._cache.move_to_end(conversation)
-            return list(self._cache[conversation])[-limit:]
+        window = await self._recent(conversation)
+        return [Turn._make(turn) for turn in window[-limit:]] if limit > 0 else []
+
+    async def _recent(self, conversation: str) -> Window:
+        """The conversation's window of newest turns: the cached one (SQLite), else loaded."""
+        window = self._window(conversation)
+        if window is not None:
+            return window
         query = (
             sa.select(turns.c.role, turns.c.content, turns.c.tokens, turns.c.identity)
             .where(turns.c.conversation == conversation)
@@ -273,26 +285,35 @@ class Store:
             .limit(_WINDOW)
         )
         rows = await self._run("load history", lambda conn: conn.execute(query).all(), writes=False)
-        loaded = [Turn(r.role, r.content, r.tokens, r.identity) for r in reversed(rows)]
+        loaded: Window = tuple((r.role, r.content, r.tokens, r.identity) for r in reversed(rows))
         if self._cache is None:
-            return loaded[-limit:]
+            return loaded
         window = self._cache.get(conversation)
         if window is None:
-            window = self._cache[conversation] = deque(loaded, maxlen=_WINDOW)
+            window = self._cache[conversation] = loaded
             while len(self._cache) > _CACHED_CONVERSATIONS:
                 self._cache.popitem(last=False)
         # else another caller loaded it while this one waited, and turns written since are
         # in it already: it is the newer of the two
-        return list(window)[-limit:]
+        return window
+
+    def _window(self, conversation: str) -> Window | None:
+        """The cached window of `conversation` (marked as recently used), if it is cached."""
+        if self._cache is None:
+            return None
+        window = self._cache.get(conversation)
+        if window is not None:
+            self._cache.move_to_end(conversation)
+        return window
 
     def _remember(self, conversation: str, items: Sequence[Turn]) -> None:
         """Add written turns to the conversation's cached window. A window is only ever made
         from a whole load: one evicted meanwhile is loaded again when next needed."""
         assert self._cache is not None
-        window = self._cache.get(conversation)
+        window = self._window(conversation)
         if window is not None:
-            window.extend(items)
-            self._cache.move_to_end(conversation)
+            added = tuple((t.role, t.content, t.tokens, t.identity) for t in items)
+            self._cache[conversation] = (*window, *added)[-_WINDOW:]
 
     async def add_turns(
         self,
@@ -306,7 +327,7 @@ class Store:
         (`usage_record`); a repeat of the same identity is ignored."""
         known: set[tuple[str, str]] = set()
         if self._cache is not None:
-            known = {(t.identity, t.role) for t in await self.recent_turns(conversation)}
+            known = {(identity, role) for role, _, _, identity in await self._recent(conversation)}
         fresh = [
             Turn(t.role, t.content, t.tokens, identity)
             for t in items
@@ -335,9 +356,9 @@ class Store:
 
     async def reply_for(self, conversation: str, identity: str) -> str | None:
         """The stored reply to inbound message `identity`, if a run of its job got that far."""
-        for turn in await self.recent_turns(conversation):
-            if turn.identity == identity and turn.role == "assistant":
-                return turn.content
+        for role, content, _, said_to in await self._recent(conversation):
+            if said_to == identity and role == "assistant":
+                return content
         if self._cache is not None:
             return None  # the window is the whole recent history of this process
         query = sa.select(turns.c.content).where(
@@ -359,7 +380,7 @@ class Store:
             ),
         )
         if self._cache is not None:
-            self._cache[conversation] = deque(maxlen=_WINDOW)
+            self._cache[conversation] = ()
         return int(removed or 0)
 
     # --- usage ledger ---------------------------------------------------------------------
