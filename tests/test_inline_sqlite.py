@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 from timbridge.errors import StorageError
 from timbridge.memory import Store, Turn
-from timbridge.sql import InlineSQLite
+from timbridge.sql import InlineSQLite, insert_new
 
 _notes = sa.Table("notes", sa.MetaData(), sa.Column("text", sa.Text))
 
@@ -123,3 +123,64 @@ async def test_under_steady_writes_the_wal_still_starts_over(tmp_path: Path) -> 
     )
     assert rows == 2000
     await runner.aclose()
+
+
+_rows = sa.Table(
+    "rows",
+    sa.MetaData(),
+    sa.Column("key", sa.String, primary_key=True),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("n", sa.Integer, nullable=False),
+)
+
+
+async def test_insert_new_skips_conflicts_and_maps_driver_errors(tmp_path: Path) -> None:
+    """`insert_new` hands SQLite the compiled statement directly: keys in any order, rows that
+    are there already skipped, and the driver's own errors still `StorageError`s."""
+    database = InlineSQLite(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    await database.run("create", _rows.create)
+    await database.run(
+        "insert",
+        lambda conn: insert_new(
+            conn, _rows, [{"key": "a", "text": "first", "n": 1}, {"n": 2, "text": "b", "key": "b"}]
+        ),
+    )
+    await database.run(
+        "insert", lambda conn: insert_new(conn, _rows, [{"key": "a", "text": "again", "n": 9}])
+    )
+    stored = await database.run(
+        "read", lambda conn: conn.execute(sa.select(_rows).order_by(_rows.c.key)).all()
+    )
+    assert [tuple(row) for row in stored] == [("a", "first", 1), ("b", "b", 2)]
+
+    with pytest.raises(StorageError, match=r"^add rows: IntegrityError: NOT NULL"):
+        await database.run(
+            "add rows", lambda conn: insert_new(conn, _rows, [{"key": "c", "text": None, "n": 3}])
+        )
+    with pytest.raises(ValueError, match="differ in their columns"):
+        await database.run(
+            "add rows",
+            lambda conn: insert_new(
+                conn, _rows, [{"key": "d", "text": "x", "n": 4}, {"key": "e", "text": "y"}]
+            ),
+        )
+    count = await database.run(
+        "count", lambda conn: conn.execute(sa.select(sa.func.count()).select_from(_rows)).scalar()
+    )
+    assert count == 2  # each failed transaction left nothing behind
+    await database.aclose()
+
+
+async def test_a_failed_group_commit_fails_its_writers_and_the_next_one_commits(
+    tmp_path: Path,
+) -> None:
+    store = await Store.open(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    try:
+        with _locked(tmp_path / "db.sqlite"):
+            store._database._busy_wait_s = 0.05  # type: ignore[union-attr]
+            with pytest.raises(StorageError, match="database is locked"):
+                await store.add_turns("c", "m1", [Turn("user", "lost", 1)])
+        await store.add_turns("c", "m2", [Turn("user", "kept", 1)])
+        assert [t.content for t in await store.recent_turns("c")] == ["kept"]
+    finally:
+        await store.aclose()

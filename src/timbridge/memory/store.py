@@ -25,10 +25,9 @@ from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple, TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
 from timbridge.errors import StorageError
-from timbridge.sql import Database, migration_lock, open_database
+from timbridge.sql import Database, insert_new, migration_lock, open_database
 
 __all__ = ["SCHEMA_VERSION", "Store", "Turn", "UsageRecord", "utc_day"]
 
@@ -171,7 +170,6 @@ class Store:
     def __init__(self, database: Database) -> None:
         self._database = database
         dialect = database.dialect
-        self._insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
         self._cache: OrderedDict[str, Window] | None = (
             OrderedDict() if dialect == "sqlite" else None
         )
@@ -237,11 +235,11 @@ class Store:
             batch, self._pending = self._pending, []
             if not batch:
                 continue
-            outcome: StorageError | None = None
+            outcome: Exception | None = None
             self._committing = True
             try:
                 await self._commit([writes for writes, _ in batch])
-            except StorageError as exc:
+            except Exception as exc:  # noqa: BLE001 - every waiter gets it; the writer goes on
                 outcome = exc
             finally:
                 self._committing = False
@@ -262,7 +260,7 @@ class Store:
 
         def insert(conn: sa.Connection) -> None:
             for table, rows in by_table.values():
-                conn.execute(self._insert(table).on_conflict_do_nothing(), rows)
+                insert_new(conn, table, rows)
 
         await self._run("store", insert)
 
