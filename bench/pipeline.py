@@ -376,6 +376,8 @@ async def run(args: argparse.Namespace) -> None:
             relay = await reply_phases(
                 session, f"http://127.0.0.1:{ports['relay']}/im", tencent, model, args
             )
+            await session.post(f"http://127.0.0.1:{ports['relay']}/close")
+            await asyncio.sleep(2)  # the fakes see the relay's connections go before serve runs
             serve = await reply_phases(
                 session, f"http://127.0.0.1:{ports['serve']}/im", tencent, model, args
             )
