@@ -29,6 +29,7 @@ __all__ = [
     "InlineSQLite",
     "async_url",
     "create_engine",
+    "fetch_all",
     "insert_new",
     "map_errors",
     "migration_lock",
@@ -124,6 +125,31 @@ def _sqlite_insert(table: sa.Table, keys: frozenset[str]) -> tuple[str, tuple[st
     statement = sqlite.insert(table).on_conflict_do_nothing()
     compiled = statement.compile(dialect=sqlite.dialect(), column_keys=list(keys))
     return str(compiled), tuple(compiled.positiontup or ())
+
+
+@functools.lru_cache(maxsize=64)
+def _sqlite_select(statement: sa.Select[Any]) -> tuple[str, tuple[str, ...], dict[str, Any]]:
+    """`statement` compiled once for SQLite: its SQL, the order of its ``?`` parameters, and
+    the values of those it binds itself (a ``LIMIT``)."""
+    compiled = statement.compile(dialect=sqlite.dialect())
+    return str(compiled), tuple(compiled.positiontup or ()), dict(compiled.params)
+
+
+def fetch_all(
+    conn: sa.Connection, statement: sa.Select[Any], params: dict[str, Any]
+) -> list[tuple[Any, ...]]:
+    """The rows of `statement` (built once, with ``bindparam``s named as in `params`) as
+    tuples, inside `conn`'s transaction. On SQLite it goes straight to the driver, as in
+    `insert_new`: it is the history load of every conversation not in memory."""
+    if conn.dialect.name != "sqlite":
+        return [tuple(row) for row in conn.execute(statement, params)]
+    sql, order, bound = _sqlite_select(statement)
+    driver = conn.connection.driver_connection
+    assert isinstance(driver, sqlite3.Connection)
+    rows: list[tuple[Any, ...]] = driver.execute(
+        sql, tuple(params[k] if k in params else bound[k] for k in order)
+    ).fetchall()
+    return rows
 
 
 def insert_new(conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:

@@ -27,7 +27,7 @@ from typing import Any, Literal, NamedTuple, TypeVar
 import sqlalchemy as sa
 
 from timbridge.errors import StorageError
-from timbridge.sql import Database, insert_new, migration_lock, open_database
+from timbridge.sql import Database, fetch_all, insert_new, migration_lock, open_database
 
 __all__ = ["SCHEMA_VERSION", "Store", "Turn", "UsageRecord", "utc_day"]
 
@@ -142,6 +142,15 @@ _WINDOW = 64  # newest turns loaded per job (and kept in memory per conversation
 #: windows, 1.3 million turns) adds nothing to any collection's pause.
 Window = tuple[tuple[Role, str, int, str], ...]
 _CACHED_CONVERSATIONS = 20_000
+
+
+#: The newest turns of one conversation, newest first (from the ``(conversation, id)`` index).
+_history = (
+    sa.select(turns.c.role, turns.c.content, turns.c.tokens, turns.c.identity)
+    .where(turns.c.conversation == sa.bindparam("conversation"))
+    .order_by(turns.c.id.desc())
+    .limit(_WINDOW)
+)
 
 
 def _migrate(conn: sa.Connection) -> None:
@@ -276,14 +285,12 @@ class Store:
         window = self._window(conversation)
         if window is not None:
             return window
-        query = (
-            sa.select(turns.c.role, turns.c.content, turns.c.tokens, turns.c.identity)
-            .where(turns.c.conversation == conversation)
-            .order_by(turns.c.id.desc())
-            .limit(_WINDOW)
+        rows = await self._run(
+            "load history",
+            lambda conn: fetch_all(conn, _history, {"conversation": conversation}),
+            writes=False,
         )
-        rows = await self._run("load history", lambda conn: conn.execute(query).all(), writes=False)
-        loaded: Window = tuple((r.role, r.content, r.tokens, r.identity) for r in reversed(rows))
+        loaded: Window = tuple((r[0], r[1], r[2], r[3]) for r in reversed(rows))
         if self._cache is None:
             return loaded
         window = self._cache.get(conversation)
