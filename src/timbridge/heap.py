@@ -9,14 +9,14 @@ only finds what is left in cycles. Left to its defaults it costs a server twice:
 * **Pauses.** The young generation's counter is *net*: every freed object counts one down,
   also an old one. In a steady state where old objects die as new ones are born (a memory
   window drops its oldest turn as it gains one; a dedupe entry expires), the counter stays
-  near zero while the young generation grows without bound. One collection then walked over
-  280 000 objects, 115 ms during which the server answered nothing: the overhead p99
-  "episodes" of ``bench/pipeline.py``. `CollectionPacer` collects the young generation on a
-  clock instead, every 100 ms, so that each pause covers only what 100 ms left alive.
+  near zero while the young generation grows without bound. Measured in ``serve`` at 500
+  messages/s after 20 000 replies: one young collection found 280 000 objects and took
+  115 ms, during which the server answered nothing. `CollectionPacer` collects the young
+  generation on a clock instead, every 100 ms, so that each pause covers only what one
+  interval left alive (largest pause in the same run: 4 ms).
 
 The long-lived data itself is kept where the collector does not look: a memory window is a
-tuple of `timbridge.memory.store.Turn` tuples, which the collector stops tracking after one
-pass.
+tuple of plain tuples (`timbridge.memory.store.Window`), which the collector stops tracking.
 """
 
 from __future__ import annotations
