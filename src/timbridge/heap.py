@@ -53,7 +53,7 @@ class CollectionPacer:
     def __init__(self, interval_s: float = 0.1) -> None:
         self._interval = interval_s
         self._timer: asyncio.TimerHandle | None = None
-        self.collections = [0, 0, 0]  # by generation, since start (for tests and metrics)
+        self.collections = [0, 0, 0]  # by generation, since start
 
     def start(self) -> None:
         if self._timer is None:

@@ -135,6 +135,13 @@ def _sqlite_select(statement: sa.Select[Any]) -> tuple[str, tuple[str, ...], dic
     return str(compiled), tuple(compiled.positiontup or ()), dict(compiled.params)
 
 
+def _driver(conn: sa.Connection) -> sqlite3.Connection:
+    """The `sqlite3` connection under `conn` (in `conn`'s transaction)."""
+    driver = conn.connection.driver_connection
+    assert isinstance(driver, sqlite3.Connection)
+    return driver
+
+
 def fetch_all(
     conn: sa.Connection, statement: sa.Select[Any], params: dict[str, Any]
 ) -> list[tuple[Any, ...]]:
@@ -144,11 +151,11 @@ def fetch_all(
     if conn.dialect.name != "sqlite":
         return [tuple(row) for row in conn.execute(statement, params)]
     sql, order, bound = _sqlite_select(statement)
-    driver = conn.connection.driver_connection
-    assert isinstance(driver, sqlite3.Connection)
-    rows: list[tuple[Any, ...]] = driver.execute(
-        sql, tuple(params[k] if k in params else bound[k] for k in order)
-    ).fetchall()
+    rows: list[tuple[Any, ...]] = (
+        _driver(conn)
+        .execute(sql, tuple(params[k] if k in params else bound[k] for k in order))
+        .fetchall()
+    )
     return rows
 
 
@@ -169,9 +176,7 @@ def insert_new(conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]])
     sql, order = _sqlite_insert(table, frozenset(rows[0]))
     if any(len(row) != len(order) for row in rows):
         raise ValueError(f"rows for {table.name} differ in their columns")
-    driver = conn.connection.driver_connection
-    assert isinstance(driver, sqlite3.Connection)
-    driver.executemany(sql, [tuple(row[k] for k in order) for row in rows])
+    _driver(conn).executemany(sql, [tuple(row[k] for k in order) for row in rows])
 
 
 class InlineSQLite:

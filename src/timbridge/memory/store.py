@@ -22,7 +22,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, NamedTuple, TypeVar
+from typing import Any, Literal, NamedTuple, TypeVar, cast
 
 import sqlalchemy as sa
 
@@ -290,7 +290,7 @@ class Store:
             lambda conn: fetch_all(conn, _history, {"conversation": conversation}),
             writes=False,
         )
-        loaded: Window = tuple((r[0], r[1], r[2], r[3]) for r in reversed(rows))
+        loaded = cast(Window, tuple(reversed(rows)))  # rows are (role, content, tokens, identity)
         if self._cache is None:
             return loaded
         window = self._cache.get(conversation)
