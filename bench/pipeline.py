@@ -9,10 +9,13 @@ measured in the same run.
 Phases:
 1. ack throughput: N webhooks, closed loop, 64 in flight, at the bare endpoint then at serve
    (whose workers answer every message meanwhile, with a zero-latency model);
-2. replies/s: N / (last reply at the fake Tencent - first webhook sent), same run as 1;
+2. replies/s: N / (last reply at the fake Tencent - first webhook sent), same run as 1, and
+   the CPU time the endpoint's process spent per reply meanwhile (``/proc``; every process
+   here is single-threaded on the loop, so this is what bounds replies/s on one core);
 3. latency at a fixed rate (500 messages/s): webhook ack p50/p99, and webhook→reply overhead
    p50/p99 = reply arrival - webhook sent - the model's own service time;
-4. 2 s model: M conversations write at once; wall time until every reply arrived; serve's RSS.
+4. 2 s model: M conversations write at once; wall time until every reply arrived, and until
+   the fake model had received every call (how fast the endpoint sends a burst); serve's RSS.
 5. stream mode (a robot with ``reply_mode = "stream"``), model first token after 300 ms, 50
    messages/s: first visible text (the first stream chunk at Tencent) minus webhook sent minus
    the model's time to first token, p50/p99.
@@ -97,6 +100,12 @@ def rss_mb(pid: int) -> tuple[float, float]:
         if ":" in line
     )
     return (int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024)
+
+
+def cpu_s(pid: int) -> float:
+    """The user + system CPU time process `pid` has used so far, in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def pct(values: list[float], q: float) -> float:
@@ -268,7 +277,8 @@ async def processes(tmp: Path, model_concurrency: int) -> AsyncIterator[dict[str
     ports = {k: free_port() for k in ("tencent", "model", "bare", "relay", "serve")}
     procs = []
     try:
-        procs += await start_fakes(ports, ("tencent", "model", "bare", "relay"))
+        kinds = ("tencent", "model", "bare", "relay")
+        procs += await start_fakes(ports, kinds)
         config = write_config(
             tmp / "timbridge.toml",
             ports,
@@ -290,7 +300,7 @@ async def processes(tmp: Path, model_concurrency: int) -> AsyncIterator[dict[str
             env=env,
         )
         procs.append(serve)
-        yield {"ports": ports, "serve": serve}
+        yield {"ports": ports, "serve": serve, "relay": procs[kinds.index("relay")]}
     finally:
         for proc in procs:
             proc.terminate()
@@ -303,18 +313,26 @@ class Figures:
 
     acks_per_s: float = 0.0
     replies_per_s: float = 0.0
+    cpu_us_per_reply: float = 0.0
     ack_p50: float = 0.0
     ack_p99: float = 0.0
     overhead_p50: float = 0.0
     overhead_p99: float = 0.0
     wall_s: float = 0.0
+    calls_sent_s: float = 0.0
     failures: int = 0
 
 
 async def reply_phases(
-    session: aiohttp.ClientSession, url: str, tencent: str, model: str, args: argparse.Namespace
+    session: aiohttp.ClientSession,
+    url: str,
+    *,
+    pid: int,
+    tencent: str,
+    model: str,
+    args: argparse.Namespace,
 ) -> Figures:
-    """Phases 1-4 against the webhook endpoint at `url`."""
+    """Phases 1-4 against the webhook endpoint at `url`, served by process `pid`."""
     figures = Figures()
     warm = Load(session, url)
     await warm.closed_loop(1000, 100, "warm-")
@@ -322,10 +340,12 @@ async def reply_phases(
     await session.post(f"{tencent}/reset")
 
     load = Load(session, url)
+    cpu_before = cpu_s(pid)
     first = time.monotonic()
     figures.acks_per_s = await load.closed_loop(args.requests, 1000, "m-")
     arrivals = await replies(session, tencent, args.requests)
     figures.replies_per_s = args.requests / (max(arrivals.values()) - first)
+    figures.cpu_us_per_reply = (cpu_s(pid) - cpu_before) / args.requests * 1e6
 
     await session.post(f"{tencent}/reset")
     await session.post(f"{model}/delay", json={"delay": 0})
@@ -350,6 +370,9 @@ async def reply_phases(
     await asyncio.gather(*[burst.one(query, f"c{n}", f"s-{n}") for n in range(args.conversations)])
     arrivals = await replies(session, tencent, args.conversations)
     figures.wall_s = max(arrivals.values()) - started
+    async with session.get(f"{model}/started") as resp:
+        calls = await resp.json()
+    figures.calls_sent_s = max(calls.values()) - started
     await session.post(f"{tencent}/reset")
     await session.post(f"{model}/delay", json={"delay": 0})
     figures.failures = load.failures + timed.failures + burst.failures
@@ -373,13 +396,15 @@ async def run(args: argparse.Namespace) -> None:
             bare = Load(session, f"http://127.0.0.1:{ports['bare']}/im")
             await bare.closed_loop(1000, 100, "warm-bare-")
             bare_rate = await bare.closed_loop(args.requests, 1000, "bare-")
+            relay_url = f"http://127.0.0.1:{ports['relay']}/im"
             relay = await reply_phases(
-                session, f"http://127.0.0.1:{ports['relay']}/im", tencent, model, args
+                session, relay_url, pid=env["relay"].pid, tencent=tencent, model=model, args=args
             )
             await session.post(f"http://127.0.0.1:{ports['relay']}/close")
             await asyncio.sleep(2)  # the fakes see the relay's connections go before serve runs
+            serve_url = f"http://127.0.0.1:{ports['serve']}/im"
             serve = await reply_phases(
-                session, f"http://127.0.0.1:{ports['serve']}/im", tencent, model, args
+                session, serve_url, pid=env["serve"].pid, tencent=tencent, model=model, args=args
             )
             rss, peak = rss_mb(env["serve"].pid)
             row("", "baseline", "serve", "ratio")
@@ -388,6 +413,12 @@ async def run(args: argparse.Namespace) -> None:
                 "replies/s, zero-latency model (baseline: relay)",
                 relay.replies_per_s,
                 serve.replies_per_s,
+                ratio=True,
+            )
+            row(
+                "CPU per reply meanwhile (µs; baseline: relay)",
+                relay.cpu_us_per_reply,
+                serve.cpu_us_per_reply,
                 ratio=True,
             )
             row(f"at {args.rate:.0f} msg/s: webhook ack p50 (ms)", relay.ack_p50, serve.ack_p50)
@@ -406,6 +437,11 @@ async def run(args: argparse.Namespace) -> None:
                 f"{args.conversations} conversations at once, 2 s model: wall (s)",
                 relay.wall_s,
                 serve.wall_s,
+            )
+            row(
+                f"  of which until the model had all {args.conversations} calls (s)",
+                relay.calls_sent_s,
+                serve.calls_sent_s,
             )
             row("serve RSS now / peak (MB)", "", f"{rss:.0f} / {peak:.0f}")
 

@@ -4,7 +4,8 @@
   for each reply, when it arrived (``time.monotonic()``, one clock for every process here).
 * ``model``: a fake OpenAI-compatible server (Chat Completions, SSE streaming) answering
   ``echo: <last user message>`` after a delay settable at run time; it records each request's
-  service time so the benchmark can subtract model time.
+  service time so the benchmark can subtract model time, and when each request reached it
+  (``/started``), which shows how fast a caller sends a burst of calls.
 * ``bare``: the baseline for acknowledgements, a bare aiohttp endpoint answering Tencent's OK
   acknowledgement.
 * ``relay``: the baseline for replies, the least a Python bot can do on the same stack: it
@@ -95,14 +96,15 @@ def tencent_app() -> web.Application:
 
 
 def model_app() -> web.Application:
-    state: dict[str, Any] = {"delay": 0.0, "service": {}, "first": {}}
+    state: dict[str, Any] = {"delay": 0.0, "service": {}, "first": {}, "started": {}}
 
     async def completions(request: web.Request) -> web.StreamResponse:
         started = time.monotonic()
         body = orjson.loads(await request.read())
+        question = body["messages"][-1]["content"]
+        state["started"][question] = started
         if state["delay"]:
             await asyncio.sleep(state["delay"])
-        question = body["messages"][-1]["content"]
         text = f"echo: {question}"
         base = {"id": "c", "created": 1, "model": body["model"], "object": "chat.completion.chunk"}
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
@@ -137,6 +139,7 @@ def model_app() -> web.Application:
         state["delay"] = float((await request.json())["delay"])
         state["service"] = {}
         state["first"] = {}
+        state["started"] = {}
         gc.collect()
         return web.Response(text="ok")
 
@@ -146,11 +149,15 @@ def model_app() -> web.Application:
     async def first(request: web.Request) -> web.Response:
         return web.Response(body=orjson.dumps(state["first"]), content_type="application/json")
 
+    async def started_at(request: web.Request) -> web.Response:
+        return web.Response(body=orjson.dumps(state["started"]), content_type="application/json")
+
     app = web.Application()
     app.router.add_post("/v1/chat/completions", completions)
     app.router.add_post("/delay", control)
     app.router.add_get("/stats", stats)
     app.router.add_get("/first", first)
+    app.router.add_get("/started", started_at)
     return app
 
 
