@@ -275,10 +275,11 @@ def serve_env() -> dict[str, str]:
 @asynccontextmanager
 async def processes(tmp: Path, model_concurrency: int) -> AsyncIterator[dict[str, Any]]:
     ports = {k: free_port() for k in ("tencent", "model", "bare", "relay", "serve")}
-    procs = []
+    procs: list[asyncio.subprocess.Process] = []
     try:
         kinds = ("tencent", "model", "bare", "relay")
-        procs += await start_fakes(ports, kinds)
+        fakes = dict(zip(kinds, await start_fakes(ports, kinds), strict=True))
+        procs += fakes.values()
         config = write_config(
             tmp / "timbridge.toml",
             ports,
@@ -300,7 +301,7 @@ async def processes(tmp: Path, model_concurrency: int) -> AsyncIterator[dict[str
             env=env,
         )
         procs.append(serve)
-        yield {"ports": ports, "serve": serve, "relay": procs[kinds.index("relay")]}
+        yield {"ports": ports, "serve": serve, "relay": fakes["relay"]}
     finally:
         for proc in procs:
             proc.terminate()

@@ -30,7 +30,7 @@ import gc
 import os
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -135,29 +135,26 @@ def model_app() -> web.Application:
         state["service"][question] = time.monotonic() - started
         return response
 
+    records = {"/stats": "service", "/first": "first", "/started": "started"}  # path: record
+
     async def control(request: web.Request) -> web.Response:
         state["delay"] = float((await request.json())["delay"])
-        state["service"] = {}
-        state["first"] = {}
-        state["started"] = {}
+        for record in records.values():
+            state[record] = {}
         gc.collect()
         return web.Response(text="ok")
 
-    async def stats(request: web.Request) -> web.Response:
-        return web.Response(body=orjson.dumps(state["service"]), content_type="application/json")
+    def reader(record: str) -> Callable[[web.Request], Awaitable[web.Response]]:
+        async def read(request: web.Request) -> web.Response:
+            return web.Response(body=orjson.dumps(state[record]), content_type="application/json")
 
-    async def first(request: web.Request) -> web.Response:
-        return web.Response(body=orjson.dumps(state["first"]), content_type="application/json")
-
-    async def started_at(request: web.Request) -> web.Response:
-        return web.Response(body=orjson.dumps(state["started"]), content_type="application/json")
+        return read
 
     app = web.Application()
     app.router.add_post("/v1/chat/completions", completions)
     app.router.add_post("/delay", control)
-    app.router.add_get("/stats", stats)
-    app.router.add_get("/first", first)
-    app.router.add_get("/started", started_at)
+    for path, record in records.items():
+        app.router.add_get(path, reader(record))
     return app
 
 
