@@ -19,9 +19,9 @@ from timbridge.bot.text import extract_text, strip_mentions
 from timbridge.coordination import Job, LocalCoordinator, TTLSet
 from timbridge.errors import CoordinationError
 from timbridge.llm.tokens import count_tokens
-from timbridge.memory import Turn
 from timbridge.protocol import parse_event
 from timbridge.protocol.callbacks import C2CMessageEvent, GroupMessageEvent
+from timbridge.storage import Turn
 
 # --- splitting --------------------------------------------------------------------------------
 
@@ -178,7 +178,8 @@ async def test_local_queue_orders_per_conversation_and_runs_conversations_togeth
     await coordinator.start(handler)
     for n in range(10):
         for conversation in ("a", "b", "c"):
-            await coordinator.enqueue(_job(conversation, n))
+            job = _job(conversation, n)
+            assert await coordinator.submit(job.identity, [job])
     assert coordinator.depth() == 30
     await coordinator.idle()
     assert seen == {c: list(range(10)) for c in "abc"}
@@ -199,11 +200,10 @@ async def test_local_queue_survives_a_failing_job_and_drains_on_close() -> None:
 
     await coordinator.start(handler)
     for n in range(4):
-        await coordinator.enqueue(_job("a", n))
+        job = _job("a", n)
+        await coordinator.submit(job.identity, [job])
     await coordinator.close(grace_s=5)
     assert done == [0, 2, 3]
-    with pytest.raises(CoordinationError, match="shutting down"):
-        await coordinator.enqueue(_job("a", 9))
     with pytest.raises(CoordinationError, match="shutting down"):  # the webhook answers 503
         await coordinator.submit("new", [_job("a", 10)])
 

@@ -11,7 +11,7 @@ from tests.fake_openai import FakeOpenAI
 from tests.stack import running_stack
 from timbridge.bot.commands import NOTHING_TO_COMPACT_TEXT
 from timbridge.bot.context import SUMMARY_PROMPT
-from timbridge.memory.store import utc_day
+from timbridge.storage.history import utc_day
 
 pytestmark = pytest.mark.usefixtures("clean_env")
 
@@ -32,7 +32,9 @@ async def test_daily_token_budget_stops_the_model_and_says_when(tmp_path: Path) 
         stack.emu.user_send("alice", "@RBT#helper", "one two three four five six")
         first = await stack.emu.wait_message(from_="@RBT#helper", to="alice")
         assert first.text == "echo: one two three four five six"
-        used = await stack.services.store.tokens_on(utc_day(), "@RBT#helper", sender="alice")
+        used = await stack.services.store.history.tokens_on(
+            utc_day(), "@RBT#helper", sender="alice"
+        )
         assert used == 9 + 7  # the fake's prompt words + answer words, from the ledger
         for n in range(2):
             mark = stack.emu.mark()

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+import redis.asyncio as aioredis
 from aiohttp.test_utils import TestServer
 
 from tests.fake_openai import Failure, FakeOpenAI
@@ -195,8 +196,24 @@ async def test_check_reports_redis_coordination(
         TIMBRIDGE_COORDINATION__URL=redis_url,
         TIMBRIDGE_COORDINATION__PREFIX=redis_prefix,
     )
-    result = await timbridge("check", "--config", str(config), env=good, cwd=tmp_path)
-    assert f"ok    coordination: {redis_url.split('://')[1]} answers (0 jobs queued)" in result.out
+    redis = aioredis.Redis.from_url(redis_url)
+    appendonly = (await redis.config_get("appendonly"))["appendonly"]
+    try:
+        await redis.config_set("appendonly", "no")
+        result = await timbridge("check", "--config", str(config), env=good, cwd=tmp_path)
+        assert (
+            f"warn coordination: {redis_url.split('://')[1]} answers, but Redis keeps no "
+            "append-only file (appendonly no): messages acknowledged but not yet answered are "
+            "lost if Redis restarts"
+        ) in " ".join(result.out.split())
+        assert "fix: in redis.conf: appendonly yes, appendfsync everysec" in result.out
+        await redis.config_set("appendonly", "yes")
+        result = await timbridge("check", "--config", str(config), env=good, cwd=tmp_path)
+        shown = redis_url.split("://")[1]
+        assert f"ok    coordination: {shown} answers (0 jobs queued)" in result.out
+    finally:
+        await redis.config_set("appendonly", appendonly)
+        await redis.aclose()
     bad = good | {"TIMBRIDGE_COORDINATION__URL": "redis://127.0.0.1:1/0"}
     result = await timbridge("check", "--config", str(config), env=bad, cwd=tmp_path)
     assert result.code == 1

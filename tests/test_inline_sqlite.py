@@ -1,4 +1,4 @@
-"""SQLite used inline on the event loop (`timbridge.sql.InlineSQLite`): a file locked by another
+"""SQLite used inline on the event loop (`storage.sql.InlineSQLite`): a file locked by another
 connection is waited for with asyncio sleeps, never on the loop, and refused with a
 `StorageError` after the wait; checkpoints copy the WAL into the database from a thread."""
 
@@ -15,8 +15,8 @@ import pytest
 import sqlalchemy as sa
 
 from timbridge.errors import StorageError
-from timbridge.memory import Store, Turn
-from timbridge.sql import InlineSQLite, insert_new
+from timbridge.storage import Store, Turn
+from timbridge.storage.sql import InlineSQLite, insert_new
 
 _notes = sa.Table("notes", sa.MetaData(), sa.Column("text", sa.Text))
 
@@ -46,13 +46,13 @@ async def test_a_locked_file_is_waited_for_while_the_loop_runs_on(tmp_path: Path
 
     ticker = asyncio.create_task(tick())
     with _locked(path):
-        writing = asyncio.create_task(store.add_turns("c", "m1", [Turn("user", "hi", 1)]))
+        writing = asyncio.create_task(store.history.add_turns("c", "m1", [Turn("user", "hi", 1)]))
         await asyncio.sleep(0.3)
         assert not writing.done()  # waiting for the lock ...
         assert ticks > 30  # ... while everything else on the loop went on
     await asyncio.wait_for(writing, 2)
     ticker.cancel()
-    assert [t.content for t in await store.recent_turns("c")] == ["hi"]
+    assert [t.content for t in await store.history.recent_turns("c")] == ["hi"]
     await store.aclose()
     with contextlib.closing(sqlite3.connect(path)) as db:
         assert db.execute("SELECT content FROM turns").fetchall() == [("hi",)]
@@ -177,10 +177,10 @@ async def test_a_failed_group_commit_fails_its_writers_and_the_next_one_commits(
     store = await Store.open(f"sqlite:///{tmp_path / 'db.sqlite'}")
     try:
         with _locked(tmp_path / "db.sqlite"):
-            store._database._busy_wait_s = 0.05  # type: ignore[union-attr]
+            store.database._busy_wait_s = 0.05  # type: ignore[union-attr]
             with pytest.raises(StorageError, match="database is locked"):
-                await store.add_turns("c", "m1", [Turn("user", "lost", 1)])
-        await store.add_turns("c", "m2", [Turn("user", "kept", 1)])
-        assert [t.content for t in await store.recent_turns("c")] == ["kept"]
+                await store.history.add_turns("c", "m1", [Turn("user", "lost", 1)])
+        await store.history.add_turns("c", "m2", [Turn("user", "kept", 1)])
+        assert [t.content for t in await store.history.recent_turns("c")] == ["kept"]
     finally:
         await store.aclose()

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from timbridge.errors import StorageError
-from timbridge.memory import Store, Turn
-from timbridge.sql import async_url
+from timbridge.storage import Store, Turn
+from timbridge.storage.sql import async_url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -33,18 +33,18 @@ async def store(store_url: str) -> Store:
 
 
 async def test_turns_round_trip_and_idempotency(store: Store) -> None:
-    await store.add_turns("c", "m1", [Turn("user", "hi", 1), Turn("assistant", "hello", 2)])
-    await store.add_turns("c", "m1", [Turn("user", "hi", 1), Turn("assistant", "other", 2)])
-    await store.add_turns("c", "m2", [Turn("user", "again", 1)])
-    history = await store.recent_turns("c")
+    await store.history.add_turns("c", "m1", [Turn("user", "hi", 1), Turn("assistant", "hello", 2)])
+    await store.history.add_turns("c", "m1", [Turn("user", "hi", 1), Turn("assistant", "other", 2)])
+    await store.history.add_turns("c", "m2", [Turn("user", "again", 1)])
+    history = await store.history.recent_turns("c")
     assert [(t.role, t.content, t.identity) for t in history] == [
         ("user", "hi", "m1"),
         ("assistant", "hello", "m1"),
         ("user", "again", "m2"),
     ]
-    assert await store.reply_for("c", "m1") == "hello"
-    assert await store.reply_for("c", "m2") is None
-    assert await store.recent_turns("other") == []
+    assert await store.history.reply_for("c", "m1") == "hello"
+    assert await store.history.reply_for("c", "m2") is None
+    assert await store.history.recent_turns("other") == []
 
 
 async def test_history_survives_reopen_and_window_is_newest(store_url: str) -> None:
@@ -61,25 +61,28 @@ async def test_history_survives_reopen_and_window_is_newest(store_url: str) -> N
 
 
 async def test_reset_removes_only_that_conversation(store: Store) -> None:
-    await store.add_turns("a", "1", [Turn("user", "x", 1)])
-    await store.add_turns("b", "1", [Turn("user", "y", 1)])
-    assert await store.reset("a") == 1
-    assert await store.recent_turns("a") == []
-    assert [t.content for t in await store.recent_turns("b")] == ["y"]
+    await store.history.add_turns("a", "1", [Turn("user", "x", 1)])
+    await store.history.add_turns("b", "1", [Turn("user", "y", 1)])
+    assert await store.history.reset("a") == 1
+    assert await store.history.recent_turns("a") == []
+    assert [t.content for t in await store.history.recent_turns("b")] == ["y"]
 
 
 async def test_reply_parts_record(store: Store) -> None:
-    await store.record_parts("m1|@RBT#a", {0: "key0", 1: "key1"})
-    await store.record_parts("m1|@RBT#a", {1: "other"})
-    assert await store.sent_parts("m1|@RBT#a") == {0: "key0", 1: "key1"}
-    assert await store.sent_parts("nope") == {}
+    await store.history.record_parts("m1|@RBT#a", {0: "key0", 1: "key1"})
+    await store.history.record_parts("m1|@RBT#a", {1: "other"})
+    assert await store.history.sent_parts("m1|@RBT#a") == {0: "key0", 1: "key1"}
+    assert await store.history.sent_parts("nope") == {}
 
 
 async def test_concurrent_writes_are_group_committed(store: Store) -> None:
     await asyncio.gather(
-        *[store.add_turns(f"c{n % 10}", f"m{n}", [Turn("user", str(n), 1)]) for n in range(500)]
+        *[
+            store.history.add_turns(f"c{n % 10}", f"m{n}", [Turn("user", str(n), 1)])
+            for n in range(500)
+        ]
     )
-    total = sum([len(await store.recent_turns(f"c{n}")) for n in range(10)])
+    total = sum([len(await store.history.recent_turns(f"c{n}")) for n in range(10)])
     assert total == 500
 
 
@@ -88,7 +91,7 @@ async def test_history_query_uses_the_index(tmp_path: Path) -> None:
     cost at 10 or 100 000 stored turns."""
     path = tmp_path / "db.sqlite"
     store = await Store.open(f"sqlite:///{path}")
-    await store.add_turns("c", "1", [Turn("user", "x", 1)])
+    await store.history.add_turns("c", "1", [Turn("user", "x", 1)])
     await store.aclose()
     with contextlib.closing(sqlite3.connect(path)) as db:
         plan = db.execute(
@@ -128,8 +131,8 @@ async def test_processes_starting_together_on_postgresql_do_not_race(postgres_ur
     # three front-ends and workers starting at once each create the schema: one at a time
     stores = await asyncio.gather(*[Store.open(postgres_url) for _ in range(6)])
     try:
-        await stores[0].add_turns("c", "m1", [Turn("user", "hi", 1)])
-        assert [t.content for t in await stores[5].recent_turns("c")] == ["hi"]
+        await stores[0].history.add_turns("c", "m1", [Turn("user", "hi", 1)])
+        assert [t.content for t in await stores[5].history.recent_turns("c")] == ["hi"]
     finally:
         for store in stores:
             await store.aclose()
@@ -141,32 +144,32 @@ async def test_a_window_evicted_while_its_turns_are_written_is_not_left_partial(
     """SQLite keeps recent windows in memory. If a conversation's window is evicted while its
     new turns are being written, the next read must load the whole history again, not find a
     window holding the new turns alone."""
-    import timbridge.memory.store as store_module
+    import timbridge.storage.history as store_module
 
     monkeypatch.setattr(store_module, "_CACHED_CONVERSATIONS", 1)
     store = await Store.open(f"sqlite:///{tmp_path / 'db.sqlite'}")
-    await store.add_turns("a", "1", [Turn("user", "old", 1)])
-    writing = asyncio.create_task(store.add_turns("a", "2", [Turn("user", "new", 1)]))
+    await store.history.add_turns("a", "1", [Turn("user", "old", 1)])
+    writing = asyncio.create_task(store.history.add_turns("a", "2", [Turn("user", "new", 1)]))
     for _ in range(100):  # until the write is queued and waiting for its transaction
-        if store._pending:
+        if store.commits._pending:
             break
         await asyncio.sleep(0)
-    assert store._pending
-    await store.recent_turns("b")  # evicts "a"'s window meanwhile
+    assert store.commits._pending
+    await store.history.recent_turns("b")  # evicts "a"'s window meanwhile
     await writing
-    assert [t.content for t in await store.recent_turns("a")] == ["old", "new"]
+    assert [t.content for t in await store.history.recent_turns("a")] == ["old", "new"]
     await store.aclose()
 
 
 async def test_concurrent_first_loads_of_one_conversation_agree(
     store: Store, store_url: str
 ) -> None:
-    await store.add_turns("c", "1", [Turn("user", "one", 1)])
+    await store.history.add_turns("c", "1", [Turn("user", "one", 1)])
     fresh = await Store.open(store_url)  # nothing cached yet
-    loads = await asyncio.gather(*[fresh.recent_turns("c") for _ in range(5)])
-    await fresh.add_turns("c", "2", [Turn("user", "two", 1)])
+    loads = await asyncio.gather(*[fresh.history.recent_turns("c") for _ in range(5)])
+    await fresh.history.add_turns("c", "2", [Turn("user", "two", 1)])
     assert all([t.content for t in load] == ["one"] for load in loads)
-    assert [t.content for t in await fresh.recent_turns("c")] == ["one", "two"]
+    assert [t.content for t in await fresh.history.recent_turns("c")] == ["one", "two"]
     await fresh.aclose()
 
 
@@ -176,13 +179,13 @@ async def test_cached_windows_are_invisible_to_the_garbage_collector(tmp_path: P
     store = await Store.open(f"sqlite:///{tmp_path / 'db.sqlite'}")
     try:
         for n in range(70):  # more than the 64-turn window: the window is replaced, not grown
-            await store.add_turns("c", f"m{n}", [Turn("user", f"q{n}", 1)])
-        history = await store.recent_turns("c")
+            await store.history.add_turns("c", f"m{n}", [Turn("user", f"q{n}", 1)])
+        history = await store.history.recent_turns("c")
         assert len(history) == 64
         assert history[-1].content == "q69"
         gc.collect()  # the turns; the window in the same pass or, as here, the next one
         gc.collect()
-        window = store._cache["c"]  # type: ignore[index]
+        window = store.history._cache["c"]  # type: ignore[index]
         assert isinstance(window, tuple)
         assert not gc.is_tracked(window)
         assert not any(gc.is_tracked(turn) for turn in window)

@@ -310,7 +310,7 @@ async def test_typing_notice_while_a_slow_model_thinks_and_none_for_a_fast_one(
 async def test_a_store_that_cannot_write_still_lets_the_answer_out(tmp_path: Path) -> None:
     async with running_stack(tmp_path) as stack:
         # SQLite waits 5 s for a locked file before it gives up; 0.3 s keeps the test short
-        stack.services.store._database._busy_wait_s = 0.3  # type: ignore[union-attr]
+        stack.services.store.database._busy_wait_s = 0.3  # type: ignore[union-attr]
         locker = sqlite3.connect(tmp_path / "timbridge.db", isolation_level=None)
         locker.execute("BEGIN IMMEDIATE")  # another process holds the write lock
         try:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from timbridge import usersig
+from timbridge.coordination.redis import RedisCoordinator
 from timbridge.errors import (
     ConfigError,
     LLMError,
@@ -20,7 +21,6 @@ from timbridge.errors import (
 )
 from timbridge.knowledge.library import BUILTIN_KB
 from timbridge.llm.base import ChatMessage
-from timbridge.memory.store import Store
 from timbridge.protocol.rest import GetAllRobots
 from timbridge.services import (
     build_coordinator,
@@ -30,6 +30,7 @@ from timbridge.services import (
     robot_knowledge,
 )
 from timbridge.settings import Settings
+from timbridge.storage.store import Store
 from timbridge.tencent.codes import describe
 
 __all__ = ["Check", "run_checks"]
@@ -148,14 +149,19 @@ async def _coordination(settings: Settings) -> Check:
     if url.startswith("memory://"):
         return Check("coordination", "ok", "in-process (memory://)")
     coordinator = build_coordinator(settings)
+    assert isinstance(coordinator, RedisCoordinator)
     try:
         await coordinator.ping()
+        problem = await coordinator.persistence()
     except TimbridgeError as exc:
         fix = "check coordination.url and that Redis is up"
         return Check("coordination", "fail", str(exc), fix)
     finally:
         await coordinator.close(0)
     shown = url.split("://", 1)[-1].rsplit("@", maxsplit=1)[-1]
+    if problem is not None:
+        fix = "in redis.conf: appendonly yes, appendfsync everysec (or always)"
+        return Check("coordination", "warn", f"{shown} answers, but {problem}", fix)
     return Check("coordination", "ok", f"{shown} answers ({coordinator.depth()} jobs queued)")
 
 

@@ -16,7 +16,7 @@ only finds what is left in cycles. Left to its defaults it costs a server twice:
   interval left alive (largest pause in the same run: 4 ms).
 
 The long-lived data itself is kept where the collector does not look: a memory window is a
-tuple of plain tuples (`timbridge.memory.store.Window`), which the collector stops tracking.
+tuple of plain tuples (`timbridge.storage.history.Window`), which the collector stops tracking.
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
+        self._robots_seen: set[str] = set()
         self.webhooks = Counter(
             "timbridge_webhooks",
             "Webhooks by command and outcome",
@@ -22,6 +23,29 @@ class Metrics:
             registry=r,
         )
         self.queue_depth = Gauge("timbridge_queue_depth", "Jobs accepted, not finished", registry=r)
+        self.backlog = Gauge(
+            "timbridge_backlog_jobs", "Jobs accepted, not finished, by robot", ["robot"], registry=r
+        )
+        self.oldest_wait = Gauge(
+            "timbridge_backlog_oldest_seconds",
+            "How long the oldest unfinished job has waited",
+            registry=r,
+        )
+        self.shed = Counter(
+            "timbridge_shed_messages",
+            "Messages not sent to the model because they waited longer than server.max_wait_s",
+            ["robot"],
+            registry=r,
+        )
+        self.busy_notices = Counter(
+            "timbridge_busy_notices", "Busy notices sent to users, by robot", ["robot"], registry=r
+        )
+        self.tencent_alerts = Counter(
+            "timbridge_tencent_alerts",
+            "Alert callbacks from Tencent (e.g. Alert.RequestOverLimit), by command",
+            ["command"],
+            registry=r,
+        )
         self.model_latency = Histogram(
             "timbridge_model_latency_seconds",
             "Model answer time by profile",
@@ -76,6 +100,14 @@ class Metrics:
 
     def rest_result(self, command: str, code: int) -> None:
         self.rest_calls.labels(command, str(code)).inc()
+
+    def observe_backlog(self, backlog: dict[str, int], oldest_wait_s: float) -> None:
+        """Set the backlog gauges (robots gone from `backlog` read 0)."""
+        self.queue_depth.set(sum(backlog.values()))
+        for robot in {*self._robots_seen, *backlog}:
+            self.backlog.labels(robot).set(backlog.get(robot, 0))
+        self._robots_seen |= backlog.keys()
+        self.oldest_wait.set(oldest_wait_s)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

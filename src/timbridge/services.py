@@ -36,10 +36,11 @@ from timbridge.llm.offline import OfflineModel
 from timbridge.llm.openai_compat import OpenAICompatible
 from timbridge.llm.openai_sdk import OpenAISDK
 from timbridge.llm.presets import PRESETS
-from timbridge.memory.store import Store
 from timbridge.metrics import Metrics
 from timbridge.protocol.rest import GetAllRobots
 from timbridge.settings import ModelProfile, Settings
+from timbridge.storage.inbox import Inbox
+from timbridge.storage.store import Store
 from timbridge.tencent.client import RetryPolicy, TencentClient
 from timbridge.tencent.limits import CallLimits
 from timbridge.usersig import UserSigSigner
@@ -147,11 +148,16 @@ def build_model(name: str, profile: ModelProfile, *, max_connections: int = 1000
     )
 
 
-def build_coordinator(settings: Settings) -> Coordinator:
-    """In-process for ``memory://``, else Redis (nothing is connected until first use)."""
+def build_coordinator(settings: Settings, inbox: Inbox | None = None) -> Coordinator:
+    """In-process for ``memory://`` (its jobs kept in `inbox`), else Redis (nothing is
+    connected until first use)."""
     config = settings.coordination
     if config.url.startswith("memory://"):
-        return LocalCoordinator(priority=AckFirst(settings.server.ack_first_s))
+        return LocalCoordinator(
+            inbox=inbox,
+            window=settings.server.jobs_in_memory,
+            priority=AckFirst(settings.server.ack_first_s),
+        )
     return RedisCoordinator(
         config.url,
         prefix=config.prefix,
@@ -246,7 +252,7 @@ class Services:
             tencent = tencent_client(settings, session, retry=tencent_retry, metrics=metrics)
             store = await Store.open(settings.store.url)
             stack.push_async_callback(store.aclose)
-            coordination = build_coordinator(settings)
+            coordination = build_coordinator(settings, store.inbox)
             stack.push_async_callback(coordination.close, settings.server.shutdown_grace_s)
             chain = ModelChain(
                 models,
@@ -261,9 +267,9 @@ class Services:
                     await library.ensure_builtin()
             engine = Engine(
                 settings,
-                store,
+                store.history,
                 chain,
-                ReplySender(tencent, store),
+                ReplySender(tencent, store.history),
                 metrics,
                 coordination=coordination,
                 library=library,

@@ -149,6 +149,13 @@ class ServerSettings(_Section):
     model_concurrency: Annotated[int, Field(ge=1)] = 256
     ack_first_s: Annotated[float, Field(ge=0)] = 5.0
     shutdown_grace_s: Annotated[float, Field(ge=0)] = 20.0
+    #: A message that waited longer than this before its answer could start is not sent to
+    #: the model: the user gets the robot's `busy_text` instead (0: never shed).
+    max_wait_s: Annotated[float, Field(ge=0)] = 30.0
+    #: At most one busy notice per conversation within this many seconds.
+    busy_notice_every_s: Annotated[float, Field(ge=0)] = 300.0
+    #: Accepted jobs held in memory at most (embedded mode); the rest wait in the inbox.
+    jobs_in_memory: Annotated[int, Field(ge=16)] = 2048
 
     @field_validator("path")
     @classmethod
@@ -274,6 +281,10 @@ class RobotSettings(_Section):
     tokens_per_group_per_day: Annotated[int, Field(ge=0)] = 0
     knowledge: str | None = None
     cite_sources: bool = True
+    busy_text: str = (
+        "Sorry, I'm getting a lot of messages right now and couldn't get to yours in time. "
+        "Please try again in a moment."
+    )
 
     @field_validator("id")
     @classmethod

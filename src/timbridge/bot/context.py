@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from timbridge.knowledge.retrieval import Hit
 from timbridge.llm.base import ChatMessage, Source
 from timbridge.llm.tokens import count_tokens
-from timbridge.memory.store import Turn
+from timbridge.storage.history import Turn
 
 __all__ = [
     "ANSWER_RESERVE",

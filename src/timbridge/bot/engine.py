@@ -37,7 +37,6 @@ from timbridge.knowledge.library import Library
 from timbridge.knowledge.retrieval import Hit
 from timbridge.llm.base import ChatMessage, Image
 from timbridge.llm.tokens import count_tokens
-from timbridge.memory.store import Store, Turn, UsageRecord, utc_day
 from timbridge.metrics import Metrics
 from timbridge.protocol.callbacks import (
     C2CAfterSendEvent,
@@ -47,6 +46,7 @@ from timbridge.protocol.callbacks import (
     parse_event,
 )
 from timbridge.settings import Settings
+from timbridge.storage.history import History, Turn, UsageRecord, utc_day
 
 __all__ = ["APOLOGY", "EMPTY_TEXT", "IMAGE_FAILED", "INTERRUPTED", "TEXT_ONLY", "Engine"]
 
@@ -60,6 +60,10 @@ EMPTY_TEXT = "I can only read text messages. Please write your question as text.
 STORE_FAILED = (
     "Sorry, I can't answer right now: my memory is unavailable. Please try again shortly."
 )
+
+#: A burst joins at most this many messages, and stops joining this long after its first one.
+BURST_MAX_MESSAGES = 8
+BURST_MAX_S = 10.0
 
 _log = structlog.get_logger("timbridge.engine")
 
@@ -77,7 +81,7 @@ class Engine:
     def __init__(
         self,
         settings: Settings,
-        store: Store,
+        store: History,
         models: ModelChain,
         replies: ReplySender,
         metrics: Metrics,
@@ -130,6 +134,8 @@ class Engine:
         try:
             if command is not None:
                 await self._command(job, conv, command.name)
+            elif await self._shed(job, conv):
+                return
             elif not text:
                 await self._replies.send(conv, job.identity, EMPTY_TEXT)
             elif images := image_urls(event.msg_body):
@@ -144,6 +150,25 @@ class Engine:
                 await self._replies.send_part(conv, job.identity, 0, STORE_FAILED, mention=True)
             except TencentError as sent:
                 _log.error("reply.not_sent", error=str(sent))
+
+    async def _shed(self, job: Job, conv: Conversation) -> bool:
+        """Whether the message waited too long (`server.max_wait_s`) to be worth a model call:
+        the user is told the robot is busy (once per conversation per `busy_notice_every_s`)
+        and the job is done. A job that already has its answer stored is never shed: it
+        resumes (a restart after a crash), so that nobody is told "busy" after an answer."""
+        server = self._settings.server
+        waited = time.time() - job.received_at
+        if server.max_wait_s <= 0 or waited <= server.max_wait_s:
+            return False
+        if await self._store.reply_for(conv.key, job.identity) is not None:
+            return False
+        self._metrics.shed.labels(conv.robot).inc()
+        told = await self._coordination.once(f"busy|{conv.key}", server.busy_notice_every_s)
+        _log.warning("overload.shed", waited_s=round(waited, 1), told=told)
+        if told:
+            self._metrics.busy_notices.labels(conv.robot).inc()
+            await self._replies.send(conv, job.identity, self._robots[conv.robot].busy_text)
+        return True
 
     async def _look(self, job: Job, conv: Conversation, text: str, urls: list[str]) -> None:
         """A message with images: to a model that can see them, else the user is told."""
@@ -161,14 +186,16 @@ class Engine:
 
     async def _burst(self, job: Job, conv: Conversation, text: str) -> str:
         """`text` with the messages the same user sent right after it (each within the robot's
-        `burst_window_s` of the one before, before the reply starts), answered together once."""
+        `burst_window_s` of the one before, before the reply starts), answered together once.
+        A burst ends after `BURST_MAX_MESSAGES`, or `BURST_MAX_S` after its first message, so
+        that a user who keeps writing still gets answers."""
         window = self._robots[conv.robot].burst_window_s
         if window <= 0:
             return text
         texts = [text]
         joined = {job.identity}
         last = job.received_at
-        while True:
+        while len(texts) < BURST_MAX_MESSAGES and time.time() - job.received_at < BURST_MAX_S:
             await asyncio.sleep(max(0.0, last + window - time.time()))
             added = False
             for queued in await self._coordination.peek(job.conversation):

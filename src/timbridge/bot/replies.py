@@ -13,10 +13,10 @@ import structlog
 from timbridge.bot.conversation import Conversation, derive_random, derive_seq
 from timbridge.bot.split import split_reply
 from timbridge.errors import StorageError, TencentError
-from timbridge.memory.store import Store
 from timbridge.protocol.callbacks import GroupAtInfo
 from timbridge.protocol.elements import TextElem
 from timbridge.protocol.rest import FORBID_CALLBACKS, SendC2CMsg, SendGroupMsg
+from timbridge.storage.history import History
 from timbridge.tencent.client import TencentClient
 from timbridge.tencent.notices import typing_notice
 
@@ -30,7 +30,7 @@ TYPING_EVERY_S = 4.0
 class ReplySender:
     """Sends replies and typing notices through the Tencent client."""
 
-    def __init__(self, tencent: TencentClient, store: Store) -> None:
+    def __init__(self, tencent: TencentClient, store: History) -> None:
         self._tencent = tencent
         self._store = store
 

@@ -25,6 +25,8 @@ class Job:
     received_at: float
     #: The parsed event, when the job never left this process (skips parsing twice).
     event: object = field(default=None, compare=False)
+    #: Its place in the order of acceptance, in the embedded inbox (0: not stored there).
+    seq: int = field(default=0, compare=False)
 
 
 Handler = Callable[[Job], Awaitable[None]]
@@ -70,6 +72,14 @@ class Coordinator(Protocol):
 
     def depth(self) -> int:
         """Jobs accepted and not yet finished."""
+        ...
+
+    def backlog(self) -> dict[str, int]:
+        """Jobs accepted and not yet finished, per robot (as last known to this process)."""
+        ...
+
+    def oldest_wait_s(self) -> float:
+        """How long the oldest job this process knows of has waited (0: none waits)."""
         ...
 
     async def ping(self) -> None:

@@ -1,18 +1,29 @@
-"""In-process coordination for the embedded deployment: one process, no Redis."""
+"""In-process coordination for the embedded deployment: one process, no Redis.
+
+With an inbox (`timbridge.storage.inbox`, as `serve` runs it), an accepted message is on disk
+before the webhook answers OK, and the in-memory mailboxes are a bounded window over the inbox:
+they hold at most `window` jobs, the oldest ones, and the rest waits on disk until there is room.
+The window is always a prefix of the inbox in acceptance order (every stored job up to
+`_loaded_to` is in memory or done, none after it is), so each conversation's jobs still run in
+the order they came, whatever the backlog. On start, what the inbox holds runs again; on
+shutdown, what did not finish within the grace period stays there for the next start.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections import OrderedDict, deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import Sequence
+from dataclasses import replace
 
 import structlog
 
 from timbridge.coordination.base import Handler, Job
 from timbridge.coordination.limits import Decision, MessageRate
 from timbridge.coordination.priority import AckFirst
-from timbridge.errors import CoordinationError
+from timbridge.errors import CoordinationError, StorageError
+from timbridge.storage.inbox import Inbox, InboxEntry
 
 __all__ = ["LocalCoordinator", "TTLSet"]
 
@@ -42,27 +53,44 @@ class TTLSet:
             del self._items[oldest]
         return True
 
+    def discard(self, key: str) -> None:
+        """Forget `key` (a message that could not be kept may come again)."""
+        self._items.pop(key, None)
+
     def __len__(self) -> int:
         return len(self._items)
 
 
 class LocalCoordinator:
-    """Per-conversation mailboxes drained by one task each; conversations run concurrently."""
+    """Per-conversation mailboxes drained by one task each; conversations run concurrently.
+
+    `inbox`: where accepted jobs are kept until done (None: in memory only, lost on exit).
+    `window`: the most jobs held in memory at once, with an inbox.
+    """
 
     def __init__(
         self,
         *,
+        inbox: Inbox | None = None,
+        window: int = 2048,
         dedupe_ttl_s: float = 600.0,
         dedupe_max: int = 200_000,
         priority: AckFirst | None = None,
     ) -> None:
         self._seen = TTLSet(dedupe_ttl_s, dedupe_max)
         self._priority = priority or AckFirst(0.0)  # by default, no job is held back
+        self._inbox = inbox
+        self._window = window
         self._mailboxes: dict[str, deque[Job]] = {}
         self._workers: dict[str, asyncio.Task[None]] = {}
         self._handler: Handler | None = None
         self._closing = False
-        self._depth = 0
+        self._in_memory = 0  # jobs in the mailboxes
+        self._backlog: Counter[str] = Counter()  # robot → jobs accepted and not finished
+        self._seq = 0  # the last sequence number given out
+        self._newest = 0  # the newest job known stored
+        self._loaded_to = 0  # every stored job up to here is in memory or done
+        self._refill: asyncio.Task[None] | None = None
         self._rate = MessageRate()
         self._once: dict[str, float] = {}
         self._claims: dict[str, tuple[str, float]] = {}
@@ -73,9 +101,85 @@ class LocalCoordinator:
         if not self._seen.add(identity):
             return False
         self._priority.accepted()
+        if self._inbox is None:
+            for job in jobs:
+                self._backlog[job.robot] += 1
+                self._admit(job)
+            return True
+        stamped = []
         for job in jobs:
-            await self.enqueue(job)
+            self._seq += 1
+            stamped.append(replace(job, seq=self._seq))
+        try:
+            await self._inbox.put(
+                [_entry(job) for job in stamped], then=lambda: self._kept(stamped)
+            )
+        except StorageError as exc:
+            self._seen.discard(identity)  # not kept: Tencent's redelivery must get through
+            raise CoordinationError(f"cannot keep the message: {exc}") from exc
         return True
+
+    def _kept(self, jobs: list[Job]) -> None:
+        """`jobs` are committed to the inbox: into memory if the window has room and nothing
+        older waits on disk, else they wait there for `_fill`."""
+        for job in jobs:
+            self._backlog[job.robot] += 1
+            if self._loaded_to == self._newest and self._in_memory < self._window:
+                self._loaded_to = job.seq
+                self._admit(job)
+            self._newest = max(self._newest, job.seq)
+
+    def _admit(self, job: Job) -> None:
+        self._in_memory += 1
+        self._mailboxes.setdefault(job.conversation, deque()).append(job)
+        if self._handler is not None and job.conversation not in self._workers:
+            self._spawn(job.conversation)
+
+    def _finished(self, job: Job) -> None:
+        self._in_memory -= 1
+        left = self._backlog[job.robot] - 1
+        if left > 0:
+            self._backlog[job.robot] = left
+        else:
+            del self._backlog[job.robot]
+        if self._inbox is not None and job.seq:
+            self._inbox.done(job.seq)
+            self._maybe_fill()
+
+    def _maybe_fill(self) -> None:
+        """Load waiting jobs from the inbox once the window is half empty."""
+        if (
+            self._refill is None
+            and not self._closing
+            and self._handler is not None
+            and self._loaded_to < self._newest
+            and self._in_memory <= self._window // 2
+        ):
+            self._refill = asyncio.get_running_loop().create_task(self._fill())
+
+    async def _fill(self) -> None:
+        assert self._inbox is not None
+        try:
+            while not self._closing and self._loaded_to < self._newest:
+                room = self._window - self._in_memory
+                if room <= 0:
+                    return
+                newest = self._newest  # every job up to here is committed
+                try:
+                    entries = await self._inbox.load(self._loaded_to, room)
+                except StorageError as exc:
+                    _log.error("inbox.load_failed", error=str(exc))
+                    await asyncio.sleep(1.0)  # the jobs stay on disk; try again
+                    continue
+                for entry in entries:
+                    if entry.seq > self._loaded_to:
+                        self._seen.add(entry.identity)
+                        self._loaded_to = entry.seq
+                        self._admit(_job(entry))
+                if len(entries) < room:  # nothing else is stored up to `newest`
+                    self._loaded_to = max(self._loaded_to, newest)
+        finally:
+            self._refill = None
 
     async def rate(self, key: str, limit: int) -> Decision:
         return self._rate.check(key, limit)
@@ -103,31 +207,36 @@ class LocalCoordinator:
         self._once[key] = now + ttl_s
         return True
 
-    async def enqueue(self, job: Job) -> None:
-        """Queue one job without dedupe."""
-        if self._closing:
-            raise CoordinationError("the coordinator is shutting down")
-        self._depth += 1
-        self._mailboxes.setdefault(job.conversation, deque()).append(job)
-        if self._handler is not None and job.conversation not in self._workers:
-            self._spawn(job.conversation)
-
     def _spawn(self, conversation: str) -> None:
         task = asyncio.get_running_loop().create_task(self._drain(conversation))
         self._workers[conversation] = task
 
     async def start(self, handler: Handler) -> None:
+        """Begin running jobs; with an inbox, first take up what it holds from before."""
+        if self._inbox is not None:
+            try:
+                newest, stored = await self._inbox.pending()
+            except StorageError as exc:
+                raise CoordinationError(f"cannot read the inbox: {exc}") from exc
+            self._seq = max(self._seq, newest)
+            self._newest = max(self._newest, newest)
+            self._backlog.update(stored)
+            if stored:
+                _log.info("coordination.resumed", jobs=sum(stored.values()))
         self._handler = handler
         for conversation in list(self._mailboxes):
             if conversation not in self._workers:
                 self._spawn(conversation)
+        self._maybe_fill()
 
     async def _drain(self, conversation: str) -> None:
         mailbox = self._mailboxes[conversation]
         assert self._handler is not None
         try:
-            while mailbox:
-                job = mailbox[0]
+            while mailbox and not (self._closing and self._inbox is not None):
+                job = mailbox[
+                    0
+                ]  # (closing with an inbox, queued jobs wait there for the next start)
                 await self._priority.turn()
                 try:
                     await self._handler(job)
@@ -136,34 +245,79 @@ class LocalCoordinator:
                 except Exception:  # noqa: BLE001 - a worker's top level: one bad job must not stop its conversation
                     _log.exception("job.failed", conversation=conversation, trace_id=job.trace_id)
                 mailbox.popleft()
-                self._depth -= 1
+                self._finished(job)
         finally:
             del self._workers[conversation]
             if not mailbox:
                 del self._mailboxes[conversation]
 
     async def close(self, grace_s: float) -> None:
+        """Stop taking jobs; let running ones finish within `grace_s`. What is left stays in
+        the inbox for the next start (without one, it is lost, and logged so)."""
         if self._closing:
             return
         self._closing = True
         self._priority.close()
+        if self._refill is not None:
+            self._refill.cancel()
         workers = list(self._workers.values())
         if workers:
             _, pending = await asyncio.wait(workers, timeout=grace_s)
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
-        lost = sum(len(m) for m in self._mailboxes.values())
-        if lost:
-            _log.warning("coordination.dropped_on_shutdown", jobs=lost)
+        left = sum(self._backlog.values())
+        if left and self._inbox is not None:
+            _log.warning("coordination.left_for_restart", jobs=left)
+        elif left:
+            _log.warning("coordination.dropped_on_shutdown", jobs=left)
 
     def depth(self) -> int:
-        return self._depth
+        return sum(self._backlog.values())
+
+    def backlog(self) -> dict[str, int]:
+        return dict(self._backlog)
+
+    def oldest_wait_s(self) -> float:
+        """The window holds the oldest jobs, and each mailbox's head is its oldest."""
+        heads = [mailbox[0].received_at for mailbox in self._mailboxes.values() if mailbox]
+        return max(0.0, time.time() - min(heads)) if heads else 0.0
 
     async def ping(self) -> None:
         return None
 
     async def idle(self) -> None:
         """Wait until every accepted job has finished (for tests and benchmarks)."""
-        while self._workers:
-            await asyncio.gather(*list(self._workers.values()), return_exceptions=True)
+        while self._workers or self._refill is not None:
+            await asyncio.gather(
+                *list(self._workers.values()),
+                *([self._refill] if self._refill else []),
+                return_exceptions=True,
+            )
+            await asyncio.sleep(0)  # a finished job may have started a refill
+
+
+def _entry(job: Job) -> InboxEntry:
+    return InboxEntry(
+        job.seq,
+        job.robot,
+        job.conversation,
+        job.identity,
+        job.command,
+        job.body,
+        job.trace_id,
+        job.received_at,
+    )
+
+
+def _job(entry: InboxEntry) -> Job:
+    return Job(
+        conversation=entry.conversation,
+        robot=entry.robot,
+        command=entry.command,
+        body=entry.body,
+        identity=entry.identity,
+        trace_id=entry.trace_id,
+        received_at=entry.received_at,
+        seq=entry.seq,
+    )

@@ -155,6 +155,7 @@ class RedisCoordinator:
         visibility_s: float = 30.0,
         concurrency: int = 256,
         batch: int = 32,
+        submit_timeout_s: float = 1.0,
         client: aioredis.Redis | None = None,
     ) -> None:
         self._redis = client or aioredis.Redis.from_url(
@@ -170,6 +171,7 @@ class RedisCoordinator:
         self._url = url.rsplit("@", maxsplit=1)[-1]
         self._p = prefix.rstrip(":") + ":"
         self._ttl = dedupe_ttl_s
+        self._submit_timeout_s = submit_timeout_s
         self._visibility_ms = int(visibility_s * 1000)
         self._slots = asyncio.Semaphore(concurrency)
         self._batch = batch
@@ -185,6 +187,7 @@ class RedisCoordinator:
         self._drains: dict[str, asyncio.Task[None]] = {}  # stream entry id → its drain
         self._lost: set[str] = set()
         self._depth_seen = 0
+        self._started: dict[str, float] = {}  # identity|robot → received_at, of jobs running here
 
     @property
     def _ready(self) -> str:
@@ -201,6 +204,27 @@ class RedisCoordinator:
 
     # --- front-end side ---------------------------------------------------------------------
 
+    async def persistence(self) -> str | None:
+        """Why Redis could lose acknowledged messages if it restarts, or None when it keeps an
+        append-only file synced at least every second. Asked with ``INFO persistence`` (which
+        managed Redis services allow where they refuse ``CONFIG``)."""
+        info: Any = await self._call("info", lambda: self._redis.info("persistence"))
+        if not int(info.get("aof_enabled", 0)):
+            return (
+                "Redis keeps no append-only file (appendonly no): messages acknowledged but "
+                "not yet answered are lost if Redis restarts; set appendonly yes"
+            )
+        try:
+            config: Any = await self._redis.config_get("appendfsync")
+        except (RedisError, OSError):
+            return None  # CONFIG refused (managed Redis): the AOF is on, its fsync policy unknown
+        if config.get("appendfsync") == "no":
+            return (
+                "Redis's append-only file is synced by the OS only (appendfsync no): up to ~30 s "
+                "of acknowledged messages can be lost on a power loss; use everysec or always"
+            )
+        return None
+
     async def submit(self, identity: str, jobs: Sequence[Job]) -> bool:
         keys = [
             f"{self._p}seen:{identity}",
@@ -212,7 +236,15 @@ class RedisCoordinator:
         args: list[str | bytes | int] = [self._ttl, len(jobs)]
         for job in jobs:
             args += [job.conversation, encode_job(job)]
-        accepted = await self._call("submit", lambda: self._submit(keys=keys, args=args))
+        # A hung Redis must not hold the webhook: past the timeout it answers 503 and Tencent
+        # delivers again. Had the script run, the redelivery is a duplicate, answered once.
+        try:
+            async with asyncio.timeout(self._submit_timeout_s):
+                accepted = await self._call("submit", lambda: self._submit(keys=keys, args=args))
+        except TimeoutError as exc:
+            raise CoordinationError(
+                f"redis {self._url}: submit: no answer within {self._submit_timeout_s} s"
+            ) from exc
         return bool(accepted)
 
     async def rate(self, key: str, limit: int) -> Decision:
@@ -245,6 +277,14 @@ class RedisCoordinator:
         """Jobs queued over every process, as last read (`queued` reads it afresh)."""
         return self._depth_seen
 
+    def backlog(self) -> dict[str, int]:
+        """Not kept per robot on Redis: `depth` is the whole backlog."""
+        return {}
+
+    def oldest_wait_s(self) -> float:
+        """The oldest job this worker is running has waited this long (0: none)."""
+        return max(0.0, time.time() - min(self._started.values())) if self._started else 0.0
+
     async def queued(self) -> int:
         """Jobs queued and not finished, over every process."""
         value = await self._call("depth", lambda: self._redis.get(self._p + "depth"))
@@ -276,6 +316,17 @@ class RedisCoordinator:
             loop.create_task(self._maintenance_loop(), name="redis-maintenance"),
         ]
         _log.info("coordination.worker_started", consumer=self.consumer)
+        await self.warn_if_not_durable()
+
+    async def warn_if_not_durable(self) -> None:
+        """Log once at start when Redis could lose acknowledged messages (see `persistence`)."""
+        try:
+            problem = await self.persistence()
+        except CoordinationError as exc:
+            _log.warning("coordination.persistence_unknown", error=str(exc))
+            return
+        if problem is not None:
+            _log.warning("coordination.redis_not_durable", problem=problem)
 
     async def _read_loop(self) -> None:
         backoff = 0.1
@@ -386,6 +437,7 @@ class RedisCoordinator:
 
     async def _run(self, job: Job) -> None:
         assert self._handler is not None
+        self._started[f"{job.identity}|{job.robot}"] = job.received_at
         try:
             await self._handler(job)
         except asyncio.CancelledError:

@@ -20,12 +20,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from timbridge.errors import PayloadError, StorageError
 from timbridge.knowledge.chunks import Chunk
-from timbridge.sql import create_engine, map_errors, migration_lock
+from timbridge.storage.sql import ID_TYPE, create_engine, map_errors, migration_lock
 
 __all__ = ["BaseInfo", "KnowledgeStore", "StoredChunks"]
 
 _metadata = sa.MetaData()
-_id_type = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
 
 bases = sa.Table(
     "kb_bases",
@@ -39,7 +39,7 @@ bases = sa.Table(
 documents = sa.Table(
     "kb_documents",
     _metadata,
-    sa.Column("id", _id_type, primary_key=True, autoincrement=True),
+    sa.Column("id", ID_TYPE, primary_key=True, autoincrement=True),
     sa.Column("kb", sa.String(100), nullable=False),
     sa.Column("source", sa.String(500), nullable=False),
     sa.Column("title", sa.String(500), nullable=False),
@@ -51,9 +51,9 @@ documents = sa.Table(
 chunks = sa.Table(
     "kb_chunks",
     _metadata,
-    sa.Column("id", _id_type, primary_key=True, autoincrement=True),
+    sa.Column("id", ID_TYPE, primary_key=True, autoincrement=True),
     sa.Column("kb", sa.String(100), nullable=False),
-    sa.Column("document", _id_type, nullable=False),
+    sa.Column("document", ID_TYPE, nullable=False),
     sa.Column("heading", sa.Text, nullable=False),
     sa.Column("text", sa.Text, nullable=False),
     sa.Column("vector", sa.LargeBinary, nullable=False),

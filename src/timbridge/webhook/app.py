@@ -70,6 +70,12 @@ class WebhookHandler:
         counter.inc()
         return response
 
+    def _alert(self, body: bytes) -> None:
+        """Tencent says a REST API runs at over 80 % of its rate limit (the REST client
+        already paces itself to `tencent.api_rate_limit`; this tells the operator)."""
+        _log.warning("tencent.request_over_limit", **_alert_fields(body))
+        self.services.metrics.tencent_alerts.labels(ALERT_OVER_LIMIT).inc()
+
     async def _process(self, request: web.Request, command: str) -> tuple[str, web.Response]:
         refusal = check_request(request.query, sdkappid=self._sdkappid, token=self._token)
         if refusal is not None:
@@ -89,6 +95,9 @@ class WebhookHandler:
             )
             return "bad_payload", _refuse(Refusal(400, "bad_payload", str(exc)))
         if isinstance(event, UnknownEvent):
+            if event.callback_command == ALERT_OVER_LIMIT:
+                self._alert(body)
+                return "alert", _ok()
             _log.info("webhook.ignored", callback_command=event.callback_command)
             return "ignored", _ok()
         verdict = gate(event, self._robots, self._admin)
@@ -124,6 +133,24 @@ class WebhookHandler:
         return "accepted", _ok()
 
 
+ALERT_OVER_LIMIT = "Alert.RequestOverLimit"
+
+
+def _alert_fields(body: bytes) -> dict[str, object]:
+    """The fields of an over-limit alert worth logging: which API, its rate and its limit."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {
+        key.lower(): str(data[key])[:64]
+        for key in ("ServiceName", "Command", "Request", "Limit")
+        if key in data
+    }
+
+
 async def _healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
@@ -144,7 +171,9 @@ def create_app(services: Services, *, webhook: bool = True) -> web.Application:
         )
 
     async def metrics(request: web.Request) -> web.Response:
-        services.metrics.queue_depth.set(services.coordination.depth())
+        coordination = services.coordination
+        services.metrics.observe_backlog(coordination.backlog(), coordination.oldest_wait_s())
+        services.metrics.queue_depth.set(coordination.depth())
         return web.Response(
             body=services.metrics.render(), content_type="text/plain", charset="utf-8"
         )

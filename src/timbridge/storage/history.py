@@ -1,13 +1,10 @@
-"""The SQL store: conversation turns and sent reply parts, on SQLite or PostgreSQL.
+"""Conversation history: turns, sent reply parts and the usage ledger, on SQLite or PostgreSQL.
 
-Speed: concurrent writes are grouped into one transaction by a writer task ("group commit"; each
-caller still awaits its own commit). With SQLite, which serves one process, transactions run
-inline on the event loop (`timbridge.sql.InlineSQLite`: a WAL commit of a few rows costs less
-than handing it to a thread), and the newest turns of recently active conversations are kept in
-memory, so loading history costs no query.
+Writes go through the store's group commit (`timbridge.storage.group_commit`). With SQLite, which
+serves one process, transactions run inline on the event loop (`timbridge.storage.sql.InlineSQLite`)
+and the newest turns of recently active conversations are kept in memory, so loading history
+costs no query.
 
-SQLAlchemy 2 Core gives one code path for both: each operation is a function of a connection,
-run inline on SQLite and through asyncpg (``run_sync``) on PostgreSQL.
 The newest turns of a conversation come from the ``(conversation, id)`` index, so loading them
 costs the same at 10 or 100 000 stored turns. Writes are idempotent on the inbound message's
 identity: a redelivered job stores nothing twice, and the parts of a reply already sent are
@@ -16,8 +13,6 @@ known, so a retried job resumes instead of repeating.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -26,64 +21,11 @@ from typing import Any, Literal, NamedTuple, TypeVar, cast
 
 import sqlalchemy as sa
 
-from timbridge.errors import StorageError
-from timbridge.sql import Database, fetch_all, insert_new, migration_lock, open_database
+from timbridge.storage.group_commit import GroupCommit, Insert
+from timbridge.storage.schema import reply_parts, turns, usage
+from timbridge.storage.sql import Database, fetch_all
 
-__all__ = ["SCHEMA_VERSION", "Store", "Turn", "UsageRecord", "utc_day"]
-
-SCHEMA_VERSION = 2  # 2: the usage ledger
-
-_metadata = sa.MetaData()
-_id_type = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
-
-turns = sa.Table(
-    "turns",
-    _metadata,
-    sa.Column("id", _id_type, primary_key=True, autoincrement=True),
-    sa.Column("conversation", sa.String(300), nullable=False),
-    sa.Column("role", sa.String(16), nullable=False),
-    sa.Column("content", sa.Text, nullable=False),
-    sa.Column("tokens", sa.Integer, nullable=False),
-    sa.Column("identity", sa.String(300), nullable=False),
-    sa.Column("created_at", sa.Float, nullable=False),
-    sa.UniqueConstraint("conversation", "identity", "role", name="uq_turns_identity"),
-    sa.Index("ix_turns_conversation_id", "conversation", "id"),
-)
-
-reply_parts = sa.Table(
-    "reply_parts",
-    _metadata,
-    sa.Column("identity", sa.String(300), primary_key=True),
-    sa.Column("part", sa.Integer, primary_key=True),
-    sa.Column("handle", sa.String(300), nullable=False),
-    sa.Column("created_at", sa.Float, nullable=False),
-)
-
-usage = sa.Table(
-    "usage",
-    _metadata,
-    sa.Column("id", _id_type, primary_key=True, autoincrement=True),
-    sa.Column("robot", sa.String(64), nullable=False),
-    sa.Column("sender", sa.String(64), nullable=False),
-    sa.Column("group_id", sa.String(100), nullable=True),
-    sa.Column("identity", sa.String(300), nullable=False),
-    sa.Column("purpose", sa.String(16), nullable=False),  # answer | summary
-    sa.Column("profile", sa.String(100), nullable=False),
-    sa.Column("model", sa.String(200), nullable=False),
-    sa.Column("input_tokens", sa.Integer, nullable=False),
-    sa.Column("output_tokens", sa.Integer, nullable=False),
-    sa.Column("day", sa.String(10), nullable=False),  # UTC, YYYY-MM-DD
-    sa.Column("created_at", sa.Float, nullable=False),
-    sa.UniqueConstraint("identity", "robot", "purpose", name="uq_usage_identity"),
-    sa.Index("ix_usage_robot_sender_day", "robot", "sender", "day"),
-    sa.Index("ix_usage_robot_group_day", "robot", "group_id", "day"),
-)
-
-schema = sa.Table(
-    "timbridge_schema",
-    _metadata,
-    sa.Column("version", sa.Integer, nullable=False),
-)
+__all__ = ["History", "Turn", "UsageRecord", "Window", "utc_day"]
 
 Role = Literal["user", "assistant", "summary"]
 T = TypeVar("T")
@@ -153,125 +95,25 @@ _history = (
 )
 
 
-def _migrate(conn: sa.Connection) -> None:
-    """Create or upgrade the schema to `SCHEMA_VERSION`; refuse a newer one."""
-    migration_lock(conn)
-    _metadata.create_all(conn)
-    found = conn.execute(sa.select(schema.c.version)).scalar()
-    if found is None:
-        conn.execute(schema.insert().values(version=SCHEMA_VERSION))
-    elif found < SCHEMA_VERSION:  # create_all added what is new; nothing changes shape
-        conn.execute(schema.update().values(version=SCHEMA_VERSION))
-    elif found > SCHEMA_VERSION:
-        raise StorageError(
-            f"the store's schema is version {found}; this timbridge knows up to "
-            f"{SCHEMA_VERSION}: upgrade timbridge"
-        )
+class History:
+    """Turns, usage and reply bookkeeping on `database`, written through `commits`.
 
-
-class Store:
-    """History and reply bookkeeping. Build with `Store.open`; close with `aclose`.
-
-    Every operation is one synchronous function of a connection, run in one transaction by
-    `_run`: on SQLite inline on the event loop, on PostgreSQL through asyncpg (`timbridge.sql`).
+    Every operation is one synchronous function of a connection, run in one transaction: on
+    SQLite inline on the event loop, on PostgreSQL through asyncpg (`timbridge.storage.sql`).
     """
 
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, commits: GroupCommit) -> None:
         self._database = database
-        dialect = database.dialect
+        self._commits = commits
         self._cache: OrderedDict[str, Window] | None = (
-            OrderedDict() if dialect == "sqlite" else None
+            OrderedDict() if database.dialect == "sqlite" else None
         )
-        self._pending: list[
-            tuple[tuple[tuple[sa.Table, list[dict[str, Any]]], ...], asyncio.Future[None]]
-        ] = []
-        self._wake = asyncio.Event()
-        self._writer: asyncio.Task[None] | None = None
-        self._committing = False
-
-    @classmethod
-    async def open(cls, url: str) -> Store:
-        """Connect and bring the schema up to date."""
-        store = cls(open_database(url))
-        try:
-            await store.migrate()
-        except StorageError:
-            await store._database.aclose()  # leave no connection behind
-            raise
-        return store
-
-    async def aclose(self) -> None:
-        """Commit what is queued, then close every connection."""
-        if self._writer is not None:
-            while self._pending or self._committing:  # queued, or in a transaction now
-                self._wake.set()
-                await asyncio.sleep(0.001)
-            self._writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._writer
-        await self._database.aclose()
 
     async def _run(
         self, what: str, work: Callable[[sa.Connection], T], *, writes: bool = True
     ) -> T:
         """`work` in one transaction; errors become `StorageError`s naming `what`."""
         return await self._database.run(what, work, writes=writes)
-
-    async def migrate(self) -> None:
-        """Create or upgrade the schema to `SCHEMA_VERSION`; refuse a newer one."""
-        await self._run("migrate", _migrate)
-
-    async def ping(self) -> None:
-        await self._run("ping", lambda conn: conn.execute(sa.select(1)), writes=False)
-
-    # --- group commit ---------------------------------------------------------------------
-
-    async def _write(self, *writes: tuple[sa.Table, list[dict[str, Any]]]) -> None:
-        """Insert the rows of each ``(table, rows)`` (skipping ones already there), all in the
-        next group transaction."""
-        loop = asyncio.get_running_loop()
-        if self._writer is None:
-            self._writer = loop.create_task(self._write_loop())
-        done: asyncio.Future[None] = loop.create_future()
-        self._pending.append((writes, done))
-        self._wake.set()
-        await done
-
-    async def _write_loop(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            batch, self._pending = self._pending, []
-            if not batch:
-                continue
-            outcome: Exception | None = None
-            self._committing = True
-            try:
-                await self._commit([writes for writes, _ in batch])
-            except Exception as exc:  # noqa: BLE001 - every waiter gets it; the writer goes on
-                outcome = exc
-            finally:
-                self._committing = False
-            for _, done in batch:
-                if done.done():
-                    continue
-                if outcome is None:
-                    done.set_result(None)
-                else:
-                    done.set_exception(outcome)
-
-    async def _commit(self, batch: list[tuple[tuple[sa.Table, list[dict[str, Any]]], ...]]) -> None:
-        """One transaction inserting every row of `batch`, one statement per table."""
-        by_table: dict[str, tuple[sa.Table, list[dict[str, Any]]]] = {}
-        for writes in batch:
-            for table, rows in writes:
-                by_table.setdefault(table.name, (table, []))[1].extend(rows)
-
-        def insert(conn: sa.Connection) -> None:
-            for table, rows in by_table.values():
-                insert_new(conn, table, rows)
-
-        await self._run("store", insert)
 
     # --- turns ----------------------------------------------------------------------------
 
@@ -339,7 +181,9 @@ class Store:
             if (identity, t.role) not in known
         ]
         now = time.time()
-        writes = [(usage, [_usage_row(usage_record, now)])] if usage_record is not None else []
+        writes = (
+            [Insert(usage, [_usage_row(usage_record, now)])] if usage_record is not None else []
+        )
         if fresh:
             rows = [
                 {
@@ -352,10 +196,10 @@ class Store:
                 }
                 for t in fresh
             ]
-            writes.append((turns, rows))
+            writes.append(Insert(turns, rows))
         if not writes:
             return
-        await self._write(*writes)
+        await self._commits.write(*writes)
         if fresh and self._cache is not None:
             self._remember(conversation, fresh)
 
@@ -389,10 +233,6 @@ class Store:
         return int(removed or 0)
 
     # --- usage ledger ---------------------------------------------------------------------
-
-    async def record_usage(self, record: UsageRecord) -> None:
-        """Add a model call to the ledger (once per message, robot and purpose)."""
-        await self._write((usage, [_usage_row(record, time.time())]))
 
     async def tokens_on(
         self, day: str, robot: str, *, sender: str | None = None, group_id: str | None = None
@@ -429,4 +269,4 @@ class Store:
             for part, handle in handles.items()
         ]
         if rows:
-            await self._write((reply_parts, rows))
+            await self._commits.write(Insert(reply_parts, rows))

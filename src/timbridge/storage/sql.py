@@ -1,5 +1,5 @@
-"""SQL engines for the parts that keep data (memory, knowledge): one URL scheme, one set of
-connection rules, one error mapping, on SQLite (embedded) or PostgreSQL (scale-out).
+"""SQL engines for the parts that keep data (history, inbox, knowledge): one URL scheme, one set
+of connection rules, one error mapping, on SQLite (embedded) or PostgreSQL (scale-out).
 """
 
 from __future__ import annotations
@@ -24,11 +24,13 @@ from sqlalchemy.pool import StaticPool
 from timbridge.errors import StorageError
 
 __all__ = [
+    "ID_TYPE",
     "AsyncSQL",
     "Database",
     "InlineSQLite",
     "async_url",
     "create_engine",
+    "delete_in",
     "fetch_all",
     "insert_new",
     "map_errors",
@@ -38,7 +40,10 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-_log = structlog.get_logger("timbridge.sql")
+_log = structlog.get_logger("timbridge.storage.sql")
+
+#: An autoincrementing row id: 64 bits on PostgreSQL, SQLite's own rowid there.
+ID_TYPE = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 #: Key of the PostgreSQL advisory lock that serialises schema changes across processes.
 _MIGRATION_LOCK = 0x74696D62  # "timb"
@@ -177,6 +182,16 @@ def insert_new(conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]])
     if any(len(row) != len(order) for row in rows):
         raise ValueError(f"rows for {table.name} differ in their columns")
     _driver(conn).executemany(sql, [tuple(row[k] for k in order) for row in rows])
+
+
+_DELETE_CHUNK = 500  # values per ``IN (…)``: far under SQLite's limit of bound parameters
+
+
+def delete_in(conn: sa.Connection, table: sa.Table, column: str, values: list[Any]) -> None:
+    """Delete the rows of `table` whose `column` is one of `values`, in `conn`'s transaction."""
+    for start in range(0, len(values), _DELETE_CHUNK):
+        chunk = values[start : start + _DELETE_CHUNK]
+        conn.execute(table.delete().where(table.c[column].in_(chunk)))
 
 
 class InlineSQLite:

@@ -1,0 +1,100 @@
+"""The tables of the store, and the one migration that creates or upgrades them.
+
+Version history: 1 turns and reply parts; 2 the usage ledger; 3 the inbox (accepted messages not
+yet answered). Each version only adds tables, so `create_all` is the whole upgrade.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from timbridge.errors import StorageError
+from timbridge.storage.sql import ID_TYPE, migration_lock
+
+__all__ = ["SCHEMA_VERSION", "inbox", "migrate", "reply_parts", "turns", "usage"]
+
+SCHEMA_VERSION = 3
+
+_metadata = sa.MetaData()
+
+turns = sa.Table(
+    "turns",
+    _metadata,
+    sa.Column("id", ID_TYPE, primary_key=True, autoincrement=True),
+    sa.Column("conversation", sa.String(300), nullable=False),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("content", sa.Text, nullable=False),
+    sa.Column("tokens", sa.Integer, nullable=False),
+    sa.Column("identity", sa.String(300), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.UniqueConstraint("conversation", "identity", "role", name="uq_turns_identity"),
+    sa.Index("ix_turns_conversation_id", "conversation", "id"),
+)
+
+reply_parts = sa.Table(
+    "reply_parts",
+    _metadata,
+    sa.Column("identity", sa.String(300), primary_key=True),
+    sa.Column("part", sa.Integer, primary_key=True),
+    sa.Column("handle", sa.String(300), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+usage = sa.Table(
+    "usage",
+    _metadata,
+    sa.Column("id", ID_TYPE, primary_key=True, autoincrement=True),
+    sa.Column("robot", sa.String(64), nullable=False),
+    sa.Column("sender", sa.String(64), nullable=False),
+    sa.Column("group_id", sa.String(100), nullable=True),
+    sa.Column("identity", sa.String(300), nullable=False),
+    sa.Column("purpose", sa.String(16), nullable=False),  # answer | summary
+    sa.Column("profile", sa.String(100), nullable=False),
+    sa.Column("model", sa.String(200), nullable=False),
+    sa.Column("input_tokens", sa.Integer, nullable=False),
+    sa.Column("output_tokens", sa.Integer, nullable=False),
+    sa.Column("day", sa.String(10), nullable=False),  # UTC, YYYY-MM-DD
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.UniqueConstraint("identity", "robot", "purpose", name="uq_usage_identity"),
+    sa.Index("ix_usage_robot_sender_day", "robot", "sender", "day"),
+    sa.Index("ix_usage_robot_group_day", "robot", "group_id", "day"),
+)
+
+#: Accepted messages not yet answered, one row per (message, robot): written before the webhook
+#: answers OK, deleted when the job is done. `seq` is the order of acceptance (assigned by the
+#: one process that owns the inbox), so per-conversation order survives a restart.
+inbox = sa.Table(
+    "inbox",
+    _metadata,
+    sa.Column("seq", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("robot", sa.String(64), nullable=False),
+    sa.Column("conversation", sa.String(300), nullable=False),
+    sa.Column("identity", sa.String(300), nullable=False),
+    sa.Column("command", sa.String(64), nullable=False),
+    sa.Column("body", sa.LargeBinary, nullable=False),
+    sa.Column("trace_id", sa.String(32), nullable=False),
+    sa.Column("received_at", sa.Float, nullable=False),
+    sa.UniqueConstraint("identity", "robot", name="uq_inbox_identity"),
+)
+
+_schema = sa.Table(
+    "timbridge_schema",
+    _metadata,
+    sa.Column("version", sa.Integer, nullable=False),
+)
+
+
+def migrate(conn: sa.Connection) -> None:
+    """Create or upgrade the schema to `SCHEMA_VERSION`; refuse a newer one."""
+    migration_lock(conn)
+    _metadata.create_all(conn)
+    found = conn.execute(sa.select(_schema.c.version)).scalar()
+    if found is None:
+        conn.execute(_schema.insert().values(version=SCHEMA_VERSION))
+    elif found < SCHEMA_VERSION:  # create_all added what is new; nothing changes shape
+        conn.execute(_schema.update().values(version=SCHEMA_VERSION))
+    elif found > SCHEMA_VERSION:
+        raise StorageError(
+            f"the store's schema is version {found}; this timbridge knows up to "
+            f"{SCHEMA_VERSION}: upgrade timbridge"
+        )
