@@ -49,3 +49,20 @@ async def test_other_users_and_commands_end_a_burst(tmp_path: Path) -> None:
     assert texts[0] == "@alice echo: alice: one"
     assert texts[1] == "@bob echo: bob: two"  # alice's burst ended at bob
     assert texts[2].startswith("@bob Commands:")
+
+
+async def test_a_user_who_keeps_writing_is_answered_in_bursts_of_at_most_eight(
+    tmp_path: Path,
+) -> None:
+    """Twelve messages, each well within the burst window of the one before: without a cap the
+    burst would never end while the user types, and nobody would be answered."""
+    llm = FakeOpenAI()
+    async with running_stack(tmp_path, llm=llm, robots=ROBOT) as stack:
+        for n in range(12):
+            stack.emu.user_send("alice", "@RBT#helper", f"part {n}")
+            await asyncio.sleep(0.05)
+        replies = await stack.emu.wait_messages(2, from_="@RBT#helper", to="alice", limit_s=15)
+        await asyncio.sleep(1.0)  # a third answer would land now
+        assert len(stack.emu.messages(from_="@RBT#helper", to="alice")) == 2
+    assert replies[0].text == "echo: " + "\n".join(f"part {n}" for n in range(8))
+    assert replies[1].text == "echo: " + "\n".join(f"part {n}" for n in range(8, 12))

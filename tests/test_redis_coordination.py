@@ -5,6 +5,8 @@ the shared rate limit, and a clear error when Redis is down."""
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable
@@ -191,3 +193,51 @@ async def test_once_is_true_once_per_ttl_across_processes(
     assert await one.once("budget|bot|bob|day", 0.3) is True
     await asyncio.sleep(0.35)
     assert await two.once("budget|bot|alice|day", 0.3) is True
+
+
+async def test_a_hung_redis_gets_the_webhook_a_prompt_error_and_the_message_once(
+    tmp_path: Path, redis_prefix: str
+) -> None:
+    """Redis stopped (SIGSTOP), not down: the connection stays open and nothing answers. The
+    submit gives up after its timeout (the webhook answers 503 and Tencent delivers again)
+    instead of waiting out the socket timeouts; once Redis runs again, the redelivery is
+    queued, or found already queued if the script ran after all: one job either way."""
+    with redis_server_on(tmp_path) as (url, _restart, _stop):
+        coordinator = RedisCoordinator(url, prefix=redis_prefix, submit_timeout_s=0.5)
+        probe = aioredis.Redis.from_url(url)
+        pid = int((await probe.info("server"))["process_id"])
+        try:
+            assert await coordinator.submit("m1", [_job("c", 1)])
+            os.kill(pid, signal.SIGSTOP)
+            try:
+                with pytest.raises(CoordinationError, match=r"submit: no answer within 0\.5 s"):
+                    async with asyncio.timeout(5):  # the socket timeout alone would be 5 s+
+                        await coordinator.submit("m2", [_job("c", 2)])
+            finally:
+                os.kill(pid, signal.SIGCONT)
+            await coordinator.submit("m2", [_job("c", 2)])  # Tencent's redelivery
+            assert await coordinator.queued() == 2
+        finally:
+            await coordinator.close(0.1)
+            await probe.aclose()
+
+
+async def test_persistence_says_what_a_restart_of_redis_would_lose(
+    tmp_path: Path, redis_prefix: str
+) -> None:
+    with redis_server_on(tmp_path) as (url, _restart, _stop):  # started with appendonly no
+        coordinator = RedisCoordinator(url, prefix=redis_prefix)
+        admin = aioredis.Redis.from_url(url)
+        try:
+            problem = await coordinator.persistence()
+            assert problem is not None and "appendonly no" in problem
+            await admin.config_set("appendonly", "yes")
+            await admin.config_set("appendfsync", "no")
+            problem = await coordinator.persistence()
+            assert problem is not None and "appendfsync no" in problem
+            await admin.config_set("appendfsync", "everysec")
+            assert await coordinator.persistence() is None
+        finally:
+            await admin.config_set("appendonly", "no")  # a quick stop: no final AOF flush
+            await coordinator.close(0.1)
+            await admin.aclose()

@@ -199,6 +199,8 @@ class Engine:
             await asyncio.sleep(max(0.0, last + window - time.time()))
             added = False
             for queued in await self._coordination.peek(job.conversation):
+                if len(texts) >= BURST_MAX_MESSAGES:
+                    break
                 if queued.identity in joined:
                     continue
                 event = parse_event(queued.body, queued.command)
