@@ -19,6 +19,11 @@ Phases:
 5. stream mode (a robot with ``reply_mode = "stream"``), model first token after 300 ms, 50
    messages/s: first visible text (the first stream chunk at Tencent) minus webhook sent minus
    the model's time to first token, p50/p99.
+6. saturation: webhooks in a closed loop at full speed (64 in flight) for ``--saturate``
+   seconds, zero-latency model: acks/s (against the bare endpoint), answers/s that reached
+   Tencent meanwhile (against serve's capacity of phase 2), serve's peak RSS sampled during the
+   phase, the backlog at its end, and, once it has drained, the messages shed as too old
+   (``server.max_wait_s``) and the busy notices sent.
 
 With ``--scale N`` it measures the scale-out deployment instead: one ``serve --no-workers``
 front-end, Redis coordination, a PostgreSQL store, and first 1 then N ``timbridge worker``
@@ -177,6 +182,23 @@ class Load:
         started = time.monotonic()
         await asyncio.gather(*[worker() for _ in range(inflight)])
         return count / (time.monotonic() - started)
+
+    async def closed_loop_for(
+        self, seconds: float, users: int, prefix: str, inflight: int = 64
+    ) -> int:
+        """Webhooks back to back from `inflight` senders for `seconds`; how many were sent."""
+        query = self.query()
+        stop = time.monotonic() + seconds
+        counter = iter(range(10**9))
+
+        async def worker() -> None:
+            for n in counter:
+                if time.monotonic() >= stop:
+                    return
+                await self.one(query, f"u{n % users}", f"{prefix}{n}")
+
+        await asyncio.gather(*[worker() for _ in range(inflight)])
+        return len(self.acks)
 
     async def open_loop(self, rate: float, seconds: float, users: int, prefix: str) -> None:
         query = self.query()
@@ -449,7 +471,35 @@ async def run(args: argparse.Namespace) -> None:
             streamed = await stream_phase(
                 session, tencent, model, f"http://127.0.0.1:{ports['serve']}/im"
             )
-            failures = relay.failures + serve.failures + streamed.failures
+            flood = await saturation_phase(
+                session,
+                serve_url,
+                tencent=tencent,
+                pid=env["serve"].pid,
+                seconds=args.saturate,
+            )
+            sat_rate = flood.acks / args.saturate
+            row(
+                f"saturation, {args.saturate:.0f} s closed loop: acks/s",
+                bare_rate,
+                sat_rate,
+                ratio=True,
+            )
+            row(
+                "  answers/s meanwhile (baseline: serve's capacity above)",
+                serve.replies_per_s,
+                flood.answered / args.saturate,
+                ratio=True,
+            )
+            row("  serve peak RSS during it (MB)", "", f"{flood.peak_rss_mb:.0f}")
+            row("  backlog at its end (jobs)", "", str(flood.backlog))
+            row(
+                "  once drained: shed (too old) / busy notices",
+                "",
+                f"{flood.shed} / {flood.notices}",
+            )
+            row("  drain time after the load stopped (s)", "", f"{flood.drain_s:.1f}")
+            failures = relay.failures + serve.failures + streamed.failures + flood.load.failures
             row("failed webhooks", "", str(failures))
 
 
@@ -554,6 +604,66 @@ async def stream_phase(
     return streamed
 
 
+@dataclass
+class Saturation:
+    load: Load
+    acks: int = 0
+    answered: int = 0
+    peak_rss_mb: float = 0.0
+    backlog: int = 0
+    shed: int = 0
+    notices: int = 0
+    drain_s: float = 0.0
+
+
+def metric(text: str, name: str) -> float:
+    """The sum of every sample of metric `name` in a Prometheus text page."""
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name) and line[len(name) : len(name) + 1] in (" ", "{"):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+async def saturation_phase(
+    session: aiohttp.ClientSession, url: str, *, tencent: str, pid: int, seconds: float
+) -> Saturation:
+    """Phase 6: serve flooded for `seconds`, then left to drain its backlog."""
+    await session.post(f"{tencent}/reset")
+    flood = Saturation(Load(session, url))
+    metrics_url = url.rsplit("/", 1)[0] + "/metrics"
+    stop = time.monotonic() + seconds
+
+    async def sample() -> None:
+        while time.monotonic() < stop:
+            flood.peak_rss_mb = max(flood.peak_rss_mb, rss_mb(pid)[0])
+            await asyncio.sleep(0.25)
+
+    sampler = asyncio.create_task(sample())
+    started = time.monotonic()
+    flood.acks = await flood.load.closed_loop_for(seconds, 1000, "sat-")
+    ended = time.monotonic()
+    await sampler
+    async with session.get(f"{tencent}/stats") as resp:
+        arrivals = (await resp.json())["arrivals"]
+    flood.answered = sum(
+        1 for key, at in arrivals.items() if key.startswith("sat-") and started <= at <= ended
+    )
+    async with session.get(metrics_url) as resp:
+        flood.backlog = int(metric(await resp.text(), "timbridge_queue_depth"))
+    async with asyncio.timeout(300):
+        while True:
+            async with session.get(metrics_url) as resp:
+                page = await resp.text()
+            if metric(page, "timbridge_queue_depth") == 0:
+                break
+            await asyncio.sleep(0.5)
+    flood.drain_s = time.monotonic() - ended
+    flood.shed = int(metric(page, "timbridge_shed_messages_total"))
+    flood.notices = int(metric(page, "timbridge_busy_notices_total"))
+    return flood
+
+
 def row(label: str, *values: float | str, ratio: bool = False) -> None:
     """One line of the table: a label, then the baseline's and serve's figures (and their
     ratio when `ratio`)."""
@@ -571,6 +681,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=500)
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--conversations", type=int, default=5000)
+    parser.add_argument("--saturate", type=float, default=15, help="seconds of the flood")
     parser.add_argument("--scale", type=int, default=0, help="workers for the scale-out run")
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
     parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432")

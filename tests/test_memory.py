@@ -51,12 +51,12 @@ async def test_history_survives_reopen_and_window_is_newest(store_url: str) -> N
     url = store_url
     first = await Store.open(url)
     for n in range(100):
-        await first.add_turns("c", f"m{n}", [Turn("user", f"u{n}", 1)])
+        await first.history.add_turns("c", f"m{n}", [Turn("user", f"u{n}", 1)])
     await first.aclose()
     again = await Store.open(url)
-    history = await again.recent_turns("c")
+    history = await again.history.recent_turns("c")
     assert [t.content for t in history] == [f"u{n}" for n in range(36, 100)]
-    assert [t.content for t in await again.recent_turns("c", limit=3)] == ["u97", "u98", "u99"]
+    assert [t.content for t in await again.history.recent_turns("c", limit=3)] == ["u97", "u98", "u99"]
     await again.aclose()
 
 

@@ -308,24 +308,60 @@ async def test_typing_notice_while_a_slow_model_thinks_and_none_for_a_fast_one(
 
 
 async def test_a_store_that_cannot_write_still_lets_the_answer_out(tmp_path: Path) -> None:
+    """The message was accepted (it is in the inbox); then the store stops taking writes
+    while the model answers: the answer goes out all the same, only its history is lost."""
     async with running_stack(tmp_path) as stack:
         # SQLite waits 5 s for a locked file before it gives up; 0.3 s keeps the test short
         stack.services.store.database._busy_wait_s = 0.3  # type: ignore[union-attr]
+        stack.llm.delay_s = 1.0
+        stack.emu.user_send("alice", "@RBT#helper", "remember me?")
+        await stack.emu.webhooks.idle()  # accepted: the job is on disk
         locker = sqlite3.connect(tmp_path / "timbridge.db", isolation_level=None)
         locker.execute("BEGIN IMMEDIATE")  # another process holds the write lock
         try:
-            stack.emu.user_send("alice", "@RBT#helper", "remember me?")
             reply = await stack.emu.wait_message(from_="@RBT#helper", to="alice")
             assert reply.text == "echo: remember me?"
         finally:
             locker.execute("ROLLBACK")
             locker.close()
+        stack.llm.delay_s = 0.0
         mark = stack.emu.mark()
         stack.emu.user_send("alice", "@RBT#helper", "and now?")
         later = await stack.emu.wait_message(from_="@RBT#helper", to="alice", after=mark)
         assert later.text == "echo: and now?"
         # the first exchange could not be kept: the second answer's context lacks it
         assert [m["content"] for m in stack.llm.requests[-1]["messages"][1:]] == ["and now?"]
+
+
+async def test_a_message_the_store_cannot_keep_is_refused_then_answered_on_redelivery(
+    tmp_path: Path,
+) -> None:
+    """A webhook is acknowledged only once its job is on disk: while the store cannot write,
+    Tencent gets a 503 and delivers again; the redelivery after the store recovers is
+    answered, once."""
+    async with running_stack(tmp_path) as stack:
+        stack.services.store.database._busy_wait_s = 0.1  # type: ignore[union-attr]
+        stack.emu.webhooks.backoff_s = 0.5  # Tencent's next try comes after the lock is gone
+        locker = sqlite3.connect(tmp_path / "timbridge.db", isolation_level=None)
+        locker.execute("BEGIN IMMEDIATE")
+        try:
+            stack.emu.user_send("alice", "@RBT#helper", "are you there?")
+            (delivery,) = stack.emu.webhooks.log
+            async with asyncio.timeout(5):
+                while not delivery.errors:  # the first try was refused
+                    await asyncio.sleep(0.01)
+            refused = delivery.errors[0]
+            assert refused.startswith("HTTP 503")
+            assert "unavailable: cannot queue the message now; retry" in refused
+        finally:
+            locker.execute("ROLLBACK")
+            locker.close()
+        reply = await stack.emu.wait_message(from_="@RBT#helper", to="alice", limit_s=10)
+        assert reply.text == "echo: are you there?"
+        await stack.emu.webhooks.idle()
+        assert delivery.status == 200 and delivery.attempts >= 2
+        await asyncio.sleep(0.3)
+        assert len(stack.emu.messages(from_="@RBT#helper", to="alice")) == 1
 
 
 async def test_a_store_that_cannot_read_gets_the_user_an_apology(tmp_path: Path) -> None:
