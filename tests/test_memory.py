@@ -56,7 +56,8 @@ async def test_history_survives_reopen_and_window_is_newest(store_url: str) -> N
     again = await Store.open(url)
     history = await again.history.recent_turns("c")
     assert [t.content for t in history] == [f"u{n}" for n in range(36, 100)]
-    assert [t.content for t in await again.history.recent_turns("c", limit=3)] == ["u97", "u98", "u99"]
+    newest = await again.history.recent_turns("c", limit=3)
+    assert [t.content for t in newest] == ["u97", "u98", "u99"]
     await again.aclose()
 
 
