@@ -184,14 +184,28 @@ def insert_new(conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]])
     _driver(conn).executemany(sql, [tuple(row[k] for k in order) for row in rows])
 
 
-_DELETE_CHUNK = 500  # values per ``IN (…)``: far under SQLite's limit of bound parameters
+_DELETE_CHUNK = 500  # values per ``IN (…)``: far under PostgreSQL's limit of bound parameters
 
 
 def delete_in(conn: sa.Connection, table: sa.Table, column: str, values: list[Any]) -> None:
-    """Delete the rows of `table` whose `column` is one of `values`, in `conn`'s transaction."""
+    """Delete the rows of `table` whose `column` is one of `values`, in `conn`'s transaction.
+
+    On SQLite one compiled ``DELETE … WHERE column = ?`` goes to the driver's ``executemany``
+    (as in `insert_new`: every finished job deletes its inbox row, and a statement with an
+    ``IN`` list of varying length would be compiled anew by SQLAlchemy each time)."""
+    if conn.dialect.name == "sqlite":
+        sql = _sqlite_delete(table, column)
+        _driver(conn).executemany(sql, [(value,) for value in values])
+        return
     for start in range(0, len(values), _DELETE_CHUNK):
         chunk = values[start : start + _DELETE_CHUNK]
         conn.execute(table.delete().where(table.c[column].in_(chunk)))
+
+
+@functools.lru_cache(maxsize=64)
+def _sqlite_delete(table: sa.Table, column: str) -> str:
+    statement = table.delete().where(table.c[column] == sa.bindparam("value"))
+    return str(statement.compile(dialect=sqlite.dialect()))
 
 
 class InlineSQLite:
