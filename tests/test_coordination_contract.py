@@ -6,7 +6,6 @@ each job run once."""
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -15,23 +14,12 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
+from tests.test_redis_coordination import _job
 from timbridge.coordination import Job, LocalCoordinator
 from timbridge.coordination.redis import RedisCoordinator
 from timbridge.storage import Store
 
 Coordinators = Callable[[], Awaitable[Any]]
-
-
-def _job(conversation: str, n: int) -> Job:
-    return Job(
-        conversation=conversation,
-        robot="@RBT#helper",
-        command="Bot.OnC2CMessage",
-        body=f'{{"n": {n}}}'.encode(),
-        identity=f"{conversation}#{n}",
-        trace_id=f"t{n}",
-        received_at=time.time(),
-    )
 
 
 @pytest.fixture(params=["embedded", "redis"])
