@@ -167,3 +167,40 @@ async def test_a_message_that_cannot_be_kept_is_refused_and_may_come_again(
     finally:
         await coordinator.close(0)
         await store.aclose()
+
+
+async def test_a_finished_job_whose_removal_failed_is_removed_with_the_next_write(
+    tmp_path: Path,
+) -> None:
+    """The store refused the transaction that would have removed a finished job from the
+    inbox: the removal is kept and goes with the next write, so a restart does not run (and
+    answer) that job again."""
+    path = tmp_path / "db.sqlite"
+    store = await Store.open(f"sqlite:///{path}")
+    store.database._busy_wait_s = 0.05  # type: ignore[union-attr]
+    coordinator = LocalCoordinator(inbox=store.inbox)
+    ran: list[int] = []
+    locker: sqlite3.Connection | None = None
+
+    async def handler(job: Job) -> None:
+        nonlocal locker
+        ran.append(_number(job))
+        if len(ran) == 1:  # the store fails while the first job finishes
+            locker = sqlite3.connect(path, isolation_level=None)
+            locker.execute("BEGIN IMMEDIATE")
+
+    await coordinator.start(handler)
+    assert await _submit(coordinator, "a", 1)
+    await coordinator.idle()
+    await asyncio.sleep(0.2)  # its removal was tried, and failed
+    assert locker is not None
+    locker.execute("ROLLBACK")
+    locker.close()
+    assert await _submit(coordinator, "b", 2)  # the next write takes the removal along
+    await coordinator.idle()
+    await coordinator.close(0)
+    await store.aclose()
+    assert ran == [1, 2]
+    store = await Store.open(f"sqlite:///{path}")
+    assert await store.inbox.pending() == (0, {})  # neither would run again
+    await store.aclose()

@@ -4,7 +4,8 @@ Every reply stores its turns, its usage and its sent parts, and every accepted w
 job: each its own transaction would cost a commit apiece (on PostgreSQL a round trip and a WAL
 flush). A writer task takes whatever is queued when the previous transaction ends and commits it
 all at once; each caller still awaits its own commit, so what `write` returns is on disk.
-Callers that need not wait (a finished job's removal from the inbox) use `write_soon`.
+Callers that need not wait (a finished job's removal from the inbox) use `write_soon`; such a
+write that fails is kept for the next transaction, so a store that recovers still gets it.
 
 A caller may pass `then`, run synchronously right after the transaction commits and before any
 waiter resumes, in queue order: the inbox hands committed jobs to the queue that way, so that
@@ -65,6 +66,7 @@ class GroupCommit:
         self._wake = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
         self._committing = False
+        self._failed_in_a_row = 0
 
     async def write(self, *writes: Write, then: Callable[[], None] | None = None) -> None:
         """`writes` in the next group transaction; returns once it has committed (`then` has
@@ -87,9 +89,12 @@ class GroupCommit:
         """Commit what is queued, then stop the writer."""
         if self._writer is None:
             return
-        while self._pending or self._committing:  # queued, or in a transaction now
+        # queued, or in a transaction now; a store that keeps failing gets three tries
+        while (self._pending or self._committing) and self._failed_in_a_row < 3:
             self._wake.set()
             await asyncio.sleep(0.001)
+        if self._pending:
+            _log.error("store.writes_lost_at_close", writes=len(self._pending))
         self._writer.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._writer
@@ -110,16 +115,20 @@ class GroupCommit:
                 outcome = exc
             finally:
                 self._committing = False
+            self._failed_in_a_row = 0 if outcome is None else self._failed_in_a_row + 1
             self._settle(batch, outcome)
 
-    @staticmethod
-    def _settle(batch: list[_Queued], outcome: Exception | None) -> None:
+    def _settle(self, batch: list[_Queued], outcome: Exception | None) -> None:
+        """Wake the waiters. Writes nobody waits for are kept when their transaction fails,
+        and go with the next one (not retried on their own: a store that fails every
+        transaction would spin)."""
         for item in batch:
             if outcome is None and item.then is not None:
                 item.then()
             if item.done is None:
                 if outcome is not None:
-                    _log.error("store.write_failed", error=str(outcome))
+                    _log.warning("store.write_deferred", error=str(outcome))
+                    self._pending.append(item)
             elif not item.done.done():
                 if outcome is None:
                     item.done.set_result(None)
