@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.test_inline_sqlite import _locked
+from tests.test_redis_coordination import _job
 from timbridge.coordination import Job, LocalCoordinator
 from timbridge.errors import CoordinationError
 from timbridge.storage import Store
@@ -33,25 +34,13 @@ async def store(store_url: str) -> AsyncIterator[Store]:
     await opened.aclose()
 
 
-def _job(conversation: str, n: int) -> Job:
-    return Job(
-        conversation=conversation,
-        robot="@RBT#a",
-        command="Bot.OnC2CMessage",
-        body=f'{{"n": {n}}}'.encode(),
-        identity=f"{conversation}-{n}",
-        trace_id="t",
-        received_at=float(n),
-    )
-
-
 async def _submit(coordinator: LocalCoordinator, conversation: str, n: int) -> bool:
     job = _job(conversation, n)
     return await coordinator.submit(job.identity, [job])
 
 
 def _number(job: Job) -> int:
-    return int(job.identity.rsplit("-", 1)[1])
+    return int(job.identity.rsplit("#", 1)[1])
 
 
 async def test_a_job_is_committed_before_submit_returns(tmp_path: Path) -> None:
@@ -62,7 +51,7 @@ async def test_a_job_is_committed_before_submit_returns(tmp_path: Path) -> None:
         assert await _submit(coordinator, "a", 1)
         with sqlite3.connect(path) as other:  # another connection sees it: it is committed
             rows = other.execute("SELECT identity, body FROM inbox").fetchall()
-        assert rows == [("a-1", b'{"n": 1}')]
+        assert rows == [("a#1", b'{"n": 1}')]
         assert not await _submit(coordinator, "a", 1)  # a redelivery is not kept twice
         assert coordinator.depth() == 1
     finally:
