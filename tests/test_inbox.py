@@ -83,7 +83,7 @@ async def test_jobs_left_at_close_run_after_a_restart_in_their_order(store_url: 
         ran.setdefault(job.conversation, []).append(_number(job))
 
     await second.start(record)
-    assert second.backlog() == {"@RBT#a": 10}
+    assert second.backlog() == {"@RBT#helper": 10}
     await second.idle()
     assert ran == {"a": [0, 1, 2, 3, 4], "b": [0, 1, 2, 3, 4]}
     assert second.depth() == 0
