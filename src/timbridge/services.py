@@ -1,5 +1,5 @@
 """Services: builds everything a process needs from `Settings`, and closes it. The one place that
-wires (STYLE.md rule 7): commands and the webhook app receive what they need from here.
+wires: commands and the webhook app receive what they need from here.
 """
 
 from __future__ import annotations

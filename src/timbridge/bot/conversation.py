@@ -1,6 +1,6 @@
 """Conversation keys, reply identities and the deterministic numbers of a reply's messages.
 
-History, ordering, quotas and ``/reset`` all use the conversation key (DESIGN.md §3). A reply's
+History, ordering, quotas and ``/reset`` all use the conversation key. A reply's
 ``MsgRandom`` / ``Random`` / ``MsgSeq`` derive from the inbound message and the part number, so a
 retried or redelivered send is the same message to Tencent, whose dedupe drops the double.
 """

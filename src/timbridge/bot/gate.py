@@ -1,4 +1,4 @@
-"""The gate: which configured robots should answer an event, or why none should (DESIGN.md §1).
+"""The gate: which configured robots should answer an event, or why none should.
 
 Dropped, with a reason: robot senders (no bot answers a bot), the admin, online-only messages,
 typing notices, failed sends, events for robots that are not configured, and group messages

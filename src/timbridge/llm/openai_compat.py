@@ -3,7 +3,7 @@
 One provider serves every endpoint that speaks OpenAI's Chat Completions: OpenAI, DeepSeek,
 MiniMax, Qwen (DashScope compatible mode), Moonshot, Ollama, vLLM. Streaming uses
 ``stream_options.include_usage`` so the last chunk carries the token usage. There are no retries
-here: timeouts, retries and failover are the engine's (DESIGN.md §3 "Models").
+here: timeouts, retries and failover are the engine's (`timbridge.bot.models.ModelChain`).
 
 Why not the official SDK on this path: it costs ~1.35 ms of CPU per streamed call here, against
 ~0.12 ms for the same request on aiohttp (``bench/pipeline.py``'s profile; its aiohttp transport

@@ -3,7 +3,7 @@
 The same requests as `timbridge.llm.openai_compat.OpenAICompatible` (the default), through the
 SDK and its aiohttp transport: for endpoints that need what only the SDK does. It costs about ten
 times the CPU per call (see that module). The SDK's own retries are off: timeouts, retries and
-failover are the engine's (DESIGN.md §3 "Models").
+failover are the engine's (`timbridge.bot.models.ModelChain`).
 """
 
 from __future__ import annotations
