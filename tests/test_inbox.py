@@ -193,3 +193,31 @@ async def test_a_finished_job_whose_removal_failed_is_removed_with_the_next_writ
     store = await Store.open(f"sqlite:///{path}")
     assert await store.inbox.pending() == (0, {})  # neither would run again
     await store.aclose()
+
+
+async def test_messages_accepted_before_the_workers_start_run_after_what_was_left(
+    store_url: str,
+) -> None:
+    """serve listens for webhooks before its workers start: a message accepted in between is
+    numbered after the jobs the last process left, is stored (not taken for one of them), and
+    runs after them."""
+    store = await Store.open(store_url)
+    first = LocalCoordinator(inbox=store.inbox)
+    for n in range(3):
+        assert await _submit(first, "a", n)
+    await first.close(0)  # never started: all three stay
+    await store.aclose()
+
+    store = await Store.open(store_url)
+    second = LocalCoordinator(inbox=store.inbox)
+    assert await _submit(second, "a", 3)  # before start
+    ran: list[int] = []
+
+    async def record(job: Job) -> None:
+        ran.append(_number(job))
+
+    await second.start(record)
+    await second.idle()
+    assert ran == [0, 1, 2, 3]
+    await second.close(0)
+    await store.aclose()

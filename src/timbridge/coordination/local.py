@@ -91,6 +91,8 @@ class LocalCoordinator:
         self._newest = 0  # the newest job known stored
         self._loaded_to = 0  # every stored job up to here is in memory or done
         self._refill: asyncio.Task[None] | None = None
+        self._taken_up = False  # the inbox's jobs from before are counted (`_take_up`)
+        self._taking_up = asyncio.Lock()
         self._rate = MessageRate()
         self._once: dict[str, float] = {}
         self._claims: dict[str, tuple[str, float]] = {}
@@ -106,6 +108,7 @@ class LocalCoordinator:
                 self._backlog[job.robot] += 1
                 self._admit(job)
             return True
+        await self._take_up()
         stamped = []
         for job in jobs:
             self._seq += 1
@@ -211,18 +214,30 @@ class LocalCoordinator:
         task = asyncio.get_running_loop().create_task(self._drain(conversation))
         self._workers[conversation] = task
 
+    async def _take_up(self) -> None:
+        """Once, before the first job is numbered or run: continue the numbering of what the
+        inbox holds from before, and count it, so that it runs first and no new job reuses
+        its number (the webhook listens before the workers start)."""
+        if self._inbox is None or self._taken_up:
+            return
+        async with self._taking_up:
+            if not self._taken_up:  # (not done by a caller that held the lock before)
+                await self._count_inbox(self._inbox)
+
+    async def _count_inbox(self, inbox: Inbox) -> None:
+        try:
+            newest, stored = await inbox.pending()
+        except StorageError as exc:
+            raise CoordinationError(f"cannot read the inbox: {exc}") from exc
+        self._seq = self._newest = newest
+        self._backlog.update(stored)
+        self._taken_up = True
+        if stored:
+            _log.info("coordination.resumed", jobs=sum(stored.values()))
+
     async def start(self, handler: Handler) -> None:
-        """Begin running jobs; with an inbox, first take up what it holds from before."""
-        if self._inbox is not None:
-            try:
-                newest, stored = await self._inbox.pending()
-            except StorageError as exc:
-                raise CoordinationError(f"cannot read the inbox: {exc}") from exc
-            self._seq = max(self._seq, newest)
-            self._newest = max(self._newest, newest)
-            self._backlog.update(stored)
-            if stored:
-                _log.info("coordination.resumed", jobs=sum(stored.values()))
+        """Begin running jobs; with an inbox, what it holds from before runs first."""
+        await self._take_up()
         self._handler = handler
         for conversation in list(self._mailboxes):
             if conversation not in self._workers:
@@ -234,9 +249,8 @@ class LocalCoordinator:
         assert self._handler is not None
         try:
             while mailbox and not (self._closing and self._inbox is not None):
-                job = mailbox[
-                    0
-                ]  # (closing with an inbox, queued jobs wait there for the next start)
+                # (closing with an inbox, the queued jobs wait there for the next start)
+                job = mailbox[0]
                 await self._priority.turn()
                 try:
                     await self._handler(job)
