@@ -38,6 +38,7 @@ class FakeAnthropic:
     times: list[float] = field(default_factory=list)
     failures: deque[AnthropicFailure] = field(default_factory=deque)
     reply: Callable[[list[dict[str, Any]]], str] | None = None
+    end_marker: bool = True  # False: the stream ends after the text, with no message_stop
 
     def fail(self, *failures: AnthropicFailure) -> None:
         self.failures.extend(failures)
@@ -118,6 +119,9 @@ class FakeAnthropic:
                     "delta": {"type": "text_delta", "text": text[start : start + 5]},
                 },
             )
+        if not self.end_marker:
+            await response.write_eof()
+            return response
         await event("content_block_stop", {"type": "content_block_stop", "index": 0})
         await event(
             "message_delta",

@@ -38,6 +38,7 @@ class FakeGemini:
     requests: list[dict[str, Any]] = field(default_factory=list)
     times: list[float] = field(default_factory=list)
     failures: deque[GeminiFailure] = field(default_factory=deque)
+    end_marker: bool = True  # False: no chunk carries a finishReason
 
     def fail(self, *failures: GeminiFailure) -> None:
         self.failures.extend(failures)
@@ -99,7 +100,7 @@ class FakeGemini:
         await stream.prepare(request)
         pieces = [text[i : i + self.chunk_size] for i in range(0, len(text), self.chunk_size)]
         for number, piece in enumerate(pieces):
-            event = response(piece, last=number == len(pieces) - 1)
+            event = response(piece, last=self.end_marker and number == len(pieces) - 1)
             await stream.write(b"data: " + orjson.dumps(event) + b"\r\n\r\n")
             await asyncio.sleep(0)
         await stream.write_eof()

@@ -46,6 +46,7 @@ class FakeOpenAI:
     stall_after: int | None = None  # pieces sent before a pause of `stall_s`
     stall_s: float = 0.0
     break_after: int | None = None  # pieces sent before the connection is dropped mid-answer
+    end_marker: bool = True  # False: the stream ends cleanly with no finish reason nor [DONE]
 
     def fail(self, *failures: Failure) -> None:
         self.failures.extend(failures)
@@ -105,6 +106,16 @@ class FakeOpenAI:
                     "usage": usage,
                 }
             )
+        return await self._stream(request, body, text, usage, base)
+
+    async def _stream(
+        self,
+        request: web.Request,
+        body: dict[str, Any],
+        text: str,
+        usage: dict[str, int],
+        base: dict[str, Any],
+    ) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
 
@@ -140,6 +151,9 @@ class FakeOpenAI:
                     "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}],
                 }
             )
+        if not self.end_marker:
+            await response.write_eof()
+            return response
         await event({**chunk, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
         if (body.get("stream_options") or {}).get("include_usage"):
             await event({**chunk, "choices": [], "usage": usage})

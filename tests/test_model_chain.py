@@ -4,7 +4,7 @@ implement the real interface."""
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 
 import pytest
 
@@ -26,7 +26,7 @@ class ScriptedModel:
     def name(self) -> str:
         return f"scripted:{self._name}"
 
-    async def stream(self, messages: Sequence[ChatMessage]) -> AsyncIterator[Delta]:
+    async def stream(self, messages: Sequence[ChatMessage]) -> AsyncGenerator[Delta, None]:
         self.calls += 1
         step = self.script.popleft() if self.script else f"{self._name} ok"
         if isinstance(step, LLMError):

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import gzip
 import io
 import time
 from collections.abc import AsyncIterator, Callable
@@ -83,6 +84,27 @@ async def test_chunked_oversized_body_is_413(stack: Stack) -> None:
     await assert_still_serving(stack)
 
 
+async def test_a_gzipped_body_small_on_the_wire_but_over_the_cap_inflated_is_413(
+    stack: Stack,
+) -> None:
+    body = gzip.compress(orjson.dumps(c2c("x" * 2_000_000)))  # 2 MB inflated, ~10 KB sent
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
+            stack.webhook_url,
+            params=signed(),
+            data=body,
+            headers={"Content-Encoding": "gzip", "Content-Type": "application/json"},
+        ) as resp,
+    ):
+        status, answer = resp.status, orjson.loads(await resp.read())
+    assert len(body) < stack.settings.server.max_body_bytes < 2_000_000
+    assert status == 413
+    assert answer["ErrorInfo"].startswith("too_large: ")
+    assert stack.llm.requests == []
+    await assert_still_serving(stack)
+
+
 async def assert_still_serving(stack: Stack) -> None:
     status, answer = await post(stack, signed(), orjson.dumps(c2c("still there?")))
     assert (status, answer["ErrorCode"]) == (200, 0)
@@ -144,6 +166,8 @@ def _nested(depth: int) -> bytes:
             "From_Account",
         ),
         (_nested(100_000), 400, ""),
+        (orjson.dumps(c2c(MsgBody=[{"MsgType": ["TIMTextElem"]}])), 400, "MsgType"),
+        (orjson.dumps(c2c(MsgBody=[{"MsgType": {"a": 1}, "MsgContent": {}}])), 400, "MsgType"),
         (b'{"a": "' + b"x" * (8 * 1024 * 1024) + b'"}', 413, "too_large"),
     ],
     ids=[
@@ -156,6 +180,8 @@ def _nested(depth: int) -> bytes:
         "body-string",
         "missing-field",
         "deep-nesting",
+        "msgtype-array",
+        "msgtype-object",
         "8MiB",
     ],
 )

@@ -238,6 +238,10 @@ class ModelProfile(_Section):
     timeout_s: Annotated[float, Field(gt=0)] = 60.0
     stream: bool = True
     max_tokens: Annotated[int, Field(gt=0)] | None = None
+    #: The longest answer kept, in characters: the rest is not read, and the answer ends with a
+    #: note saying it was cut. The default (about 8 000 tokens) takes 3 messages of Tencent's
+    #: 12 KB in English or Chinese, 12 at the very most (four-byte characters only).
+    max_answer_chars: Annotated[int, Field(ge=100, le=1_000_000)] = 32_000
     context_tokens: Annotated[int, Field(ge=256)] = 8000
     retries: Annotated[int, Field(ge=0, le=10)] = 2
     vision: bool = False

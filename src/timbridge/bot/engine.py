@@ -48,7 +48,15 @@ from timbridge.protocol.callbacks import (
 from timbridge.settings import Settings
 from timbridge.storage.history import History, Turn, UsageRecord, utc_day
 
-__all__ = ["APOLOGY", "EMPTY_TEXT", "IMAGE_FAILED", "INTERRUPTED", "TEXT_ONLY", "Engine"]
+__all__ = [
+    "APOLOGY",
+    "EMPTY_TEXT",
+    "IMAGE_FAILED",
+    "INTERRUPTED",
+    "TEXT_ONLY",
+    "TOO_LONG",
+    "Engine",
+]
 
 Purpose = Literal["answer", "summary"]
 
@@ -56,6 +64,7 @@ APOLOGY = "Sorry, I can't answer right now: the model is unavailable. Please try
 TEXT_ONLY = "I can read text only: please describe the image in words."
 IMAGE_FAILED = "I could not open that image ({reason}). Please try another, or describe it."
 INTERRUPTED = "\n\n[The answer was cut off: the model stopped responding. Please ask again.]"
+TOO_LONG = "\n\n[The answer was cut here: it was longer than this robot sends.]"
 EMPTY_TEXT = "I can only read text messages. Please write your question as text."
 STORE_FAILED = (
     "Sorry, I can't answer right now: my memory is unavailable. Please try again shortly."
@@ -348,7 +357,8 @@ class Engine:
             input_tokens=answer.usage.input_tokens,
             output_tokens=answer.usage.output_tokens,
         )
-        reply = cite(answer.text, hits) if robot.cite_sources else answer.text
+        text = answer.text + TOO_LONG if answer.cut else answer.text
+        reply = cite(text, hits) if robot.cite_sources else text
         if live is not None:
             await live.feed(reply[len(answer.text) :])  # the sources line, if any
             reply = live.text.strip()

@@ -10,6 +10,7 @@ chain is open, they are all tried anyway rather than failing at once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -34,6 +35,8 @@ class Answer:
     model: str
     first_token_s: float
     total_s: float
+    #: The model said more than the profile's `max_answer_chars`: `text` is the first part.
+    cut: bool = False
 
 
 @dataclass
@@ -154,19 +157,33 @@ class ModelChain:
         started = time.perf_counter()
         first: float | None = None
         pieces: list[str] = []
+        left = self._profiles[name].max_answer_chars
         usage = Usage()
         async with self._concurrency:
             try:
-                async with asyncio.timeout(timeout_s):
-                    async for delta in model.stream(messages):
-                        if delta.text:
-                            if first is None:
-                                first = time.perf_counter() - started
-                            pieces.append(delta.text)
-                            if on_delta is not None:
-                                await on_delta(delta.text)
+                async with (
+                    asyncio.timeout(timeout_s),
+                    contextlib.aclosing(model.stream(messages)) as deltas,
+                ):
+                    async for delta in deltas:
                         if delta.usage is not None:
                             usage = delta.usage
+                        if not delta.text:
+                            continue
+                        if first is None:
+                            first = time.perf_counter() - started
+                        piece = delta.text[:left]
+                        left -= len(piece)
+                        pieces.append(piece)
+                        if on_delta is not None and piece:
+                            await on_delta(piece)
+                        if left <= 0:  # the rest is not read: closing the stream hangs up
+                            _log.warning(
+                                "model.answer_cut",
+                                profile=name,
+                                chars=self._profiles[name].max_answer_chars,
+                            )
+                            break
             except TimeoutError:
                 raise LLMTimeout(
                     f"{model.name}: no complete answer within {timeout_s} s", model=model.name
@@ -175,4 +192,5 @@ class ModelChain:
         if not text:
             raise LLMResponseError(f"{model.name}: empty answer", model=model.name)
         total = time.perf_counter() - started
-        return Answer(text, usage, name, model.name, first if first is not None else total, total)
+        first_s = first if first is not None else total
+        return Answer(text, usage, name, model.name, first_s, total, cut=left <= 0)

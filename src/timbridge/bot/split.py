@@ -21,12 +21,17 @@ def json_size(text: str) -> int:
     return len(orjson.dumps(text)) - 2
 
 
-def fitting_prefix(text: str, budget: int) -> int:
-    """Length of the longest prefix of `text` that takes at most `budget` JSON bytes."""
-    low, high = 0, len(text)
+def fitting_prefix(text: str, budget: int, start: int = 0) -> int:
+    """Length of the longest prefix of ``text[start:]`` that takes at most `budget` JSON bytes.
+
+    Every character takes at least one byte, so only the first `budget` characters are
+    searched: the cost depends on the budget, never on the length of `text`.
+    """
+    window = text[start : start + max(budget, 0)]
+    low, high = 0, len(window)
     while low < high:
         mid = (low + high + 1) // 2
-        if json_size(text[:mid]) <= budget:
+        if json_size(window[:mid]) <= budget:
             low = mid
         else:
             high = mid - 1
@@ -35,11 +40,12 @@ def fitting_prefix(text: str, budget: int) -> int:
 
 def _hard_split(line: str, budget: int) -> list[str]:
     pieces: list[str] = []
-    while json_size(line) > budget:
-        cut = max(1, fitting_prefix(line, budget))
-        pieces.append(line[:cut])
-        line = line[cut:]
-    pieces.append(line)
+    start = 0
+    while json_size(line[start : start + budget + 1]) > budget:
+        cut = max(1, fitting_prefix(line, budget, start))
+        pieces.append(line[start : start + cut])
+        start += cut
+    pieces.append(line[start:])
     return pieces
 
 

@@ -21,12 +21,14 @@ import orjson
 import structlog
 
 from timbridge.emulator.faults import Faults
-from timbridge.http import http_session
+from timbridge.http import http_session, read_capped
 from timbridge.protocol.callbacks import callback_sign
 
 __all__ = ["Delivery", "WebhookDispatcher"]
 
 _log = structlog.get_logger("timbridge.emulator")
+#: The largest webhook answer read: Tencent expects a few bytes of JSON back.
+_ANSWER_LIMIT = 64 * 1024
 
 
 @dataclass(slots=True)
@@ -138,14 +140,16 @@ class WebhookDispatcher:
                     timeout=self.timeout,
                 ) as resp:
                     delivery.status = resp.status
-                    raw = await resp.read()
+                    raw = await read_capped(resp, _ANSWER_LIMIT)
+                if raw is None:
+                    raise ValueError(f"webhook answer over {_ANSWER_LIMIT} bytes")
                 answer = orjson.loads(raw) if raw else {}
                 delivery.answer = answer if isinstance(answer, dict) else {}
                 if resp.status == 200 and delivery.answer.get("ErrorCode") == 0:
                     delivery.delivered = True
                     return
                 delivery.errors.append(f"HTTP {resp.status}: {raw[:200]!r}")
-            except (aiohttp.ClientError, TimeoutError, orjson.JSONDecodeError) as exc:
+            except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
                 delivery.errors.append(repr(exc))
         _log.warning(
             "emulator.webhook_gave_up",

@@ -9,13 +9,13 @@ off: the engine retries and fails over.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
 import anthropic
 
 from timbridge.errors import LLMResponseError
-from timbridge.llm.base import ChatMessage, Delta, Usage
+from timbridge.llm.base import ChatMessage, Delta, Usage, cut_stream
 from timbridge.llm.sdk import map_sdk_errors, sdk_client
 
 __all__ = ["DEFAULT_MAX_TOKENS", "AnthropicMessages", "to_anthropic"]
@@ -86,7 +86,7 @@ class AnthropicMessages:
     async def aclose(self) -> None:
         await self._client.close()
 
-    async def stream(self, messages: Sequence[ChatMessage]) -> AsyncIterator[Delta]:
+    async def stream(self, messages: Sequence[ChatMessage]) -> AsyncGenerator[Delta, None]:
         system, turns = to_anthropic(messages)
         request: dict[str, Any] = {
             "model": self._model,
@@ -107,12 +107,17 @@ class AnthropicMessages:
                 yield Delta(usage=Usage(message.usage.input_tokens, message.usage.output_tokens))
                 return
             input_tokens = output_tokens = 0
+            finished = False
             events = await self._client.messages.create(**request, stream=True)
             async for event in events:
-                if event.type == "message_start":
+                if event.type == "message_stop":
+                    finished = True
+                elif event.type == "message_start":
                     input_tokens = event.message.usage.input_tokens
                 elif event.type == "content_block_delta" and event.delta.type == "text_delta":
                     yield Delta(text=event.delta.text)
                 elif event.type == "message_delta":
                     output_tokens = event.usage.output_tokens
+            if not finished:
+                raise cut_stream("anthropic", self._model)
             yield Delta(usage=Usage(input_tokens, output_tokens))

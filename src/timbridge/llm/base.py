@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-__all__ = ["ChatMessage", "ChatModel", "Delta", "Image", "Source", "Usage"]
+from timbridge.errors import LLMServerError
+
+__all__ = ["ChatMessage", "ChatModel", "Delta", "Image", "Source", "Usage", "cut_stream"]
 
 Role = Literal["system", "user", "assistant"]
 
@@ -67,8 +69,20 @@ class ChatModel(Protocol):
         """``provider:model``, for logs and metrics."""
         ...
 
-    def stream(self, messages: Sequence[ChatMessage]) -> AsyncIterator[Delta]:
+    def stream(self, messages: Sequence[ChatMessage]) -> AsyncGenerator[Delta, None]:
         """The answer as it is generated; the last delta may carry `usage`."""
         ...
 
     async def aclose(self) -> None: ...
+
+
+def cut_stream(provider: str, model: str) -> LLMServerError:
+    """The error for a stream that ended without the provider's end marker (``[DONE]``, a
+    finish reason, ``message_stop``): the connection was cut, so what arrived is not the whole
+    answer. A server error, so it is retried when nothing was shown yet."""
+    return LLMServerError(
+        f"{provider}:{model}: the stream ended before the answer did (no end marker)",
+        status=0,
+        provider=provider,
+        model=model,
+    )

@@ -7,7 +7,7 @@ role. A 429 becomes `LLMRateLimited` with the ``RetryInfo`` delay when the serve
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
 import aiohttp
@@ -19,8 +19,8 @@ from timbridge.errors import (
     LLMServerError,
     LLMTimeout,
 )
-from timbridge.http import http_session
-from timbridge.llm.base import ChatMessage, Delta, Usage
+from timbridge.http import BodyTooLarge, http_session
+from timbridge.llm.base import ChatMessage, Delta, Usage, cut_stream
 
 __all__ = ["Gemini"]
 
@@ -104,7 +104,7 @@ class Gemini:
         )
         return contents, config
 
-    async def stream(self, messages: Sequence[ChatMessage]) -> AsyncIterator[Delta]:
+    async def stream(self, messages: Sequence[ChatMessage]) -> AsyncGenerator[Delta, None]:
         contents, config = self._request(messages)
         usage = Usage()
         models = self._connected().aio.models
@@ -113,11 +113,15 @@ class Gemini:
                 chunks = await models.generate_content_stream(
                     model=self._model, contents=contents, config=config
                 )
+                finished = False
                 async for chunk in chunks:
                     text = _text(chunk)
                     if text:
                         yield Delta(text=text)
                     usage = _usage(chunk) or usage
+                    finished = finished or _finished(chunk)
+                if not finished:
+                    raise cut_stream("gemini", self._model)
             else:
                 reply = await models.generate_content(
                     model=self._model, contents=contents, config=config
@@ -128,6 +132,8 @@ class Gemini:
             raise self._mapped(exc) from exc
         except TimeoutError as exc:
             raise LLMTimeout(f"{self.name}: timed out", **self._where) from exc
+        except BodyTooLarge as exc:
+            raise LLMResponseError(f"{self.name}: {exc}", **self._where) from exc
         except (aiohttp.ClientError, OSError) as exc:
             raise LLMServerError(
                 f"{self.name}: connection failed: {exc}", status=0, **self._where
@@ -166,6 +172,12 @@ def _text(response: Any) -> str:
     if not candidates or candidates[0].content is None:
         return ""
     return "".join(part.text for part in candidates[0].content.parts or [] if part.text)
+
+
+def _finished(response: Any) -> bool:
+    """Whether a streamed chunk ends the answer (its candidate carries a finish reason)."""
+    candidates = getattr(response, "candidates", None) or []
+    return bool(candidates) and candidates[0].finish_reason is not None
 
 
 def _usage(response: Any) -> Usage | None:

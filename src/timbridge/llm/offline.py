@@ -9,7 +9,7 @@ matched. The retrieval itself is the engine's (it puts the passages into the con
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 
 from timbridge.llm.base import ChatMessage, Delta, Source, Usage
 from timbridge.llm.tokens import count_tokens
@@ -53,7 +53,7 @@ class OfflineModel:
 
     name = "offline:retrieval"
 
-    async def stream(self, messages: Sequence[ChatMessage]) -> AsyncIterator[Delta]:
+    async def stream(self, messages: Sequence[ChatMessage]) -> AsyncGenerator[Delta, None]:
         sources = [source for message in messages for source in message.sources]
         question = next((m.content for m in reversed(messages) if m.role == "user"), "")
         answer = (

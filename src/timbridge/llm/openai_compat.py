@@ -18,7 +18,7 @@ model profile selects the SDK (`timbridge.llm.openai_sdk`) instead.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Sequence
 from typing import Any
 
 import aiohttp
@@ -26,13 +26,15 @@ import orjson
 
 from timbridge import __version__
 from timbridge.errors import LLMRateLimited, LLMResponseError, LLMServerError, LLMTimeout
-from timbridge.http import http_session, read_capped
-from timbridge.llm.base import ChatMessage, Delta, Usage
+from timbridge.http import BodyTooLarge, http_session, read_capped
+from timbridge.llm.base import ChatMessage, Delta, Usage, cut_stream
 
 __all__ = ["DEFAULT_BASE_URL", "OpenAICompatible", "chat_request", "stream_fields"]
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 _ERROR_BODY_LIMIT = 64 * 1024  # of an error answer, read for its message
+#: The largest server-sent event accepted: a delta is a few tokens; far larger is not an answer.
+MAX_EVENT_BYTES = 1024 * 1024
 
 
 def chat_request(
@@ -125,6 +127,8 @@ class OpenAICompatible:
             yield
         except TimeoutError as exc:  # aiohttp's timeouts are TimeoutErrors too
             raise LLMTimeout(f"{self.name}: timed out", **where) from exc
+        except BodyTooLarge as exc:  # a bomb, not a hiccup: no retry
+            raise LLMResponseError(f"{self.name}: {exc}", **where) from exc
         except aiohttp.ClientError as exc:
             raise LLMServerError(
                 f"{self.name}: connection failed ({type(exc).__name__})", status=0, **where
@@ -132,12 +136,15 @@ class OpenAICompatible:
         except (orjson.JSONDecodeError, KeyError, IndexError, TypeError, AttributeError) as exc:
             raise LLMResponseError(f"{self.name}: malformed answer ({exc})", **where) from exc
 
-    async def stream(self, messages: Sequence[ChatMessage]) -> AsyncIterator[Delta]:
+    async def stream(self, messages: Sequence[ChatMessage]) -> AsyncGenerator[Delta, None]:
         request = chat_request(self._model, messages, self._max_tokens)
         body = orjson.dumps(stream_fields(request) if self._stream else request)
         with self._mapped():
-            async with self._connected().post(self._url, data=body) as response:
-                if response.status >= 400:
+            # no redirect: following one would hand the API key to whichever host it names
+            async with self._connected().post(
+                self._url, data=body, allow_redirects=False
+            ) as response:
+                if response.status != 200:  # a redirect too: it is not followed
                     await self._refuse(response)
                 if not self._stream:
                     answer = orjson.loads(await response.read())
@@ -149,8 +156,10 @@ class OpenAICompatible:
                     if usage is not None:
                         yield Delta(usage=usage)
                     return
-                async for data in _events(response.content):
+                finished = False
+                async for data in _events(response.content, self._malformed):
                     if data == b"[DONE]":
+                        finished = True
                         break
                     chunk = orjson.loads(data)
                     if chunk.get("error"):  # some servers report failures as an event
@@ -158,9 +167,13 @@ class OpenAICompatible:
                     choices = chunk.get("choices")
                     if choices and (text := choices[0].get("delta", {}).get("content")):
                         yield Delta(text=text)
+                    if choices and choices[0].get("finish_reason"):
+                        finished = True
                     usage = _usage(chunk.get("usage"))
                     if usage is not None:
                         yield Delta(usage=usage)
+                if not finished:
+                    raise cut_stream(self._provider, self._model)
 
     def _malformed(self, what: str) -> LLMResponseError:
         return LLMResponseError(f"{self.name}: {what}", provider=self._provider, model=self._model)
@@ -185,17 +198,38 @@ class OpenAICompatible:
         raise LLMResponseError(f"{self.name}: HTTP {status}: {message}", **where)
 
 
-async def _events(content: aiohttp.StreamReader) -> AsyncIterator[bytes]:
+async def _lines(content: aiohttp.StreamReader, too_long: Any) -> AsyncIterator[bytes]:
+    """The lines of `content`, each at most `MAX_EVENT_BYTES` (else `too_long(what)` is raised):
+    aiohttp's own line reader fails on a line over 128 KiB with a bare ValueError."""
+    pending = bytearray()
+    async for chunk in content.iter_any():
+        pending += chunk
+        start = 0
+        while (end := pending.find(b"\n", start)) >= 0:
+            yield bytes(pending[start:end])
+            start = end + 1
+        del pending[:start]
+        if len(pending) > MAX_EVENT_BYTES:
+            raise too_long(f"a stream line over {MAX_EVENT_BYTES} bytes")
+    if pending:
+        yield bytes(pending)
+
+
+async def _events(content: aiohttp.StreamReader, too_long: Any) -> AsyncIterator[bytes]:
     """The ``data`` of each server-sent event (lines joined with newlines, per the standard)."""
     data: list[bytes] = []
-    async for raw in content:
-        line = raw.rstrip(b"\r\n")
+    size = 0
+    async for raw in _lines(content, too_long):
+        line = raw.rstrip(b"\r")
         if not line:
             if data:
                 yield b"\n".join(data)
-                data = []
+                data, size = [], 0
         elif line.startswith(b"data:"):
             data.append(line[6:] if line[5:6] == b" " else line[5:])
+            size += len(line)
+            if size > MAX_EVENT_BYTES:
+                raise too_long(f"a stream event over {MAX_EVENT_BYTES} bytes")
     if data:
         yield b"\n".join(data)
 

@@ -9,13 +9,13 @@ failover are the engine's (`timbridge.bot.models.ModelChain`).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 
 import openai
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from timbridge.errors import LLMResponseError
-from timbridge.llm.base import ChatMessage, Delta, Usage
+from timbridge.llm.base import ChatMessage, Delta, Usage, cut_stream
 from timbridge.llm.openai_compat import chat_request, stream_fields
 from timbridge.llm.sdk import map_sdk_errors, sdk_client
 
@@ -66,7 +66,7 @@ class OpenAISDK:
     async def aclose(self) -> None:
         await self._client.close()
 
-    async def stream(self, messages: Sequence[ChatMessage]) -> AsyncIterator[Delta]:
+    async def stream(self, messages: Sequence[ChatMessage]) -> AsyncGenerator[Delta, None]:
         request = chat_request(self._model, messages, self._max_tokens)
         # The SDK's typed `chat.completions.create` re-walks every message through its
         # TypedDict transform (measured ~10 ms a call with 20 turns); the body built here is
@@ -99,10 +99,15 @@ class OpenAISDK:
                 stream=True,
                 stream_cls=openai.AsyncStream[ChatCompletionChunk],
             )
+            finished = False
             async for chunk in chunks:
                 if chunk.choices and chunk.choices[0].delta.content:
                     yield Delta(text=chunk.choices[0].delta.content)
+                if chunk.choices and chunk.choices[0].finish_reason:
+                    finished = True
                 if chunk.usage is not None:
                     yield Delta(
                         usage=Usage(chunk.usage.prompt_tokens, chunk.usage.completion_tokens)
                     )
+            if not finished:
+                raise cut_stream(self._provider, self._model)

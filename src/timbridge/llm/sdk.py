@@ -18,6 +18,7 @@ import aiohttp
 import httpx2
 
 from timbridge.errors import LLMRateLimited, LLMResponseError, LLMServerError, LLMTimeout
+from timbridge.http import DEFAULT_BODY_LIMIT, BodyTooLarge, capped_decoding
 
 T = TypeVar("T")
 
@@ -25,11 +26,18 @@ __all__ = ["aiohttp_client", "map_sdk_errors", "sdk_client"]
 
 
 def aiohttp_client(sdk: ModuleType, *, max_connections: int, timeout_s: float) -> Any:
-    """The SDK's aiohttp-backed HTTP client, its pool sized to the calls that may be in flight."""
+    """The SDK's aiohttp-backed HTTP client, its pool sized to the calls that may be in flight,
+    its decoded bodies capped (`capped_decoding`), and redirects not followed: a model API does
+    not redirect, and following one would send the API key to whoever it names."""
     limits = httpx2.Limits(
         max_connections=max_connections, max_keepalive_connections=min(max_connections, 256)
     )
-    return sdk.DefaultAioHttpClient(limits=limits, timeout=timeout_s)
+    return sdk.DefaultAioHttpClient(
+        limits=limits,
+        timeout=timeout_s,
+        follow_redirects=False,
+        event_hooks={"response": [capped_decoding(DEFAULT_BODY_LIMIT)]},
+    )
 
 
 def sdk_client(
@@ -62,6 +70,16 @@ def _retry_after(exc: BaseException) -> float | None:
         return None
 
 
+def _too_large(exc: BaseException) -> BodyTooLarge | None:
+    """The `BodyTooLarge` behind `exc`, which the SDKs wrap as a connection error."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, BodyTooLarge):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 def _refused(exc: BaseException) -> bool:
     """Whether a "timeout" is really a refused connection: the SDKs' aiohttp transport reports
     every aiohttp connection error as a connect timeout."""
@@ -82,6 +100,8 @@ def map_sdk_errors(
     name = f"{provider}:{model}"
     try:
         yield
+    except BodyTooLarge as exc:
+        raise LLMResponseError(f"{name}: {exc}", **where) from exc
     except sdk.APITimeoutError as exc:
         if _refused(exc):
             raise LLMServerError(f"{name}: connection failed", status=0, **where) from exc
@@ -96,6 +116,8 @@ def map_sdk_errors(
             raise LLMServerError(f"{name}: HTTP {status}", status=status, **where) from exc
         raise LLMResponseError(f"{name}: HTTP {status}: {exc.message}", **where) from exc
     except sdk.APIConnectionError as exc:
+        if (too_large := _too_large(exc)) is not None:
+            raise LLMResponseError(f"{name}: {too_large}", **where) from exc
         raise LLMServerError(f"{name}: connection failed", status=0, **where) from exc
     except base as exc:
         raise LLMResponseError(f"{name}: {exc}", **where) from exc

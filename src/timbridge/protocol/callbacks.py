@@ -167,6 +167,8 @@ def parse_event(body: bytes, command: str | None = None) -> CallbackEvent:
             return cast(CallbackEvent, model.model_validate(data))
         except ValidationError as exc:
             raise payload_error(exc, what=found) from None
+        except (TypeError, RecursionError) as exc:  # a validator met a shape it did not expect
+            raise PayloadError("body", f"malformed {found}: {type(exc).__name__}") from None
     model = _MODELS.get(command)
     if model is None:
         return UnknownEvent(callback_command=command)
@@ -174,6 +176,8 @@ def parse_event(body: bytes, command: str | None = None) -> CallbackEvent:
         return cast(CallbackEvent, model.model_validate_json(body))
     except ValidationError as exc:
         raise payload_error(exc, what=command) from None
+    except (TypeError, RecursionError) as exc:  # a validator met a shape it did not expect
+        raise PayloadError("body", f"malformed {command}: {type(exc).__name__}") from None
 
 
 class Ack(WireModel):

@@ -246,7 +246,7 @@ _KNOWN = frozenset(
 
 def _element_tag(value: Any) -> str:
     kind = value.get("MsgType") if isinstance(value, dict) else getattr(value, "msg_type", None)
-    return kind if kind in _KNOWN else "unknown"
+    return kind if isinstance(kind, str) and kind in _KNOWN else "unknown"
 
 
 Element = Annotated[

@@ -158,8 +158,10 @@ class TencentClient:
             encoded=True,
         )
         try:
+            # never follow a redirect: the query carries the admin's UserSig, and Tencent's REST
+            # API does not redirect, so a 3xx is refused like any other non-200 status
             async with self._session.post(
-                url, data=body, headers=_JSON_HEADERS, timeout=self._timeout
+                url, data=body, headers=_JSON_HEADERS, timeout=self._timeout, allow_redirects=False
             ) as resp:
                 if resp.status != 200:
                     self._report(command, -1)
