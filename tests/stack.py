@@ -81,7 +81,7 @@ def stack_settings(
             "api_base": emulator_url,
             **(tencent_extra or {}),
         },
-        store={"url": f"sqlite:///{tmp / 'timbridge.db'}"},
+        store=overrides.pop("store", {"url": f"sqlite:///{tmp / 'timbridge.db'}"}),
         models=models,
         robots=robots,
         **overrides,

@@ -10,7 +10,7 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "timbridge"
 
-_BASE = {"errors", "logs", "http"}  # leaf modules anyone may use
+_BASE = {"errors", "logs", "http", "printable"}  # leaf modules anyone may use
 _ENGINE_DEPS = {
     "settings",
     "protocol",
@@ -27,6 +27,7 @@ ALLOWED: dict[str, set[str]] = {
     "errors": set(),
     "logs": set(),
     "http": set(),
+    "printable": set(),
     "settings": {"errors"},
     "protocol": {"errors"},
     "usersig": {"errors"},

@@ -130,7 +130,7 @@ async def test_a_text_only_robot_says_so_without_calling_the_model(
 @pytest.mark.parametrize(
     ("path", "allowed", "reason"),
     [
-        ("/cat.png", ["*.myqcloud.com"], "is not on media.allowed_hosts"),
+        ("/cat.png", ["*.myqcloud.com"], "is not an http(s) URL on a host of media.allowed_hosts"),
         ("/huge.png", ["127.0.0.1"], "over 1048576 bytes"),
         ("/page", ["127.0.0.1"], "not a PNG, JPEG, GIF or WebP image"),
         ("/missing.png", ["127.0.0.1"], "HTTP 404"),
@@ -148,4 +148,19 @@ async def test_refused_images_are_explained(
         reply = await stack.emu.wait_message(from_="@RBT#helper", to="alice")
     assert reply.text.startswith("I could not open that image (image: ")
     assert reason in reply.text
+    assert not llm.requests
+
+
+@pytest.mark.parametrize("url", ["http://[::1", "http://[::1]:99999/x", "ftp://127.0.0.1/a.png"])
+async def test_a_url_that_does_not_parse_is_refused_like_any_other(
+    tmp_path: Path, url: str
+) -> None:
+    llm = FakeOpenAI()
+    async with running_stack(
+        tmp_path, llm=llm, media=MEDIA, model_options={"vision": True}
+    ) as stack:
+        _send_image(stack, url)
+        reply = await stack.emu.wait_message(from_="@RBT#helper", to="alice")
+    assert reply.text.startswith("I could not open that image (image: ")
+    assert "is not an http(s) URL" in reply.text
     assert not llm.requests

@@ -53,8 +53,11 @@ class MediaFetcher:
         self._settings = settings
 
     def allowed(self, url: str) -> bool:
-        parts = urlsplit(url)
-        host = (parts.hostname or "").lower()
+        try:
+            parts = urlsplit(url)
+            host = (parts.hostname or "").lower()
+        except ValueError:  # "http://[::1" and the like: not a URL at all
+            return False
         if parts.scheme not in ("http", "https") or not host:
             return False
         return any(fnmatch.fnmatchcase(host, p.lower()) for p in self._settings.allowed_hosts)
@@ -62,7 +65,9 @@ class MediaFetcher:
     async def fetch(self, url: str) -> Image:
         """The image at `url`; `PayloadError` saying why not."""
         if not self.allowed(url):
-            raise PayloadError("image", f"host of {url[:80]!r} is not on media.allowed_hosts")
+            raise PayloadError(
+                "image", f"{url[:80]!r} is not an http(s) URL on a host of media.allowed_hosts"
+            )
         limit = self._settings.max_bytes
         try:
             async with (

@@ -20,6 +20,7 @@ import structlog
 
 from timbridge.errors import LLMError, LLMRateLimited, LLMResponseError, LLMTimeout
 from timbridge.llm.base import ChatMessage, ChatModel, Usage
+from timbridge.printable import printable
 from timbridge.settings import ModelProfile
 
 __all__ = ["Answer", "ModelChain"]
@@ -172,7 +173,7 @@ class ModelChain:
                             continue
                         if first is None:
                             first = time.perf_counter() - started
-                        piece = delta.text[:left]
+                        piece = printable(delta.text)[:left]
                         left -= len(piece)
                         pieces.append(piece)
                         if on_delta is not None and piece:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+from timbridge.printable import printable
 from timbridge.protocol.elements import (
     CustomElem,
     Element,
@@ -53,8 +54,9 @@ def _describe(element: Element) -> str:
 
 
 def extract_text(body: Iterable[Element]) -> str:
-    """All text elements joined; other elements described briefly (``[image]``)."""
-    parts = [_describe(element) for element in body]
+    """All text elements joined; other elements described briefly (``[image]``); without what
+    a store cannot keep or a client should not show (`printable`)."""
+    parts = [printable(_describe(element)) for element in body]
     return " ".join(p for p in (part.strip() for part in parts) if p)
 
 

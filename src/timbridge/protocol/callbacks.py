@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import functools
 import hashlib
-from typing import Any, Final, Literal, cast
+from typing import Annotated, Any, Final, Literal, cast
 
 import orjson
-from pydantic import Field, ValidationError
+from pydantic import Field, StringConstraints, ValidationError
 
 from timbridge.errors import PayloadError
 from timbridge.protocol.base import WireModel, payload_error
@@ -45,20 +45,31 @@ C2C_AFTER_SEND: Final = "C2C.CallbackAfterSendMsg"
 GROUP_AFTER_SEND: Final = "Group.CallbackAfterSendMsg"
 
 
+# Identifiers become keys of history, usage and dedupe rows, so they are bounded at the edge and
+# may hold no control character. Tencent's own limits are lower: a UserID is at most 32 bytes, a
+# custom GroupId 48 (§2); these leave room and keep every derived key within its column.
+_NO_CONTROLS = r"^[^\x00-\x1f\x7f]*$"
+Account = Annotated[str, StringConstraints(max_length=64, pattern=_NO_CONTROLS)]
+GroupId = Annotated[str, StringConstraints(max_length=64, pattern=_NO_CONTROLS)]
+TopicId = Annotated[str, StringConstraints(max_length=96, pattern=_NO_CONTROLS)]
+MsgKey = Annotated[str, StringConstraints(max_length=128, pattern=_NO_CONTROLS)]
+Counter = Annotated[int, Field(ge=0, lt=2**63)]  # sequence numbers, randoms, times
+
+
 class GroupAtInfo(WireModel):
     """One @-mention of a group message; ``GroupAtAllFlag: 1`` is @all."""
 
     group_at_all_flag: int = 0
-    group_at_account: str = Field(default="", alias="GroupAt_Account")
+    group_at_account: Account = Field(default="", alias="GroupAt_Account")
 
 
 class _C2CFields(WireModel):
-    from_account: str = Field(alias="From_Account")
-    to_account: str = Field(alias="To_Account")
-    msg_seq: int
-    msg_random: int
-    msg_time: int
-    msg_key: str = ""
+    from_account: Account = Field(alias="From_Account")
+    to_account: Account = Field(alias="To_Account")
+    msg_seq: Counter
+    msg_random: Counter
+    msg_time: Counter
+    msg_key: MsgKey = ""
     online_only_flag: int = 0
     send_msg_result: int = 0
     error_info: str = ""
@@ -79,7 +90,7 @@ class C2CMessageEvent(_C2CFields):
     """``Bot.OnC2CMessage``: a user sent a one-to-one message to a robot."""
 
     callback_command: Literal["Bot.OnC2CMessage"] = BOT_C2C_MESSAGE
-    msg_id: str = ""
+    msg_id: MsgKey = ""
 
 
 class C2CAfterSendEvent(_C2CFields):
@@ -89,18 +100,18 @@ class C2CAfterSendEvent(_C2CFields):
 
 
 class _GroupFields(WireModel):
-    group_id: str
+    group_id: GroupId
     type: str = ""
-    from_account: str = Field(alias="From_Account")
-    operator_account: str = Field(default="", alias="Operator_Account")
-    random: int = 0
-    msg_seq: int
-    msg_time: int = 0
+    from_account: Account = Field(alias="From_Account")
+    operator_account: Account = Field(default="", alias="Operator_Account")
+    random: Counter = 0
+    msg_seq: Counter
+    msg_time: Counter = 0
     online_only_flag: int = 0
     msg_body: MsgBody
     cloud_custom_data: str = ""
     event_time: int = 0
-    topic_id: str | None = None
+    topic_id: TopicId | None = None
 
     @property
     def identity(self) -> str:
@@ -113,7 +124,7 @@ class GroupMessageEvent(_GroupFields):
     """``Bot.OnGroupMessage``: a group message @-mentioned one or more robots."""
 
     callback_command: Literal["Bot.OnGroupMessage"] = BOT_GROUP_MESSAGE
-    at_robots_account: tuple[str, ...] = Field(default=(), alias="AtRobots_Account")
+    at_robots_account: tuple[Account, ...] = Field(default=(), alias="AtRobots_Account")
 
 
 class GroupAfterSendEvent(_GroupFields):

@@ -10,6 +10,12 @@ write that fails is kept for the next transaction, so a store that recovers stil
 A caller may pass `then`, run synchronously right after the transaction commits and before any
 waiter resumes, in queue order: the inbox hands committed jobs to the queue that way, so that
 their order in memory is their order on disk.
+
+One bad write must not sink the others of its batch: when a transaction of several callers'
+writes fails, each is tried again in a transaction of its own, so that only the writes that fail
+alone fail. A write nobody waits for that fails alone while others succeed cannot be stored (a
+row the store refuses, not a store that is down): it is dropped and logged, not carried into
+every later transaction.
 """
 
 from __future__ import annotations
@@ -107,28 +113,50 @@ class GroupCommit:
             batch, self._pending = self._pending, []
             if not batch:
                 continue
-            outcome: Exception | None = None
             self._committing = True
             try:
-                await self._commit(batch)
-            except Exception as exc:  # noqa: BLE001 - every waiter gets it; the writer goes on
-                outcome = exc
+                outcomes = await self._outcomes(batch)
             finally:
                 self._committing = False
-            self._failed_in_a_row = 0 if outcome is None else self._failed_in_a_row + 1
-            self._settle(batch, outcome)
+            failed = sum(outcome is not None for outcome in outcomes)
+            self._failed_in_a_row = 0 if failed < len(batch) else self._failed_in_a_row + 1
+            self._settle(batch, outcomes, store_down=failed == len(batch))
 
-    def _settle(self, batch: list[_Queued], outcome: Exception | None) -> None:
-        """Wake the waiters. Writes nobody waits for are kept when their transaction fails,
-        and go with the next one (not retried on their own: a store that fails every
-        transaction would spin)."""
+    async def _outcomes(self, batch: list[_Queued]) -> list[Exception | None]:
+        """Each item's error (None: committed): the batch in one transaction, or, when that
+        fails and it holds more than one item, each item in its own."""
+        try:
+            await self._commit(batch)
+        except Exception as exc:  # noqa: BLE001 - every waiter gets it; the writer goes on
+            if len(batch) == 1:
+                return [exc]
+        else:
+            return [None] * len(batch)
+        outcomes: list[Exception | None] = []
         for item in batch:
+            try:
+                await self._commit([item])
+            except Exception as exc:  # noqa: BLE001 - this item's waiter gets it
+                outcomes.append(exc)
+            else:
+                outcomes.append(None)
+        return outcomes
+
+    def _settle(
+        self, batch: list[_Queued], outcomes: list[Exception | None], *, store_down: bool
+    ) -> None:
+        """Wake the waiters. Writes nobody waits for are kept when the store is down and go
+        with the next transaction (not retried on their own: a store that fails every
+        transaction would spin); one that failed while others went through is dropped."""
+        for item, outcome in zip(batch, outcomes, strict=True):
             if outcome is None and item.then is not None:
                 item.then()
             if item.done is None:
-                if outcome is not None:
+                if outcome is not None and store_down:
                     _log.warning("store.write_deferred", error=str(outcome))
                     self._pending.append(item)
+                elif outcome is not None:
+                    _log.error("store.write_dropped", error=str(outcome))
             elif not item.done.done():
                 if outcome is None:
                     item.done.set_result(None)

@@ -13,6 +13,7 @@ known, so a retried job resumes instead of repeating.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -170,8 +171,10 @@ class History:
         *,
         usage_record: UsageRecord | None = None,
     ) -> None:
-        """Store turns of one inbound message, and in the same transaction what the answer cost
-        (`usage_record`); a repeat of the same identity is ignored."""
+        """Store turns of one inbound message, and what the answer cost (`usage_record`); a
+        repeat of the same identity is ignored. Both go in the same group transaction, as two
+        writes: the ledger never depends on the turns being stored (a budget must hold even
+        when history cannot be kept), and raises only after both were tried."""
         known: set[tuple[str, str]] = set()
         if self._cache is not None:
             known = {(identity, role) for role, _, _, identity in await self._recent(conversation)}
@@ -181,9 +184,9 @@ class History:
             if (identity, t.role) not in known
         ]
         now = time.time()
-        writes = (
-            [Insert(usage, [_usage_row(usage_record, now)])] if usage_record is not None else []
-        )
+        writes: list[Insert] = []
+        if usage_record is not None:
+            writes.append(Insert(usage, [_usage_row(usage_record, now)]))
         if fresh:
             rows = [
                 {
@@ -199,7 +202,12 @@ class History:
             writes.append(Insert(turns, rows))
         if not writes:
             return
-        await self._commits.write(*writes)
+        results = await asyncio.gather(
+            *(self._commits.write(write) for write in writes), return_exceptions=True
+        )
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
         if fresh and self._cache is not None:
             self._remember(conversation, fresh)
 
