@@ -34,6 +34,8 @@ from timbridge.llm.openai_sdk import OpenAISDK
 from timbridge.protocol.elements import TextElem
 from timbridge.protocol.rest import SendC2CMsg
 from timbridge.settings import MediaSettings
+from timbridge.storage.history import CACHE_BYTES, TURN_LOADED_CHARS, Turn
+from timbridge.storage.store import Store
 from timbridge.tencent.client import TencentClient
 from timbridge.usersig import UserSigSigner
 
@@ -301,3 +303,27 @@ async def test_an_unfinished_stream_is_never_delivered_nor_stored_as_complete(
         assert len(llm.requests) == 2  # the first try and its one retry
         turns = await stack.services.store.history.recent_turns("c2c:@RBT#helper:alice")
         assert [t.role for t in turns] == ["user"]
+
+
+# -- what is kept per conversation is bounded by bytes -----------------------------------------
+
+
+async def test_cached_history_is_bounded_by_bytes_not_only_by_turns(tmp_path: Path) -> None:
+    store = await Store.open(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    try:
+        history = store.history
+        big = "y" * 900_000
+        for n in range(120):  # 120 messages of 900 KB, each in its own conversation
+            await history.add_turns(
+                f"c2c:@RBT#helper:user{n}",
+                f"id{n}",
+                [Turn("user", big, 10), Turn("assistant", f"answer {n}", 2)],
+            )
+        assert history.cached_bytes <= CACHE_BYTES
+        assert history.cached_bytes < 120 * 2 * TURN_LOADED_CHARS  # not 108 MB
+        turns = await history.recent_turns("c2c:@RBT#helper:user119")
+        assert [len(t.content) for t in turns] == [TURN_LOADED_CHARS, len("answer 119")]
+        reloaded = await history.recent_turns("c2c:@RBT#helper:user0")  # evicted or not,
+        assert [len(t.content) for t in reloaded] == [TURN_LOADED_CHARS, len("answer 0")]
+    finally:
+        await store.aclose()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -117,6 +118,33 @@ async def test_memory_holds_a_bounded_window_and_the_backlog_waits_on_disk(store
     for conversation in "abc":
         assert ran[conversation] == [n for n in range(100) if "abc"[n % 3] == conversation]
     assert coordinator.depth() == 0
+    await coordinator.close(0)
+
+
+async def test_the_window_is_bounded_by_bytes_too_and_large_bodies_wait_on_disk(
+    store: Store,
+) -> None:
+    coordinator = LocalCoordinator(inbox=store.inbox, window=1000, window_bytes=4 * 1024 * 1024)
+    gate = asyncio.Event()
+    ran: list[int] = []
+    most_bytes = 0
+
+    async def handler(job: Job) -> None:
+        nonlocal most_bytes
+        await gate.wait()
+        most_bytes = max(most_bytes, coordinator._bytes)
+        ran.append(_number(job))
+
+    await coordinator.start(handler)
+    for n in range(40):  # 40 bodies of 900 KB: 36 MB, nine times the window
+        job = replace(_job("a", n), body=b"x" * 900 * 1024)
+        assert await coordinator.submit(job.identity, [job])
+    assert coordinator._in_memory == 4  # as many as fit in 4 MB; 36 wait in the inbox
+    assert coordinator.depth() == 40
+    gate.set()
+    await coordinator.idle()
+    assert most_bytes <= 4 * 1024 * 1024
+    assert ran == list(range(40))
     await coordinator.close(0)
 
 

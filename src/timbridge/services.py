@@ -156,6 +156,7 @@ def build_coordinator(settings: Settings, inbox: Inbox | None = None) -> Coordin
         return LocalCoordinator(
             inbox=inbox,
             window=settings.server.jobs_in_memory,
+            window_bytes=settings.server.jobs_in_memory_bytes,
             priority=AckFirst(settings.server.ack_first_s),
         )
     return RedisCoordinator(

@@ -156,6 +156,8 @@ class ServerSettings(_Section):
     busy_notice_every_s: Annotated[float, Field(ge=0)] = 300.0
     #: Accepted jobs held in memory at most (embedded mode); the rest wait in the inbox.
     jobs_in_memory: Annotated[int, Field(ge=16)] = 2048
+    #: ... and at most this many bytes of their webhook bodies.
+    jobs_in_memory_bytes: Annotated[int, Field(ge=1024 * 1024)] = 32 * 1024 * 1024
 
     @field_validator("path")
     @classmethod

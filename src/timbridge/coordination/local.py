@@ -65,7 +65,8 @@ class LocalCoordinator:
     """Per-conversation mailboxes drained by one task each; conversations run concurrently.
 
     `inbox`: where accepted jobs are kept until done (None: in memory only, lost on exit).
-    `window`: the most jobs held in memory at once, with an inbox.
+    `window`: the most jobs held in memory at once, with an inbox; `window_bytes`: the most
+    bytes of webhook bodies they may hold (one job is always let in, however large).
     """
 
     def __init__(
@@ -73,6 +74,7 @@ class LocalCoordinator:
         *,
         inbox: Inbox | None = None,
         window: int = 2048,
+        window_bytes: int = 32 * 1024 * 1024,
         dedupe_ttl_s: float = 600.0,
         dedupe_max: int = 200_000,
         priority: AckFirst | None = None,
@@ -81,6 +83,8 @@ class LocalCoordinator:
         self._priority = priority or AckFirst(0.0)  # by default, no job is held back
         self._inbox = inbox
         self._window = window
+        self._window_bytes = window_bytes
+        self._bytes = 0  # of the bodies of the jobs in the mailboxes
         self._mailboxes: dict[str, deque[Job]] = {}
         self._workers: dict[str, asyncio.Task[None]] = {}
         self._handler: Handler | None = None
@@ -127,19 +131,27 @@ class LocalCoordinator:
         older waits on disk, else they wait there for `_fill`."""
         for job in jobs:
             self._backlog[job.robot] += 1
-            if self._loaded_to == self._newest and self._in_memory < self._window:
+            if self._loaded_to == self._newest and self._room_for(job):
                 self._loaded_to = job.seq
                 self._admit(job)
             self._newest = max(self._newest, job.seq)
 
+    def _room_for(self, job: Job) -> bool:
+        """Whether the window can take `job` (by count, and by bytes unless it is empty)."""
+        if self._in_memory >= self._window:
+            return False
+        return self._in_memory == 0 or self._bytes + len(job.body) <= self._window_bytes
+
     def _admit(self, job: Job) -> None:
         self._in_memory += 1
+        self._bytes += len(job.body)
         self._mailboxes.setdefault(job.conversation, deque()).append(job)
         if self._handler is not None and job.conversation not in self._workers:
             self._spawn(job.conversation)
 
     def _finished(self, job: Job) -> None:
         self._in_memory -= 1
+        self._bytes -= len(job.body)
         left = self._backlog[job.robot] - 1
         if left > 0:
             self._backlog[job.robot] = left
@@ -157,6 +169,7 @@ class LocalCoordinator:
             and self._handler is not None
             and self._loaded_to < self._newest
             and self._in_memory <= self._window // 2
+            and self._bytes <= self._window_bytes // 2
         ):
             self._refill = asyncio.get_running_loop().create_task(self._fill())
 
@@ -175,10 +188,14 @@ class LocalCoordinator:
                     await asyncio.sleep(1.0)  # the jobs stay on disk; try again
                     continue
                 for entry in entries:
-                    if entry.seq > self._loaded_to:
-                        self._seen.add(entry.identity)
-                        self._loaded_to = entry.seq
-                        self._admit(_job(entry))
+                    if entry.seq <= self._loaded_to:
+                        continue
+                    job = _job(entry)
+                    if not self._room_for(job):  # full by bytes: the rest waits on disk
+                        return
+                    self._seen.add(entry.identity)
+                    self._loaded_to = entry.seq
+                    self._admit(job)
                 if len(entries) < room:  # nothing else is stored up to `newest`
                     self._loaded_to = max(self._loaded_to, newest)
         finally:

@@ -14,6 +14,7 @@ known, so a retried job resumes instead of repeating.
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -85,11 +86,33 @@ _WINDOW = 64  # newest turns loaded per job (and kept in memory per conversation
 #: windows, 1.3 million turns) adds nothing to any collection's pause.
 Window = tuple[tuple[Role, str, int, str], ...]
 _CACHED_CONVERSATIONS = 20_000
+#: The most memory the cached windows take together (their texts, by `sys.getsizeof`, plus a
+#: fixed cost per turn); the least recently used conversations go first.
+CACHE_BYTES = 64 * 1024 * 1024
+_TURN_OVERHEAD = 120
+#: What is loaded of a user turn (or a summary): a message this long is far past any context
+#: budget, so the rest would only take memory. A robot's own answers are loaded whole: a resumed
+#: job sends the stored answer (they are bounded by the profile's `max_answer_chars`).
+TURN_LOADED_CHARS = 16 * 1024
 
 
+def _loaded(content: str, role: str) -> str:
+    if role == "assistant" or len(content) <= TURN_LOADED_CHARS:
+        return content
+    return content[:TURN_LOADED_CHARS]
+
+
+def _size(window: Window) -> int:
+    return sum(sys.getsizeof(content) + _TURN_OVERHEAD for _, content, _, _ in window)
+
+
+_content = sa.case(
+    (turns.c.role == "assistant", turns.c.content),
+    else_=sa.func.substr(turns.c.content, 1, TURN_LOADED_CHARS),
+)
 #: The newest turns of one conversation, newest first (from the ``(conversation, id)`` index).
 _history = (
-    sa.select(turns.c.role, turns.c.content, turns.c.tokens, turns.c.identity)
+    sa.select(turns.c.role, _content.label("content"), turns.c.tokens, turns.c.identity)
     .where(turns.c.conversation == sa.bindparam("conversation"))
     .order_by(turns.c.id.desc())
     .limit(_WINDOW)
@@ -103,12 +126,36 @@ class History:
     SQLite inline on the event loop, on PostgreSQL through asyncpg (`timbridge.storage.sql`).
     """
 
-    def __init__(self, database: Database, commits: GroupCommit) -> None:
+    def __init__(
+        self, database: Database, commits: GroupCommit, *, cache_bytes: int = CACHE_BYTES
+    ) -> None:
         self._database = database
         self._commits = commits
         self._cache: OrderedDict[str, Window] | None = (
             OrderedDict() if database.dialect == "sqlite" else None
         )
+        self._cache_bytes = cache_bytes
+        self._cached_bytes = 0
+        self._sizes: dict[str, int] = {}
+
+    @property
+    def cached_bytes(self) -> int:
+        """The memory the cached windows take, as counted against `cache_bytes`."""
+        return self._cached_bytes
+
+    def _cache_put(self, conversation: str, window: Window) -> None:
+        """Cache `window` as the newest; evict the least recently used past either bound."""
+        assert self._cache is not None
+        size = _size(window)
+        self._cached_bytes += size - self._sizes.get(conversation, 0)
+        self._cache[conversation] = window
+        self._cache.move_to_end(conversation)
+        self._sizes[conversation] = size
+        while self._cache and (
+            len(self._cache) > _CACHED_CONVERSATIONS or self._cached_bytes > self._cache_bytes
+        ):
+            evicted, _ = self._cache.popitem(last=False)
+            self._cached_bytes -= self._sizes.pop(evicted)
 
     async def _run(
         self, what: str, work: Callable[[sa.Connection], T], *, writes: bool = True
@@ -138,9 +185,8 @@ class History:
             return loaded
         window = self._cache.get(conversation)
         if window is None:
-            window = self._cache[conversation] = loaded
-            while len(self._cache) > _CACHED_CONVERSATIONS:
-                self._cache.popitem(last=False)
+            window = loaded
+            self._cache_put(conversation, loaded)
         # else another caller loaded it while this one waited, and turns written since are
         # in it already: it is the newer of the two
         return window
@@ -160,8 +206,8 @@ class History:
         assert self._cache is not None
         window = self._window(conversation)
         if window is not None:
-            added = tuple((t.role, t.content, t.tokens, t.identity) for t in items)
-            self._cache[conversation] = (*window, *added)[-_WINDOW:]
+            added = tuple((t.role, _loaded(t.content, t.role), t.tokens, t.identity) for t in items)
+            self._cache_put(conversation, (*window, *added)[-_WINDOW:])
 
     async def add_turns(
         self,
@@ -237,7 +283,7 @@ class History:
             ),
         )
         if self._cache is not None:
-            self._cache[conversation] = ()
+            self._cache_put(conversation, ())
         return int(removed or 0)
 
     # --- usage ledger ---------------------------------------------------------------------
