@@ -255,3 +255,9 @@ async def test_emulator_command_serves_rest_and_page(tmp_path: Path) -> None:
         proc.terminate()
         await proc.wait()
     assert proc.returncode == 0
+
+
+async def test_a_worker_listens_on_loopback_unless_told(tmp_path: Path) -> None:
+    result = await timbridge("worker", "--help", env=_env(), cwd=tmp_path)
+    assert result.code == 0
+    assert "[default: 127.0.0.1]" in " ".join(result.out.split())

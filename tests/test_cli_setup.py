@@ -9,11 +9,14 @@ from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
+import structlog
 from aiohttp.test_utils import TestServer
 
 from tests.fake_openai import Failure, FakeOpenAI
 from tests.test_cli import _env, timbridge
 from timbridge.emulator import Emulator, EmulatorConfig
+from timbridge.logs import configure_logging
+from timbridge.redact import remember
 from timbridge.settings import Settings
 
 APP = 1400000555
@@ -219,3 +222,41 @@ async def test_check_reports_redis_coordination(
     assert result.code == 1
     assert "FAIL  coordination: redis redis://127.0.0.1:1/0: ping: " in result.out
     assert "fix: check coordination.url and that Redis is up" in result.out
+
+
+async def test_check_never_shows_an_api_key_a_provider_echoes_and_says_which_url_it_tried(
+    tmp_path: Path, servers: tuple[FakeOpenAI, str, str]
+) -> None:
+    llm, emulator, llm_url = servers
+    secret = "sk-live-0123456789abcdef"
+    llm.fail(Failure(status=401, message=f"Incorrect API key provided: {secret}."))
+    config = _config(tmp_path, emulator, llm_url, ["@RBT#shop"])
+    text = config.read_text(encoding="utf-8").replace(
+        'model = "fake"\n', 'model = "fake"\napi_key_env = "SHOP_KEY"\n'
+    )
+    config.write_text(text, encoding="utf-8")
+    env = _check_env(TIMBRIDGE_TENCENT__SECRET_KEY=KEY, SHOP_KEY=secret)
+    result = await timbridge("check", "--config", str(config), env=env, cwd=tmp_path)
+    assert result.code == 1
+    assert llm.headers[0]["authorization"] == f"Bearer {secret}"  # it was sent, and echoed
+    assert secret not in result.out + result.err
+    assert "Incorrect API key provided: [redacted]." in result.out
+    assert f"(tried {llm_url})" in result.out
+    assert KEY not in result.out + result.err
+
+
+def test_logs_never_carry_a_configured_secret(capsys: pytest.CaptureFixture[str]) -> None:
+    secret = "hunter2-but-longer"
+    remember([secret])
+    configure_logging("json")
+    try:
+        raise RuntimeError(f"upstream said: bad key {secret}")
+    except RuntimeError as exc:
+        structlog.get_logger("t").error(
+            "model.failed", error=str(exc), exc_info=True, note=f"key={secret}"
+        )
+    configure_logging("console")
+    structlog.get_logger("t").warning("again", error=f"{secret}!")
+    err = capsys.readouterr().err
+    assert secret not in err
+    assert err.count("[redacted]") >= 4  # the field, the note, the traceback, the console line

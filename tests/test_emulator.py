@@ -16,6 +16,7 @@ from pytest_aiohttp import AiohttpServer
 
 from tests.receiver import Receiver
 from timbridge.emulator import Emulator, EmulatorConfig, Fault
+from timbridge.emulator.guard import TOKEN_HEADER
 from timbridge.protocol import parse_event
 from timbridge.protocol.callbacks import C2CMessageEvent, GroupMessageEvent
 
@@ -61,7 +62,7 @@ async def setup(aiohttp_server: AiohttpServer) -> AsyncIterator[Setup]:
     signer = TLSSigAPIv2.TLSSigAPIv2(APP, KEY)
     admin_sig = signer.gen_sig(ADMIN)
 
-    async with aiohttp.ClientSession() as http:
+    async with aiohttp.ClientSession(headers={TOKEN_HEADER: emu.token}) as http:
 
         async def call(
             command: str,

@@ -14,6 +14,7 @@ from pytest_aiohttp import AiohttpServer
 
 from tests.browser import chromium
 from timbridge.emulator import Emulator, EmulatorConfig
+from timbridge.emulator.guard import TOKEN_HEADER
 from timbridge.protocol.elements import StreamChunk, StreamContent, StreamElem, TextElem
 from timbridge.protocol.rest import ModifyC2CMsg, SendC2CMsg, SendC2CStreamMsg
 from timbridge.tencent.client import TencentClient
@@ -47,8 +48,8 @@ async def tencent(served: tuple[Emulator, str]) -> AsyncIterator[TencentClient]:
 
 
 async def test_page_api_send_and_history(served: tuple[Emulator, str]) -> None:
-    _, base = served
-    async with aiohttp.ClientSession() as http:
+    emu, base = served
+    async with aiohttp.ClientSession(headers={TOKEN_HEADER: emu.token}) as http:
         async with http.post(
             f"{base}/api/send", json={"from": "alice", "to": "bob", "text": "hi bob"}
         ) as resp:
@@ -85,11 +86,62 @@ async def test_page_api_send_and_history(served: tuple[Emulator, str]) -> None:
 async def test_page_api_errors(
     served: tuple[Emulator, str], path: str, body: bytes, status: int, error: str
 ) -> None:
-    _, base = served
-    async with aiohttp.ClientSession() as http, http.post(f"{base}{path}", data=body) as resp:
+    emu, base = served
+    async with (
+        aiohttp.ClientSession(headers={TOKEN_HEADER: emu.token}) as http,
+        http.post(f"{base}{path}", data=body) as resp,
+    ):
         assert resp.status == status
         answer = await resp.json()
     assert answer["error"] == error and answer["detail"]
+
+
+@pytest.mark.parametrize(
+    ("headers", "status", "error"),
+    [
+        ({}, 403, "bad_token"),  # what a cross-site text/plain POST can send
+        ({TOKEN_HEADER: "guessed"}, 403, "bad_token"),
+        ({TOKEN_HEADER: "@", "Origin": "https://evil.example"}, 403, "cross_site"),
+        ({TOKEN_HEADER: "@", "Host": "evil.example"}, 403, "host_not_allowed"),  # rebinding
+        ({TOKEN_HEADER: "@"}, 200, None),
+    ],
+    ids=["no-token", "wrong-token", "other-origin", "rebound-host", "the-page"],
+)
+async def test_state_changing_calls_need_this_runs_token_a_local_host_and_the_pages_origin(
+    served: tuple[Emulator, str], headers: dict[str, str], status: int, error: str | None
+) -> None:
+    emu, base = served
+    sent = {k: emu.token if v == "@" else v for k, v in headers.items()}
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
+            f"{base}/emulator/callback",
+            data=b'{"url": "http://attacker.example/im"}',
+            headers={"Content-Type": "text/plain", **sent},
+        ) as resp,
+    ):
+        answer = await resp.json()
+    assert resp.status == status
+    if error is not None:
+        assert answer["error"] == error and answer["detail"]
+        assert emu.webhooks.url is None  # the webhook was not re-pointed
+
+
+async def test_reads_from_a_rebound_host_are_refused_and_the_page_carries_its_token(
+    served: tuple[Emulator, str],
+) -> None:
+    emu, base = served
+    async with aiohttp.ClientSession() as http:
+        async with http.get(
+            f"{base}/api/history",
+            params={"user": "alice", "peer": "bob"},
+            headers={"Host": "evil.example:8080"},
+        ) as resp:
+            assert resp.status == 403
+        async with http.get(f"{base}/") as resp:
+            page = await resp.text()
+    assert f'<meta name="timbridge-token" content="{emu.token}">' in page
+    assert len(emu.token) >= 32
 
 
 async def test_live_events_follow_one_user(served: tuple[Emulator, str]) -> None:

@@ -158,3 +158,61 @@ async def test_an_unknown_log_level_is_refused(tmp_path: Path) -> None:
     _, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 2
     assert "--log-level must be debug, info, warning or error" in err.decode()
+
+
+async def test_a_port_in_use_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = tmp_path / "timbridge.toml"
+        config.write_text(
+            f'[tencent]\nsdkappid = {APP}\n[server]\nhost = "127.0.0.1"\nport = {port}\n'
+            f'[store]\nurl = "sqlite:///{tmp_path / "timbridge.db"}"\n'
+            '[models.default]\nprovider = "offline"\n[[robots]]\nid = "@RBT#helper"\n',
+            encoding="utf-8",
+        )
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TIMBRIDGE_")}
+        env |= {"TIMBRIDGE_TENCENT__SECRET_KEY": KEY}
+        proc = await asyncio.create_subprocess_exec(
+            *(sys.executable, "-m", "timbridge", "--log-level", "warning", "serve"),
+            *("--config", str(config)),
+            env=env,
+            cwd=tmp_path,
+            stderr=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        _, err = await asyncio.wait_for(proc.communicate(), 60)
+    text = err.decode()
+    assert proc.returncode == 2, text
+    assert "Traceback" not in text
+    assert text.strip().splitlines()[-1].startswith(f"error: cannot listen on 127.0.0.1:{port}: ")
+
+
+async def test_the_playground_banner_shows_a_configured_key_only_by_its_end(
+    tmp_path: Path,
+) -> None:
+    secret = "my-own-secret-key-0123456789"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TIMBRIDGE_")}
+    env |= {"TIMBRIDGE_TENCENT__SECRET_KEY": secret}
+    proc = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "timbridge", "playground", "--port", "0", "--no-browser"),
+        env=env,
+        cwd=tmp_path,
+        stderr=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert proc.stderr is not None
+    banner = ""
+    try:
+        async with asyncio.timeout(60):
+            while "Ctrl-C" not in banner:
+                line = await proc.stderr.readline()
+                if not line:
+                    break
+                banner += line.decode()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(proc.communicate(), 30)
+    assert "secret key …6789 (configured)" in banner, banner
+    assert secret not in banner

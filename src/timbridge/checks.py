@@ -6,7 +6,7 @@ the coordination, each knowledge base, and whether webhooks are signed.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from timbridge import usersig
@@ -22,6 +22,7 @@ from timbridge.errors import (
 from timbridge.knowledge.library import BUILTIN_KB
 from timbridge.llm.base import ChatMessage
 from timbridge.protocol.rest import GetAllRobots
+from timbridge.redact import public_url, redact, remember
 from timbridge.services import (
     build_coordinator,
     build_model,
@@ -114,16 +115,18 @@ async def _model(settings: Settings, name: str, timeout_s: float) -> Check:
         model = build_model(name, profile, max_connections=2)
     except ConfigError as exc:
         return Check(item, "fail", str(exc), f"fix {exc.key}")
+    url = getattr(model, "base_url", None)
+    tried = f" (tried {public_url(url).rstrip('/')})" if url else ""
     try:
         text = ""
         async with asyncio.timeout(timeout_s):
             async for delta in model.stream(_PROBE):
                 text += delta.text
     except LLMError as exc:
-        return Check(item, "fail", str(exc), "check base_url, model and the API key")
+        return Check(item, "fail", f"{exc}{tried}", "check base_url, model and the API key")
     except TimeoutError:
         return Check(
-            item, "fail", f"{model.name}: no answer in {timeout_s:.0f} s", "check base_url"
+            item, "fail", f"{model.name}: no answer in {timeout_s:.0f} s{tried}", "check base_url"
         )
     finally:
         await model.aclose()
@@ -200,7 +203,9 @@ def _webhook(settings: Settings) -> Check:
 
 
 async def run_checks(settings: Settings, *, model_timeout_s: float = 30.0) -> list[Check]:
-    """Every check, in order; none raises."""
+    """Every check, in order; none raises. No configured secret appears in any of them, even
+    where an upstream error quotes one (`timbridge.redact`)."""
+    remember(settings.secrets())
     checks = [await _usersig(settings)]
     tencent, existing = await _tencent(settings)
     checks += tencent
@@ -216,4 +221,4 @@ async def run_checks(settings: Settings, *, model_timeout_s: float = 30.0) -> li
     checks.append(await _coordination(settings))
     checks += await _knowledge(settings)
     checks.append(_webhook(settings))
-    return checks
+    return [replace(c, detail=redact(c.detail), fix=redact(c.fix)) for c in checks]

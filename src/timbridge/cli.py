@@ -24,6 +24,7 @@ from timbridge.errors import (
     TimbridgeError,
     UserSigError,
 )
+from timbridge.redact import mask, redact
 from timbridge.settings import Settings, load_settings
 
 __all__ = ["app", "main"]
@@ -61,7 +62,7 @@ ConfigOption = Annotated[
 
 
 def _fail(message: str, code: int = 1) -> NoReturn:
-    typer.echo(f"error: {message}", err=True)
+    typer.echo(f"error: {redact(message)}", err=True)
     raise typer.Exit(code)
 
 
@@ -241,6 +242,9 @@ def _serve_or_fail(settings: Settings, **options: Any) -> None:
         _fail(f"configuration: {exc}", 2)
     except TimbridgeError as exc:
         _fail(str(exc))
+    except OSError as exc:  # the port is taken, or the address is not this machine's
+        where = f"{options.get('host')}:{options.get('port')}"
+        _fail(f"cannot listen on {where}: {exc.strerror or exc} (another --port?)", 2)
 
 
 @app.command()
@@ -271,7 +275,9 @@ def serve(
 
 @app.command()
 def worker(
-    host: Annotated[str, typer.Option("--host", help="Address for --port.")] = "0.0.0.0",
+    host: Annotated[
+        str, typer.Option("--host", help="Address for --port (0.0.0.0: every interface).")
+    ] = "127.0.0.1",
     port: Annotated[
         int | None,
         typer.Option("--port", min=0, max=65535, help="Serve /healthz, /readyz, /metrics here."),
@@ -303,6 +309,8 @@ def emulator(
     config: ConfigOption = None,
 ) -> None:
     """Run a local Tencent Chat: REST API, webhooks, fault injection and a web chat page."""
+    import os
+
     from timbridge.emulator import DEMO_SDKAPPID, DEMO_SECRET_KEY, Emulator, EmulatorConfig
     from timbridge.runtime import serve_app
 
@@ -323,6 +331,8 @@ def emulator(
             callback_token=token,
             robots=robot_ids,
             users=tuple(users or ["user01"]),
+            page_hosts=(host,),
+            control_token=os.environ.get("TIMBRIDGE_EMULATOR_TOKEN") or None,
         )
     )
     banner = [
@@ -330,6 +340,7 @@ def emulator(
         f"  chat page: http://{host}:{{port}}/",
         f'  REST API:  http://{host}:{{port}}/v4/... (tencent.api_base = "http://{host}:{{port}}")',
         f"  webhooks:  {callback_url or 'off (set --callback-url)'}",
+        f"  control:   header X-Timbridge-Token: {emu.token} (this run's token)",
     ]
     if tencent.secret_key is None:
         banner.append(f"  secret key: {DEMO_SECRET_KEY} (demo; set TIMBRIDGE_TENCENT__SECRET_KEY)")
@@ -350,6 +361,7 @@ def playground(
     import sys
     import webbrowser
 
+    from timbridge.emulator import DEMO_SECRET_KEY
     from timbridge.logs import configure_logging
     from timbridge.playground import DEMO_GROUP, DEMO_USER, open_playground
     from timbridge.runtime import run_on_uvloop, until_signalled
@@ -361,6 +373,8 @@ def playground(
         async with open_playground(settings, host=host, port=port) as pg:
             tencent = pg.settings.tencent
             assert tencent.secret_key is not None
+            key = tencent.secret_key.get_secret_value()
+            shown_key = key if key == DEMO_SECRET_KEY else f"{mask(key)} (configured)"
             for robot in pg.settings.robots:
                 profile = pg.settings.models[robot.model]
                 answers = "offline model" if profile.provider == "offline" else profile.provider
@@ -369,8 +383,7 @@ def playground(
             typer.echo(
                 f"timbridge playground: {pg.url}\n"
                 f"  you are {DEMO_USER}; group {DEMO_GROUP} has the robots in it\n"
-                f"  SDKAppID {tencent.sdkappid}, secret key {tencent.secret_key.get_secret_value()}"
-                f" (demo values unless configured)\n"
+                f"  SDKAppID {tencent.sdkappid}, secret key {shown_key}\n"
                 f"  REST {pg.url}v4/...  webhook {pg.url.rstrip('/')}{pg.settings.server.path}\n"
                 "  Ctrl-C stops it",
                 err=True,

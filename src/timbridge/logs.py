@@ -2,7 +2,9 @@
 
 Event names are dotted (``webhook.rejected``) and carry fields; `sdkappid`, `callback_command`,
 `robot`, `conversation` and `trace_id` are bound through contextvars where they are known, so
-every line of one message's journey carries them. Secrets are never passed to a logger.
+every line of one message's journey carries them. Secrets are never passed to a logger, and the
+configured ones are removed from every line anyway (`timbridge.redact`): an upstream error text
+may quote them.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from typing import Literal
 
 import orjson
 import structlog
+
+from timbridge.redact import redact_event
 
 __all__ = ["configure_logging"]
 
@@ -32,6 +36,7 @@ def configure_logging(fmt: LogFormat = "console", level: str = "info") -> None:
             processors=[
                 *shared,
                 structlog.processors.format_exc_info,
+                redact_event,
                 structlog.processors.JSONRenderer(serializer=orjson.dumps),
             ],
             wrapper_class=structlog.make_filtering_bound_logger(numeric),
@@ -40,7 +45,12 @@ def configure_logging(fmt: LogFormat = "console", level: str = "info") -> None:
         )
     else:
         structlog.configure(
-            processors=[*shared, structlog.dev.ConsoleRenderer(colors=False)],
+            processors=[
+                *shared,
+                structlog.processors.format_exc_info,
+                redact_event,
+                structlog.dev.ConsoleRenderer(colors=False),
+            ],
             wrapper_class=structlog.make_filtering_bound_logger(numeric),
             logger_factory=structlog.PrintLoggerFactory(sys.stderr),
             cache_logger_on_first_use=True,

@@ -84,6 +84,8 @@ async def _serve_services(
             workers=workers,
             robots=[r.id for r in settings.robots],
         )
+        for profile, url, error in await services.unreachable_models():
+            _log.warning("model.unreachable", profile=profile, url=url, error=error)
         try:
             await until_signalled()
         finally:

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TypedDict
+from urllib.parse import urlsplit
 
 import aiohttp
 import structlog
@@ -38,6 +39,7 @@ from timbridge.llm.openai_sdk import OpenAISDK
 from timbridge.llm.presets import PRESETS
 from timbridge.metrics import Metrics
 from timbridge.protocol.rest import GetAllRobots
+from timbridge.redact import public_url, remember
 from timbridge.settings import ModelProfile, Settings
 from timbridge.storage.inbox import Inbox
 from timbridge.storage.store import Store
@@ -239,6 +241,7 @@ class Services:
     ) -> AsyncIterator[Services]:
         """Build every part from `settings`; close them all on exit, in reverse order."""
         settings.tencent.credentials()
+        remember(settings.secrets())
         needed: dict[str, ModelProfile] = {}
         for robot in settings.robots:
             for name in [robot.model, *settings.models[robot.model].fallback]:
@@ -284,6 +287,31 @@ class Services:
 
     async def stop_workers(self) -> None:
         await self.coordination.close(self.settings.server.shutdown_grace_s)
+
+    async def unreachable_models(self, timeout_s: float = 3.0) -> list[tuple[str, str, str]]:
+        """The model profiles whose server does not take a connection: ``(profile, url,
+        error)``, the URL without credentials. Only a TCP connection is tried: no key is sent
+        and nothing is paid for (`timbridge check` asks a real question)."""
+
+        async def probe(name: str, url: str) -> tuple[str, str, str] | None:
+            try:
+                parts = urlsplit(url)
+                host = parts.hostname or ""
+                port = parts.port or (443 if parts.scheme == "https" else 80)
+                async with asyncio.timeout(timeout_s):
+                    _, writer = await asyncio.open_connection(host, port)
+                writer.close()
+            except (OSError, ValueError, TimeoutError) as exc:
+                return name, public_url(url), str(exc) or type(exc).__name__
+            return None
+
+        urls = {
+            name: url
+            for name, model in self.models.items()
+            if (url := getattr(model, "base_url", None))
+        }
+        found = await asyncio.gather(*(probe(name, url) for name, url in urls.items()))
+        return [item for item in found if item is not None]
 
     async def check_ready(self, *, fresh: bool = False) -> list[str]:
         """What keeps this process from serving, as readable problems (empty: ready).

@@ -13,7 +13,8 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast, get_args, get_origin
+from urllib.parse import quote, urlsplit
 
 from pydantic import (
     BaseModel,
@@ -27,6 +28,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from timbridge.errors import ConfigError
+from timbridge.redact import remember
 
 __all__ = [
     "DEFAULT_CONFIG_PATH",
@@ -269,6 +271,7 @@ class ModelProfile(_Section):
                 f"models.{name}.api_key_env",
                 f"the environment variable {variable} is empty or unset",
             )
+        remember([value])  # a provider's error page may echo it: keep it out of every log
         return value
 
 
@@ -357,6 +360,29 @@ class Settings(BaseSettings):
                 )
         return self
 
+    def secrets(self) -> list[str]:
+        """Every secret this configuration holds: the Tencent secret key and callback token,
+        the API keys its model profiles name (those set in the environment), and passwords in
+        the store and coordination URLs. For `timbridge.redact`."""
+        found = [
+            secret.get_secret_value()
+            for secret in (self.tencent.secret_key, self.tencent.callback_token)
+            if secret is not None
+        ]
+        found += [
+            os.environ.get(profile.api_key_env, "")
+            for profile in self.models.values()
+            if profile.api_key_env
+        ]
+        for url in (self.store.url, self.coordination.url):
+            try:
+                password = urlsplit(url).password
+            except ValueError:
+                password = None
+            if password:
+                found += [password, quote(password, safe="")]
+        return [value for value in found if value]
+
     def robot(self, robot_id: str) -> RobotSettings | None:
         """The configured robot with this UserID, if any."""
         return next((r for r in self.robots if r.id == robot_id), None)
@@ -406,7 +432,47 @@ def _read_file(path: Path) -> dict[str, Any]:
                 f"secrets live only in the environment: remove it from {path} and set "
                 f"{env_name(dotted)}",
             )
+    _no_quoted_numbers(Settings, data, "")
     return data
+
+
+def _scalar(annotation: Any) -> type | None:
+    """The number or flag type a field holds (through ``Annotated`` and ``| None``), if any."""
+    for candidate in (annotation, *get_args(annotation)):
+        inner = get_args(candidate)[0] if get_origin(candidate) is Annotated else candidate
+        if inner in (int, float, bool):
+            return cast(type, inner)
+    return None
+
+
+def _no_quoted_numbers(model: type[BaseModel], data: Any, where: str) -> None:
+    """Refuse ``port = "8080"`` in the file: TOML has numbers and booleans, and a quoted one is
+    a mistake that validation would silently forgive (the environment, which has only strings,
+    is not checked here)."""
+    if not isinstance(data, dict):
+        return
+    for name, field in model.model_fields.items():
+        value = data.get(field.alias or name, data.get(name))
+        if value is None:
+            continue
+        dotted = f"{where}{name}"
+        kind = _scalar(field.annotation)
+        if kind is not None and isinstance(value, str):
+            wanted = "true or false" if kind is bool else "a number"
+            raise ConfigError(
+                dotted, f"must be {wanted}, not the string {value!r}: leave out the quotes"
+            )
+        for arg in (field.annotation, *get_args(field.annotation)):
+            if isinstance(arg, type) and issubclass(arg, BaseModel):
+                _no_quoted_numbers(arg, value, f"{dotted}.")
+        sections = [a for a in get_args(field.annotation) if isinstance(a, type)]
+        section = next((a for a in sections if issubclass(a, BaseModel)), None)
+        if section is not None and isinstance(value, dict) and get_origin(field.annotation) is dict:
+            for key, item in value.items():
+                _no_quoted_numbers(section, item, f"{dotted}.{key}.")
+        elif section is not None and isinstance(value, list):
+            for index, item in enumerate(value):
+                _no_quoted_numbers(section, item, f"{dotted}[{index}].")
 
 
 def load_settings(path: str | Path | None = None) -> Settings:
@@ -423,6 +489,8 @@ def load_settings(path: str | Path | None = None) -> Settings:
     else:
         data = {}
     try:
-        return Settings(**data)
+        settings = Settings(**data)
     except ValidationError as exc:
         raise _config_error(exc) from None
+    remember(settings.secrets())
+    return settings

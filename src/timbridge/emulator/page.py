@@ -18,6 +18,7 @@ import orjson
 from aiohttp import web
 
 from timbridge.emulator.faults import Fault, Faults
+from timbridge.emulator.guard import PageGuard
 from timbridge.emulator.rest import RestAPI
 from timbridge.emulator.webhooks import WebhookDispatcher
 from timbridge.emulator.world import Change, ChangeKind, Group, Message, World
@@ -130,34 +131,44 @@ class PageAPI:
         faults: Faults,
         webhooks: WebhookDispatcher,
         rest: RestAPI,
+        *,
+        guard: PageGuard,
     ) -> None:
         self.world = world
         self.live = live
         self.faults = faults
         self.webhooks = webhooks
         self.rest = rest
+        self.guard = guard
 
     def routes(self) -> list[web.RouteDef]:
+        """Every page and control route, behind the guard (local host; token for changes)."""
+        g = self.guard.guarded
         return [
-            web.get("/", self._index),
-            web.get("/static/{name}", self._static),
-            web.get("/api/state", self._state),
-            web.get("/api/history", self._history),
-            web.get("/api/events", self._events),
-            web.post("/api/users", self._create_user),
-            web.post("/api/send", self._send),
-            web.post("/api/groups", self._create_group),
-            web.post("/api/members", self._add_members),
-            web.get("/emulator/stats", self._stats),
-            web.post("/emulator/faults", self._add_fault),
-            web.delete("/emulator/faults", self._clear_faults),
-            web.post("/emulator/callback", self._set_callback),
+            web.get("/", g(self._index)),
+            web.get("/static/{name}", g(self._static)),
+            web.get("/api/state", g(self._state)),
+            web.get("/api/history", g(self._history)),
+            web.get("/api/events", g(self._events)),
+            web.post("/api/users", g(self._create_user)),
+            web.post("/api/send", g(self._send)),
+            web.post("/api/groups", g(self._create_group)),
+            web.post("/api/members", g(self._add_members)),
+            web.get("/emulator/stats", g(self._stats)),
+            web.post("/emulator/faults", g(self._add_fault)),
+            web.delete("/emulator/faults", g(self._clear_faults)),
+            web.post("/emulator/callback", g(self._set_callback)),
         ]
 
     # --- static ---------------------------------------------------------------------------
 
     async def _index(self, request: web.Request) -> web.Response:
-        return self._file("index.html")
+        """The page, with this run's token in it for the page's own calls."""
+        page = self._file("index.html")
+        assert isinstance(page.body, bytes)
+        page.body = page.body.replace(b"{{TOKEN}}", self.guard.token.encode())
+        page.headers["Cache-Control"] = "no-store"
+        return page
 
     async def _static(self, request: web.Request) -> web.Response:
         return self._file(request.match_info["name"])

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from timbridge.emulator.faults import Faults
+from timbridge.emulator.guard import PageGuard
 from timbridge.emulator.page import LiveEvents, PageAPI
 from timbridge.emulator.rest import RestAPI
 from timbridge.emulator.webhooks import WebhookDispatcher
@@ -54,6 +56,12 @@ class EmulatorConfig:
     webhook_backoff_s: float = 0.25
     webhook_timeout_s: float = 5.0
     clock: Callable[[], float] = field(default=time.time)
+    #: The token the page and control API's state-changing calls must carry (header
+    #: ``X-Timbridge-Token``); None: a random one for this run, shown by `Emulator.token`.
+    control_token: str | None = None
+    #: Host names the page and control API answer to besides the loopback ones (the address
+    #: given with ``--host``); any other ``Host`` header is refused (DNS rebinding).
+    page_hosts: tuple[str, ...] = ()
 
 
 class Emulator:
@@ -82,7 +90,15 @@ class Emulator:
             clock=config.clock,
         )
         self.live = LiveEvents()
-        self.page = PageAPI(self.world, self.live, self.faults, self.webhooks, self.rest)
+        self.token = config.control_token or secrets.token_urlsafe(24)
+        self.page = PageAPI(
+            self.world,
+            self.live,
+            self.faults,
+            self.webhooks,
+            self.rest,
+            guard=PageGuard(self.token, config.page_hosts),
+        )
         self._changed = asyncio.Event()
         self._sweeper: asyncio.Task[None] | None = None
         self.world.listeners.append(self._on_change)

@@ -3,8 +3,12 @@
 const $ = (sel) => document.querySelector(sel);
 const state = { user: null, accounts: [], groups: [], current: null, events: null, unread: new Set(), typingTimer: null };
 
+// this run's token, put in the page by the server: state-changing calls must carry it
+const TOKEN = document.querySelector('meta[name="timbridge-token"]').content;
+
 async function api(path, body) {
-  const init = body === undefined ? {} : { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) };
+  const headers = { "Content-Type": "application/json", "X-Timbridge-Token": TOKEN };
+  const init = body === undefined ? {} : { method: "POST", headers, body: JSON.stringify(body) };
   const res = await fetch(path, init);
   const data = await res.json();
   if (!res.ok) throw new Error(data.detail || data.error || res.statusText);
