@@ -260,3 +260,17 @@ def test_logs_never_carry_a_configured_secret(capsys: pytest.CaptureFixture[str]
     err = capsys.readouterr().err
     assert secret not in err
     assert err.count("[redacted]") >= 4  # the field, the note, the traceback, the console line
+
+
+async def test_check_says_when_the_environment_hides_a_file_value(
+    tmp_path: Path, servers: tuple[FakeOpenAI, str, str]
+) -> None:
+    _, emulator, llm_url = servers
+    config = _config(tmp_path, emulator, llm_url, ["@RBT#shop"])
+    config.write_text(config.read_text(encoding="utf-8") + "[server]\nport = 99999\n")
+    env = _check_env(TIMBRIDGE_TENCENT__SECRET_KEY=KEY, TIMBRIDGE_SERVER__PORT="8080")
+    result = await timbridge("check", "--config", str(config), env=env, cwd=tmp_path)
+    assert (
+        "warn  config: server.port in the file is not used: TIMBRIDGE_SERVER__PORT overrides it"
+        in result.out.splitlines()
+    )

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Literal
 
 from timbridge import usersig
@@ -30,7 +31,7 @@ from timbridge.services import (
     open_tencent,
     robot_knowledge,
 )
-from timbridge.settings import Settings
+from timbridge.settings import Settings, overridden
 from timbridge.storage.store import Store
 from timbridge.tencent.codes import describe
 
@@ -202,11 +203,31 @@ def _webhook(settings: Settings) -> Check:
     return Check("webhook", "ok", f"path {settings.server.path}; Sign required (60 s window)")
 
 
-async def run_checks(settings: Settings, *, model_timeout_s: float = 30.0) -> list[Check]:
+def _overrides(config: Path | None) -> list[Check]:
+    """A warning for each file value an environment variable hides (it may even be invalid)."""
+    try:
+        hidden = overridden(config)
+    except ConfigError:
+        return []  # loading the settings already said what is wrong with the file
+    return [
+        Check(
+            "config",
+            "warn",
+            f"{key} in the file is not used: {variable} overrides it",
+            f"remove one of the two (unset {variable}, or the key from the file)",
+        )
+        for key, variable in hidden
+    ]
+
+
+async def run_checks(
+    settings: Settings, *, model_timeout_s: float = 30.0, config: Path | None = None
+) -> list[Check]:
     """Every check, in order; none raises. No configured secret appears in any of them, even
-    where an upstream error quotes one (`timbridge.redact`)."""
+    where an upstream error quotes one (`timbridge.redact`). `config`: the ``--config`` path
+    the settings came from, if one was given."""
     remember(settings.secrets())
-    checks = [await _usersig(settings)]
+    checks = [*_overrides(config), await _usersig(settings)]
     tencent, existing = await _tencent(settings)
     checks += tencent
     checks += _robots(settings, existing)

@@ -554,7 +554,7 @@ def check(
     settings = _settings(config)
     configure_logging("console", _log_level("error"))  # the verdicts say it all
     marks = {"ok": "ok  ", "warn": "warn", "fail": "FAIL"}
-    checks = asyncio.run(run_checks(settings, model_timeout_s=model_timeout))
+    checks = asyncio.run(run_checks(settings, model_timeout_s=model_timeout, config=config))
     for item in checks:
         typer.echo(f"{marks[item.verdict]}  {item.item}: {item.detail}")
         if item.fix:

@@ -475,19 +475,42 @@ def _no_quoted_numbers(model: type[BaseModel], data: Any, where: str) -> None:
                 _no_quoted_numbers(section, item, f"{dotted}[{index}].")
 
 
+def config_path(path: str | Path | None = None) -> Path | None:
+    """The file `load_settings` reads: `path`, else ``$TIMBRIDGE_CONFIG``, else
+    ``./timbridge.toml`` when it exists (None: the embedded defaults)."""
+    chosen = path if path is not None else os.environ.get(f"{ENV_PREFIX}CONFIG") or None
+    if chosen is not None:
+        return Path(chosen)
+    return DEFAULT_CONFIG_PATH if DEFAULT_CONFIG_PATH.is_file() else None
+
+
+def overridden(path: str | Path | None = None) -> list[tuple[str, str]]:
+    """``(key, variable)`` for each value of the file that an environment variable replaces:
+    whatever the file says there, valid or not, is not used."""
+    chosen = config_path(path)
+    if chosen is None:
+        return []
+    found: list[tuple[str, str]] = []
+
+    def walk(data: Any, where: str) -> None:
+        if isinstance(data, dict):
+            for key, value in data.items():
+                walk(value, f"{where}.{key}" if where else str(key))
+        elif where and env_name(where) in os.environ:
+            found.append((where, env_name(where)))
+
+    walk(_read_file(chosen), "")
+    return found
+
+
 def load_settings(path: str | Path | None = None) -> Settings:
     """Read the configuration; raise `ConfigError` on the first bad value.
 
     `path` (the ``--config`` option) wins over ``$TIMBRIDGE_CONFIG``; either must exist. With
     neither, ``./timbridge.toml`` is read when present, else the embedded defaults apply.
     """
-    chosen = path if path is not None else os.environ.get(f"{ENV_PREFIX}CONFIG") or None
-    if chosen is not None:
-        data = _read_file(Path(chosen))
-    elif DEFAULT_CONFIG_PATH.is_file():
-        data = _read_file(DEFAULT_CONFIG_PATH)
-    else:
-        data = {}
+    chosen = config_path(path)
+    data = _read_file(chosen) if chosen is not None else {}
     try:
         settings = Settings(**data)
     except ValidationError as exc:
