@@ -248,15 +248,21 @@ async def test_check_never_shows_an_api_key_a_provider_echoes_and_says_which_url
 def test_logs_never_carry_a_configured_secret(capsys: pytest.CaptureFixture[str]) -> None:
     secret = "hunter2-but-longer"
     remember([secret])
-    configure_logging("json")
+    saved = structlog.get_config()
     try:
-        raise RuntimeError(f"upstream said: bad key {secret}")
-    except RuntimeError as exc:
-        structlog.get_logger("t").error(
-            "model.failed", error=str(exc), exc_info=True, note=f"key={secret}"
-        )
-    configure_logging("console")
-    structlog.get_logger("t").warning("again", error=f"{secret}!")
+        configure_logging("json")
+        structlog.configure(cache_logger_on_first_use=False)  # nothing keeps the captured stream
+        try:
+            raise RuntimeError(f"upstream said: bad key {secret}")
+        except RuntimeError as exc:
+            structlog.get_logger("t").error(
+                "model.failed", error=str(exc), exc_info=True, note=f"key={secret}"
+            )
+        configure_logging("console")
+        structlog.configure(cache_logger_on_first_use=False)
+        structlog.get_logger("t").warning("again", error=f"{secret}!")
+    finally:
+        structlog.configure(**saved)
     err = capsys.readouterr().err
     assert secret not in err
     assert err.count("[redacted]") >= 4  # the field, the note, the traceback, the console line
