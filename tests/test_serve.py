@@ -110,12 +110,8 @@ persona = "You are Helper."
     assert KEY not in str(lines) and TOKEN not in str(lines) and "sk-test" not in str(lines)
 
 
-async def test_an_explicit_log_level_is_kept_by_serve(tmp_path: Path) -> None:
-    """serve logs at info by default; ``--log-level warning`` leaves out info lines (it used
-    to be read as "no level given")."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+async def _offline_serve(tmp_path: Path, port: int) -> asyncio.subprocess.Process:
+    """`serve --log-level warning` on `port` with the offline model and SQLite in `tmp_path`."""
     config = tmp_path / "timbridge.toml"
     config.write_text(
         f'[tencent]\nsdkappid = {APP}\n[server]\nhost = "127.0.0.1"\nport = {port}\n'
@@ -125,7 +121,7 @@ async def test_an_explicit_log_level_is_kept_by_serve(tmp_path: Path) -> None:
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("TIMBRIDGE_")}
     env |= {"TIMBRIDGE_TENCENT__SECRET_KEY": KEY}
-    proc = await asyncio.create_subprocess_exec(
+    return await asyncio.create_subprocess_exec(
         *(sys.executable, "-m", "timbridge", "--log-level", "warning", "serve"),
         *("--config", str(config)),
         env=env,
@@ -133,6 +129,15 @@ async def test_an_explicit_log_level_is_kept_by_serve(tmp_path: Path) -> None:
         stderr=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
     )
+
+
+async def test_an_explicit_log_level_is_kept_by_serve(tmp_path: Path) -> None:
+    """serve logs at info by default; ``--log-level warning`` leaves out info lines (it used
+    to be read as "no level given")."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    proc = await _offline_serve(tmp_path, port)
     try:
         async with aiohttp.ClientSession() as session, asyncio.timeout(30):
             while proc.returncode is None:  # no start-up line to wait for: ask until it answers
@@ -165,23 +170,7 @@ async def test_a_port_in_use_is_one_line_and_exit_2(tmp_path: Path) -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        config = tmp_path / "timbridge.toml"
-        config.write_text(
-            f'[tencent]\nsdkappid = {APP}\n[server]\nhost = "127.0.0.1"\nport = {port}\n'
-            f'[store]\nurl = "sqlite:///{tmp_path / "timbridge.db"}"\n'
-            '[models.default]\nprovider = "offline"\n[[robots]]\nid = "@RBT#helper"\n',
-            encoding="utf-8",
-        )
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TIMBRIDGE_")}
-        env |= {"TIMBRIDGE_TENCENT__SECRET_KEY": KEY}
-        proc = await asyncio.create_subprocess_exec(
-            *(sys.executable, "-m", "timbridge", "--log-level", "warning", "serve"),
-            *("--config", str(config)),
-            env=env,
-            cwd=tmp_path,
-            stderr=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-        )
+        proc = await _offline_serve(tmp_path, port)
         _, err = await asyncio.wait_for(proc.communicate(), 60)
     text = err.decode()
     assert proc.returncode == 2, text
