@@ -205,3 +205,45 @@ async def test_the_playground_banner_shows_a_configured_key_only_by_its_end(
         await asyncio.wait_for(proc.communicate(), 30)
     assert "secret key …6789 (configured)" in banner, banner
     assert secret not in banner
+
+
+async def test_serve_warns_at_start_about_a_model_it_cannot_reach(tmp_path: Path) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port, dead = probe.getsockname()[1], socket.socket()
+    with dead:
+        dead.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused
+        closed = dead.getsockname()[1]
+        config = tmp_path / "timbridge.toml"
+        config.write_text(
+            f'[tencent]\nsdkappid = {APP}\n[server]\nhost = "127.0.0.1"\nport = {port}\n'
+            f'[store]\nurl = "sqlite:///{tmp_path / "timbridge.db"}"\n'
+            f'[models.default]\nprovider = "openai"\nmodel = "m"\napi_key_env = "K"\n'
+            f'base_url = "http://user:pw@127.0.0.1:{closed}/v1?key=k"\n'
+            '[[robots]]\nid = "@RBT#helper"\n',
+            encoding="utf-8",
+        )
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TIMBRIDGE_")}
+        env |= {"TIMBRIDGE_TENCENT__SECRET_KEY": KEY, "K": "sk-unused-key"}
+        proc = await asyncio.create_subprocess_exec(
+            *(sys.executable, "-m", "timbridge", "serve", "--config", str(config)),
+            env=env,
+            cwd=tmp_path,
+            stderr=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        assert proc.stderr is not None
+        seen = ""
+        try:
+            async with asyncio.timeout(60):
+                while "model.unreachable" not in seen:
+                    line = await proc.stderr.readline()
+                    if not line:
+                        break
+                    seen += line.decode()
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            await asyncio.wait_for(proc.communicate(), 30)
+    warning = next(line for line in seen.splitlines() if "model.unreachable" in line)
+    assert f'"url":"http://127.0.0.1:{closed}/v1"' in warning  # no user, password or query
+    assert "pw" not in warning and "key=k" not in warning
