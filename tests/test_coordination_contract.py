@@ -17,6 +17,7 @@ import redis.asyncio as aioredis
 from tests.test_redis_coordination import _job
 from timbridge.coordination import Job, LocalCoordinator
 from timbridge.coordination.redis import RedisCoordinator
+from timbridge.errors import HandBack
 from timbridge.storage import Store
 
 Coordinators = Callable[[], Awaitable[Any]]
@@ -123,3 +124,27 @@ async def test_what_a_stopped_process_left_runs_once_in_the_next(make: Coordinat
         await all_ran.wait()
     await second.idle()
     assert dict(ran) == {"a": [0, 1, 2, 3], "b": [0, 1, 2, 3]}
+
+
+async def test_a_handed_back_job_runs_again_in_its_place_with_its_tries_counted(
+    make: Coordinators,
+) -> None:
+    coordinator = await make()
+    runs: list[tuple[str, int, int]] = []
+    five = asyncio.Event()
+
+    async def handler(job: Job) -> None:
+        runs.append((job.conversation, int(job.identity.rsplit("#", 1)[1]), job.tries))
+        if len(runs) == 5:
+            five.set()
+        if job.identity == "a#0" and job.tries < 2:
+            raise HandBack("the store is down", after_s=0.05)
+
+    for n in range(3):
+        assert await _submit(coordinator, "a", n)
+    await coordinator.start(handler)
+    async with asyncio.timeout(10):
+        await five.wait()
+    await coordinator.idle()
+    assert runs == [("a", 0, 0), ("a", 0, 1), ("a", 0, 2), ("a", 1, 0), ("a", 2, 0)]
+    assert coordinator.depth() == 0

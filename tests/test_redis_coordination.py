@@ -18,7 +18,7 @@ import redis.asyncio as aioredis
 from tests.servers import redis_server_on
 from timbridge.coordination.base import Job
 from timbridge.coordination.redis import GROUP, RedisCoordinator, decode_job, encode_job
-from timbridge.errors import CoordinationError
+from timbridge.errors import CoordinationError, HandBack
 
 
 def _job(conversation: str, n: int) -> Job:
@@ -241,3 +241,36 @@ async def test_persistence_says_what_a_restart_of_redis_would_lose(
             await admin.config_set("appendonly", "no")  # a quick stop: no final AOF flush
             await coordinator.close(0.1)
             await admin.aclose()
+
+
+async def test_a_worker_whose_store_fails_rests_and_a_healthy_one_takes_its_work(
+    make: Callable[..., RedisCoordinator],
+) -> None:
+    failing, healthy = make(), make()
+    handed_back = 0
+    answered: dict[str, int] = {}
+    resting, all_answered = asyncio.Event(), asyncio.Event()
+
+    async def broken(job: Job) -> None:
+        nonlocal handed_back
+        handed_back += 1
+        resting.set()
+        raise HandBack("store: connection refused", after_s=5.0)
+
+    async def record(job: Job) -> None:
+        answered[job.identity] = job.tries
+        if len(answered) == 10:
+            all_answered.set()
+
+    await failing.start(broken)
+    for n in range(10):
+        job = _job(f"c{n}", 0)
+        assert await failing.submit(job.identity, [job])
+    async with asyncio.timeout(3):  # the failing worker has taken work and now rests
+        await resting.wait()
+    await healthy.start(record)
+    async with asyncio.timeout(4):  # well within the failing worker's rest of 5 s
+        await all_answered.wait()
+    assert handed_back <= 10  # each job at most once: it took no work while it rested
+    assert sorted(answered) == sorted(f"c{n}#0" for n in range(10))
+    assert max(answered.values()) <= 1

@@ -9,11 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from tests.fake_openai import Failure, FakeOpenAI
 from tests.stack import APP, KEY, TOKEN, running_stack
 from timbridge.bot.engine import APOLOGY, STORE_FAILED
 from timbridge.emulator import Emulator, EmulatorConfig, Fault
+from timbridge.storage.schema import turns
 
 pytestmark = pytest.mark.usefixtures("clean_env")
 
@@ -362,6 +364,23 @@ async def test_a_message_the_store_cannot_keep_is_refused_then_answered_on_redel
         assert delivery.status == 200 and delivery.attempts >= 2
         await asyncio.sleep(0.3)
         assert len(stack.emu.messages(from_="@RBT#helper", to="alice")) == 1
+
+
+async def test_a_store_that_fails_for_a_moment_costs_the_user_nothing(tmp_path: Path) -> None:
+    """The job is handed back and runs again (0.5 s, then 1 s later): no apology once the store
+    is back, and one answer."""
+    async with running_stack(tmp_path) as stack:
+        path = tmp_path / "timbridge.db"
+        with sqlite3.connect(path) as broken:
+            broken.execute("DROP TABLE turns")  # every history read fails until it is back
+        stack.emu.user_send("bob", "@RBT#helper", "hello?")
+        await asyncio.sleep(0.7)
+        turns.create(sa.create_engine(f"sqlite:///{path}"))  # the store is back
+        reply = await stack.emu.wait_message(from_="@RBT#helper", to="bob")
+        assert reply.text == "echo: hello?"
+        await asyncio.sleep(0.3)
+        assert len(stack.emu.messages(from_="@RBT#helper", to="bob")) == 1
+        assert len(stack.llm.requests) == 1
 
 
 async def test_a_store_that_cannot_read_gets_the_user_an_apology(tmp_path: Path) -> None:

@@ -27,6 +27,7 @@ import enum
 __all__ = [
     "ConfigError",
     "CoordinationError",
+    "HandBack",
     "LLMError",
     "LLMRateLimited",
     "LLMResponseError",
@@ -161,6 +162,16 @@ class LLMResponseError(LLMError):
 
 class StorageError(TimbridgeError):
     """The store failed."""
+
+
+class HandBack(TimbridgeError):
+    """A job cannot run now for a reason that may pass (its store failed before any answer went
+    out): the coordinator runs it again after `after_s`, in its place in the conversation, and a
+    worker of the scale-out mode stops taking work for that long, so a healthy one takes it."""
+
+    def __init__(self, reason: str, *, after_s: float) -> None:
+        super().__init__(reason)
+        self.after_s = after_s
 
 
 class CoordinationError(TimbridgeError):

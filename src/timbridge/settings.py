@@ -156,6 +156,9 @@ class ServerSettings(_Section):
     max_wait_s: Annotated[float, Field(ge=0)] = 30.0
     #: At most one busy notice per conversation within this many seconds.
     busy_notice_every_s: Annotated[float, Field(ge=0)] = 300.0
+    #: Runs of a job whose store fails before its answer goes out (0.5 s, 1 s, … apart; a
+    #: scale-out worker takes no work meanwhile) before the user gets the apology.
+    store_tries: Annotated[int, Field(ge=1, le=10)] = 3
     #: Accepted jobs held in memory at most (embedded mode); the rest wait in the inbox.
     jobs_in_memory: Annotated[int, Field(ge=16)] = 2048
     #: ... and at most this many bytes of their webhook bodies.

@@ -32,7 +32,14 @@ from timbridge.bot.models import Answer, ModelChain
 from timbridge.bot.replies import ReplySender
 from timbridge.bot.text import extract_text, strip_mentions
 from timbridge.coordination.base import Coordinator, Job
-from timbridge.errors import LLMError, PayloadError, StorageError, TencentError, TimbridgeError
+from timbridge.errors import (
+    HandBack,
+    LLMError,
+    PayloadError,
+    StorageError,
+    TencentError,
+    TimbridgeError,
+)
 from timbridge.knowledge.library import Library
 from timbridge.knowledge.retrieval import Hit
 from timbridge.llm.base import ChatMessage, Image
@@ -64,6 +71,8 @@ APOLOGY = "Sorry, I can't answer right now: the model is unavailable. Please try
 TEXT_ONLY = "I can read text only: please describe the image in words."
 IMAGE_FAILED = "I could not open that image ({reason}). Please try another, or describe it."
 INTERRUPTED = "\n\n[The answer was cut off: the model stopped responding. Please ask again.]"
+#: The first wait before a job whose store failed runs again (then twice as long each time).
+STORE_RETRY_S = 0.5
 TOO_LONG = "\n\n[The answer was cut here: it was longer than this robot sends.]"
 EMPTY_TEXT = "I can only read text messages. Please write your question as text."
 STORE_FAILED = (
@@ -154,7 +163,11 @@ class Engine:
         except TencentError as exc:
             _log.error("reply.not_sent", error=str(exc))
         except StorageError as exc:  # before any answer went out (later ones are only logged)
-            _log.error("store.unavailable", error=str(exc))
+            tries = self._settings.server.store_tries
+            if job.tries + 1 < tries:  # a store that failed may be back soon: run it again
+                _log.warning("store.unavailable", error=str(exc), tries=job.tries + 1, of=tries)
+                raise HandBack(f"store: {exc}", after_s=STORE_RETRY_S * 2**job.tries) from exc
+            _log.error("store.unavailable", error=str(exc), tries=job.tries + 1, of=tries)
             try:  # straight to Tencent: recording the parts would meet the same failure
                 await self._replies.send_part(conv, job.identity, 0, STORE_FAILED, mention=True)
             except TencentError as sent:

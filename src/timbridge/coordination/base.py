@@ -1,5 +1,8 @@
 """What coordination provides, whichever backend: dedupe, and a queue that runs the jobs of one
-conversation one at a time, in arrival order, and different conversations concurrently."""
+conversation one at a time, in arrival order, and different conversations concurrently.
+
+A handler that raises `HandBack` leaves its job at the head of its conversation, to run again
+after the delay it names, with `Job.tries` one higher; the handler bounds the tries."""
 
 from __future__ import annotations
 
@@ -27,6 +30,8 @@ class Job:
     event: object = field(default=None, compare=False)
     #: Its place in the order of acceptance, in the embedded inbox (0: not stored there).
     seq: int = field(default=0, compare=False)
+    #: How many times a run of it was handed back (`HandBack`) before this one.
+    tries: int = field(default=0, compare=False)
 
 
 Handler = Callable[[Job], Awaitable[None]]

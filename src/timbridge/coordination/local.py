@@ -22,7 +22,7 @@ import structlog
 from timbridge.coordination.base import Handler, Job
 from timbridge.coordination.limits import Decision, MessageRate
 from timbridge.coordination.priority import AckFirst
-from timbridge.errors import CoordinationError, StorageError
+from timbridge.errors import CoordinationError, HandBack, StorageError
 from timbridge.storage.inbox import Inbox, InboxEntry
 
 __all__ = ["LocalCoordinator", "TTLSet"]
@@ -273,6 +273,10 @@ class LocalCoordinator:
                     await self._handler(job)
                 except asyncio.CancelledError:
                     raise
+                except HandBack as exc:  # again later, in its place (it stays in the inbox)
+                    mailbox[0] = replace(job, tries=job.tries + 1)
+                    await asyncio.sleep(exc.after_s)
+                    continue
                 except Exception:  # noqa: BLE001 - a worker's top level: one bad job must not stop its conversation
                     _log.exception("job.failed", conversation=conversation, trace_id=job.trace_id)
                 mailbox.popleft()

@@ -30,6 +30,7 @@ import socket
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 from typing import Any, TypeVar
 
 import orjson
@@ -43,7 +44,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from timbridge.coordination.base import Handler, Job
 from timbridge.coordination.limits import WINDOW_S, Decision
-from timbridge.errors import CoordinationError
+from timbridge.errors import CoordinationError, HandBack
 
 __all__ = ["RedisCoordinator", "decode_job", "encode_job"]
 
@@ -133,6 +134,7 @@ def encode_job(job: Job) -> bytes:
             "identity": job.identity,
             "trace_id": job.trace_id,
             "received_at": job.received_at,
+            "tries": job.tries,
         }
     )
 
@@ -186,6 +188,7 @@ class RedisCoordinator:
         self._loops: list[asyncio.Task[None]] = []
         self._drains: dict[str, asyncio.Task[None]] = {}  # stream entry id → its drain
         self._lost: set[str] = set()
+        self._resting_until = 0.0  # loop time until which this worker takes no work
         self._depth_seen = 0
         self._started: dict[str, float] = {}  # identity|robot → received_at, of jobs running here
 
@@ -328,9 +331,21 @@ class RedisCoordinator:
         if problem is not None:
             _log.warning("coordination.redis_not_durable", problem=problem)
 
+    async def _rest(self) -> bool:
+        """Wait while this worker rests after a job was handed back (its store failed): it
+        takes no work meanwhile, so a healthy worker does. True if it rested."""
+        left = self._resting_until - asyncio.get_running_loop().time()
+        if left <= 0:
+            return False
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._closing.wait(), left)
+        return True
+
     async def _read_loop(self) -> None:
         backoff = 0.1
         while not self._closing.is_set():
+            if await self._rest():
+                continue
             await self._slots.acquire()
             self._slots.release()
             free = max(1, min(self._batch, self._free()))
@@ -348,9 +363,20 @@ class RedisCoordinator:
                     with contextlib.suppress(RedisError, OSError):
                         await self._ensure_group()
                 continue
+            resting = self._resting_until > asyncio.get_running_loop().time()
             for _stream, entries in answer or []:
                 for entry_id, fields in entries:
-                    self._launch(_text(entry_id), _text(fields[b"c"]))
+                    if resting:  # read before the rest began: pass it on to a healthy worker
+                        await self._pass_on(_text(entry_id), _text(fields[b"c"]))
+                    else:
+                        self._launch(_text(entry_id), _text(fields[b"c"]))
+
+    async def _pass_on(self, entry: str, conversation: str) -> None:
+        keys = [self._mbox(conversation), self._p + "active", self._ready]
+        try:
+            await self._finish(keys=keys, args=[GROUP, entry, conversation, "1"])
+        except (RedisError, OSError) as exc:  # still ours: reclaimed after the visibility time
+            _log.warning("coordination.pass_on_failed", conversation=conversation, error=str(exc))
 
     def _free(self) -> int:
         return self._slots._value
@@ -380,7 +406,7 @@ class RedisCoordinator:
 
     async def _reclaim(self) -> None:
         free = self._free()
-        if free <= 0:
+        if free <= 0 or self._resting_until > asyncio.get_running_loop().time():
             return
         claimed: Any = await self._redis.xautoclaim(
             self._ready, GROUP, self.consumer, self._visibility_ms, "0-0", count=free
@@ -423,7 +449,13 @@ class RedisCoordinator:
                 if self._closing.is_set() or ran >= self._batch:  # hand over, stay fair
                     await self._finish(keys=keys, args=[GROUP, entry, conversation, "1"])
                     return True
-                await self._run(decode_job(raw))
+                job = decode_job(raw)
+                try:
+                    await self._run(job)
+                except HandBack as exc:  # the job stays first; any worker may take it again
+                    await self._hand_back(mbox, job, exc)
+                    await self._finish(keys=keys, args=[GROUP, entry, conversation, "1"])
+                    return True
                 await self._done(keys=[mbox, self._p + "depth"], args=[raw])
                 ran += 1
         except asyncio.CancelledError:
@@ -435,12 +467,27 @@ class RedisCoordinator:
             return self._closing.is_set()  # closing: leave it pending for another worker
         return True
 
+    async def _hand_back(self, mbox: str, job: Job, exc: HandBack) -> None:
+        """Count the try in the job itself (the mailbox head is only ever touched by the holder
+        of its entry, this worker), and rest for `exc.after_s`."""
+        head = encode_job(replace(job, tries=job.tries + 1)).decode()
+        await self._redis.lset(mbox, 0, head)
+        loop = asyncio.get_running_loop()
+        self._resting_until = max(self._resting_until, loop.time() + exc.after_s)
+        _log.warning(
+            "coordination.handed_back",
+            conversation=job.conversation,
+            tries=job.tries + 1,
+            rest_s=exc.after_s,
+            reason=str(exc),
+        )
+
     async def _run(self, job: Job) -> None:
         assert self._handler is not None
         self._started[f"{job.identity}|{job.robot}"] = job.received_at
         try:
             await self._handler(job)
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, HandBack):
             raise
         except Exception:  # noqa: BLE001 - a worker's top level: one bad job must not stop its conversation
             _log.exception("job.failed", conversation=job.conversation, trace_id=job.trace_id)
