@@ -96,7 +96,7 @@ def test_missing_credentials_name_the_key() -> None:
 @pytest.mark.parametrize(
     ("toml", "key", "fragment"),
     [
-        ("[tencent]\nsdkappid = 'abc'\n", "tencent.sdkappid", "valid integer"),
+        ("[tencent]\nsdkappid = 'abc'\n", "tencent.sdkappid", "a number, not the string 'abc'"),
         ("[tencent]\nsdkappid = -5\n", "tencent.sdkappid", "greater than 0"),
         ("[tencent]\nregion = 'mars'\n", "tencent.region", "'china'"),
         ("[tencent]\napi_base = 'ftp://x'\n", "tencent.api_base", "http://"),
