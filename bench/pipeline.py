@@ -23,7 +23,8 @@ Phases:
    seconds, zero-latency model: acks/s (against the bare endpoint), answers/s that reached
    Tencent meanwhile (against serve's capacity of phase 2), serve's peak RSS sampled during the
    phase, the backlog at its end, and how long it took to drain. Shedding
-   (``server.max_wait_s``) is off in every phase, so that each message is answered.
+   (``server.max_wait_s``) is off in every phase, so that each message is answered. Then the
+   floor: the relay flooded the same way, its acks/s and answers/s against its own capacity.
 
 With ``--scale N`` it measures the scale-out deployment instead: one ``serve --no-workers``
 front-end, Redis coordination, a PostgreSQL store, and first 1 then N ``timbridge worker``
@@ -496,6 +497,28 @@ async def run(args: argparse.Namespace) -> None:
             row("  serve peak RSS during it (MB)", "", f"{flood.peak_rss_mb:.0f}")
             row("  backlog at its end (jobs)", "", str(flood.backlog))
             row("  drain time after the load stopped (s)", "", f"{flood.drain_s:.1f}")
+            # the floor: the relay flooded the same way (last: its own backlog is left running)
+            floor = await saturation_phase(
+                session,
+                relay_url,
+                tencent=tencent,
+                pid=env["relay"].pid,
+                seconds=args.saturate,
+                prefix="rsat-",
+                drain=False,
+            )
+            row(
+                "  the relay flooded alike (floor): acks/s",
+                bare_rate,
+                floor.acks / args.saturate,
+                ratio=True,
+            )
+            row(
+                "  the relay's answers/s meanwhile (baseline: relay's capacity)",
+                relay.replies_per_s,
+                floor.answered / args.saturate,
+                ratio=True,
+            )
             failures = relay.failures + serve.failures + streamed.failures + flood.load.failures
             row("failed webhooks", "", str(failures))
 
@@ -621,9 +644,17 @@ def metric(text: str, name: str) -> float:
 
 
 async def saturation_phase(
-    session: aiohttp.ClientSession, url: str, *, tencent: str, pid: int, seconds: float
+    session: aiohttp.ClientSession,
+    url: str,
+    *,
+    tencent: str,
+    pid: int,
+    seconds: float,
+    prefix: str = "sat-",
+    drain: bool = True,
 ) -> Saturation:
-    """Phase 6: serve flooded for `seconds`, then left to drain its backlog."""
+    """Phase 6: serve flooded for `seconds`, then left to drain its backlog (`drain`; the
+    relay, flooded the same way as the floor, has no backlog to wait for)."""
     await session.post(f"{tencent}/reset")
     flood = Saturation(Load(session, url))
     metrics_url = url.rsplit("/", 1)[0] + "/metrics"
@@ -636,14 +667,16 @@ async def saturation_phase(
 
     sampler = asyncio.create_task(sample())
     started = time.monotonic()
-    flood.acks = await flood.load.closed_loop_for(seconds, 1000, "sat-")
+    flood.acks = await flood.load.closed_loop_for(seconds, 1000, prefix)
     ended = time.monotonic()
     await sampler
     async with session.get(f"{tencent}/stats") as resp:
         arrivals = (await resp.json())["arrivals"]
     flood.answered = sum(
-        1 for key, at in arrivals.items() if key.startswith("sat-") and started <= at <= ended
+        1 for key, at in arrivals.items() if key.startswith(prefix) and started <= at <= ended
     )
+    if not drain:
+        return flood
     async with session.get(metrics_url) as resp:
         flood.backlog = int(metric(await resp.text(), "timbridge_queue_depth"))
     async with asyncio.timeout(300):
