@@ -136,7 +136,7 @@ async def test_the_local_coordinator_answers_once_the_burst_of_submits_stops() -
     await coordinator.start(handler)
     last_submit = 0.0
     for n in range(200):
-        job = Job(f"c{n % 10}", "@RBT#a", "Bot.OnC2CMessage", b"{}", f"m{n}", f"t{n}", 0.0)
+        job = Job(f"c{n % 10}", "@RBT#a", "Bot.OnC2CMessage", b"{}", f"m{n}", f"t{n}", time.time())
         assert await coordinator.submit(job.identity, [job])
         last_submit = time.monotonic()
         await asyncio.sleep(0.001)
@@ -149,3 +149,24 @@ async def test_the_local_coordinator_answers_once_the_burst_of_submits_stops() -
         mine = [n for n, _ in handled if n % 10 == conversation]
         assert mine == sorted(mine)
     await coordinator.close(1.0)
+
+
+async def test_no_job_is_held_past_its_share_however_the_bursts_come() -> None:
+    """A sustained flood dips below the burst threshold now and then; each dip used to start a
+    new burst and a new hold, and the workers starved. A job is never held once it is
+    `max_wait_s` old, counted from its acceptance."""
+    priority = gate(60.0)  # bursts alone would hold a job for a minute
+    for _ in range(8):
+        priority.accepted()
+    assert priority._held(time.monotonic())
+    # accepted 59.9 s ago: it goes within its last 0.1 s, though the burst goes on
+    await asyncio.wait_for(priority.turn(age_s=59.9), 5.0)
+    for _ in range(8):
+        priority.accepted()
+    await asyncio.wait_for(priority.turn(age_s=61.0), 5.0)  # past its share: at once
+    for _ in range(8):
+        priority.accepted()
+    held = asyncio.create_task(priority.turn(age_s=1.0))  # a fresh one is still held
+    await asyncio.sleep(0.02)  # well within the burst's window of 0.2 s
+    assert not held.done()
+    held.cancel()

@@ -268,7 +268,7 @@ class LocalCoordinator:
             while mailbox and not (self._closing and self._inbox is not None):
                 # (closing with an inbox, the queued jobs wait there for the next start)
                 job = mailbox[0]
-                await self._priority.turn()
+                await self._priority.turn(time.time() - job.received_at)
                 try:
                     await self._handler(job)
                 except asyncio.CancelledError:
