@@ -3,13 +3,15 @@ sent to the model; its sender is told once that the robot is busy, and the rest 
 
 from __future__ import annotations
 
+import asyncio
 import re
 from pathlib import Path
 
 import aiohttp
 
 from tests.fake_openai import FakeOpenAI
-from tests.stack import running_stack
+from tests.stack import APP, KEY, TOKEN, running_stack
+from timbridge.emulator import Emulator, EmulatorConfig
 from timbridge.settings import RobotSettings
 
 BUSY = RobotSettings(id="@RBT#x").busy_text
@@ -56,3 +58,46 @@ async def test_a_robot_shows_its_backlog_in_the_metrics(tmp_path: Path) -> None:
     assert oldest is not None and float(oldest[1]) > 0
     assert 'timbridge_backlog_jobs{robot="@RBT#helper"} 0.0' in drained
     assert "timbridge_queue_depth 0.0" in drained
+
+
+async def test_when_tencent_is_the_bottleneck_the_backlog_is_shed_the_same_way(
+    tmp_path: Path,
+) -> None:
+    """Tencent allows 4 sends a second (and answers 60007 past them), and timbridge paces itself
+    to it (`tencent.api_rate_limit`): replies slow down, the jobs held in memory stay within
+    their window (16 here), and what waited past `max_wait_s` on disk gets a busy notice
+    instead of a model call, so the backlog drains at the rate Tencent allows."""
+    users = tuple(f"u{n:02d}" for n in range(32))
+    emu = Emulator(
+        EmulatorConfig(
+            sdkappid=APP,
+            secret_key=KEY,
+            callback_token=TOKEN,
+            robots=("@RBT#helper",),
+            users=users,
+            per_api_limit=4,
+            webhook_backoff_s=0.01,
+        )
+    )
+    llm = FakeOpenAI()
+    async with running_stack(
+        tmp_path,
+        llm=llm,
+        emu=emu,
+        server={"max_wait_s": 1.0, "busy_notice_every_s": 60, "jobs_in_memory": 16},
+        tencent_extra={"api_rate_limit": 4},
+        robots=[{"id": "@RBT#helper", "persona": "P"}],
+    ) as stack:
+        for user in users:  # one message each, all at once
+            stack.emu.user_send(user, "@RBT#helper", f"hello from {user}")
+        await stack.emu.webhooks.idle()
+        async with asyncio.timeout(60):
+            await stack.services.coordination.idle()  # type: ignore[attr-defined]
+        got = {u: [m.text for m in stack.emu.messages(from_="@RBT#helper", to=u)] for u in users}
+        metrics = stack.services.metrics.render().decode()
+    assert [u for u, texts in got.items() if len(texts) != 1] == [], got  # each hears once
+    busy = [u for u, texts in got.items() if texts == [BUSY]]
+    answered = [u for u, texts in got.items() if texts == [f"echo: hello from {u}"]]
+    assert busy and answered and len(busy) + len(answered) == len(users)
+    assert len(llm.requests) == len(answered)  # no model call for a shed message
+    assert f'timbridge_shed_messages_total{{robot="@RBT#helper"}} {float(len(busy))}' in metrics
