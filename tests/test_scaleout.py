@@ -16,6 +16,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 import pytest
@@ -81,8 +82,11 @@ async def world(
         await llm_server.close()
 
 
-async def _spawn(world: World, *args: str) -> asyncio.subprocess.Process:
-    """A timbridge process; its log goes to a file beside the config (pytest keeps it)."""
+async def _spawn(
+    world: World, *args: str, env: dict[str, str] | None = None
+) -> asyncio.subprocess.Process:
+    """A timbridge process (`env`: variables added to the world's); its log goes to a file
+    beside the config (pytest keeps it)."""
     logs = sorted(world.config.parent.glob("*.log"))
     with (world.config.parent / f"{args[0]}-{len(logs)}.log").open("wb") as log:
         return await asyncio.create_subprocess_exec(
@@ -94,7 +98,7 @@ async def _spawn(world: World, *args: str) -> asyncio.subprocess.Process:
             *args,
             "--config",
             str(world.config),
-            env=world.env,
+            env=world.env | (env or {}),
             stdout=asyncio.subprocess.DEVNULL,
             stderr=log,
         )
@@ -261,3 +265,50 @@ async def test_webhook_refuses_when_redis_is_down_and_recovers(
             assert reply.text == "echo: hi"
         finally:
             await _stop(front)
+
+
+async def test_a_worker_whose_postgresql_fails_hands_its_jobs_back(
+    world: World, postgres_url: str
+) -> None:
+    """One worker's database role is locked for 4 s and its connections cut
+    (`pg_terminate_backend`), while the other worker stays healthy: the failing worker hands
+    its jobs back and rests, the healthy one answers them, and nobody gets the apology.
+    0 lost, 0 doubled."""
+    import asyncpg
+
+    parts = urlsplit(postgres_url)
+    role = f"tb_worker_{os.getpid()}"
+    admin = await asyncpg.connect(postgres_url)
+    await admin.execute(f'CREATE ROLE "{role}" LOGIN SUPERUSER')
+    host = parts.netloc.rsplit("@", 1)[-1]
+    failing_url = urlunsplit((parts.scheme, f"{role}@{host}", parts.path, "", ""))
+    frontend_port = _free_port()
+    frontend = await _spawn(world, "serve", "--no-workers", "--port", str(frontend_port))
+    healthy = await _spawn(world, "worker")
+    failing = await _spawn(world, "worker", env={"TIMBRIDGE_STORE__URL": failing_url})
+    base = f"http://127.0.0.1:{frontend_port}"
+    users = [f"user{n:02d}" for n in range(40)]
+    try:
+        await _serving(base)
+        world.emu.set_callback(base + "/im", TOKEN)
+        for n in range(6):
+            for user in users:
+                world.emu.user_send(user, ROBOT, f"{user} message {n}")
+        await world.emu.wait_messages(40, from_=ROBOT, limit_s=60)
+        await admin.execute(f'ALTER ROLE "{role}" NOLOGIN')
+        await admin.execute(
+            f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{role}'"
+        )
+        await asyncio.sleep(4.0)
+        await admin.execute(f'ALTER ROLE "{role}" LOGIN')
+        await world.emu.wait_messages(240, from_=ROBOT, limit_s=90)
+        await asyncio.sleep(1.0)  # a double would land now
+        assert _replies_by_user(world.emu, users) == _expected(users, 6)
+    finally:
+        await _stop(frontend, healthy, failing)
+        await admin.execute(
+            f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{role}'"
+        )
+        await admin.execute(f'REASSIGN OWNED BY "{role}" TO CURRENT_USER')
+        await admin.execute(f'DROP ROLE IF EXISTS "{role}"')
+        await admin.close()

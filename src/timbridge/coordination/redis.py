@@ -189,6 +189,7 @@ class RedisCoordinator:
         self._drains: dict[str, asyncio.Task[None]] = {}  # stream entry id → its drain
         self._lost: set[str] = set()
         self._resting_until = 0.0  # loop time until which this worker takes no work
+        self._handed_back_in_a_row = 0  # jobs handed back since one last ran to its end
         self._depth_seen = 0
         self._started: dict[str, float] = {}  # identity|robot → received_at, of jobs running here
 
@@ -456,6 +457,7 @@ class RedisCoordinator:
                     await self._hand_back(mbox, job, exc)
                     await self._finish(keys=keys, args=[GROUP, entry, conversation, "1"])
                     return True
+                self._handed_back_in_a_row = 0
                 await self._done(keys=[mbox, self._p + "depth"], args=[raw])
                 ran += 1
         except asyncio.CancelledError:
@@ -469,16 +471,20 @@ class RedisCoordinator:
 
     async def _hand_back(self, mbox: str, job: Job, exc: HandBack) -> None:
         """Count the try in the job itself (the mailbox head is only ever touched by the holder
-        of its entry, this worker), and rest for `exc.after_s`."""
+        of its entry, this worker), and rest: `exc.after_s`, or longer when this worker keeps
+        failing (doubling per job handed back in a row, up to 30 s), so that a worker whose
+        store stays down leaves the work, and the tries of each job, to the healthy ones."""
         head = encode_job(replace(job, tries=job.tries + 1)).decode()
         await self._redis.lset(mbox, 0, head)
+        self._handed_back_in_a_row += 1
+        rest = min(30.0, max(exc.after_s, 0.5 * 2 ** (self._handed_back_in_a_row - 1)))
         loop = asyncio.get_running_loop()
-        self._resting_until = max(self._resting_until, loop.time() + exc.after_s)
+        self._resting_until = max(self._resting_until, loop.time() + rest)
         _log.warning(
             "coordination.handed_back",
             conversation=job.conversation,
             tries=job.tries + 1,
-            rest_s=exc.after_s,
+            rest_s=rest,
             reason=str(exc),
         )
 
