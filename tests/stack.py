@@ -88,21 +88,25 @@ def stack_settings(
     )
 
 
+def stack_emulator(**options: Any) -> Emulator:
+    """The stack's emulated app (its robots, alice, bob and carol), `options` changed."""
+    config: dict[str, Any] = {
+        "sdkappid": APP,
+        "secret_key": KEY,
+        "callback_token": TOKEN,
+        "robots": ("@RBT#helper", "@RBT#member", "@RBT#stranger"),
+        "users": ("alice", "bob", "carol"),
+        "webhook_backoff_s": 0.01,
+    }
+    return Emulator(EmulatorConfig(**(config | options)))
+
+
 @asynccontextmanager
 async def running_stack(
     tmp: Path, *, llm: FakeOpenAI | None = None, emu: Emulator | None = None, **overrides: Any
 ) -> AsyncIterator[Stack]:
     llm = llm or FakeOpenAI()
-    emu = emu or Emulator(
-        EmulatorConfig(
-            sdkappid=APP,
-            secret_key=KEY,
-            callback_token=TOKEN,
-            robots=("@RBT#helper", "@RBT#member", "@RBT#stranger"),
-            users=("alice", "bob", "carol"),
-            webhook_backoff_s=0.01,
-        )
-    )
+    emu = emu or stack_emulator()
     llm_server = TestServer(llm.app(), host="127.0.0.1", port=0)
     emu_server = TestServer(emu.create_app(), host="127.0.0.1", port=0)
     await llm_server.start_server()

@@ -10,8 +10,7 @@ from pathlib import Path
 import aiohttp
 
 from tests.fake_openai import FakeOpenAI
-from tests.stack import APP, KEY, TOKEN, running_stack
-from timbridge.emulator import Emulator, EmulatorConfig
+from tests.stack import running_stack, stack_emulator
 from timbridge.settings import RobotSettings
 
 BUSY = RobotSettings(id="@RBT#x").busy_text
@@ -68,17 +67,7 @@ async def test_when_tencent_is_the_bottleneck_the_backlog_is_shed_the_same_way(
     their window (16 here), and what waited past `max_wait_s` on disk gets a busy notice
     instead of a model call, so the backlog drains at the rate Tencent allows."""
     users = tuple(f"u{n:02d}" for n in range(32))
-    emu = Emulator(
-        EmulatorConfig(
-            sdkappid=APP,
-            secret_key=KEY,
-            callback_token=TOKEN,
-            robots=("@RBT#helper",),
-            users=users,
-            per_api_limit=4,
-            webhook_backoff_s=0.01,
-        )
-    )
+    emu = stack_emulator(users=users, per_api_limit=4)
     llm = FakeOpenAI()
     async with running_stack(
         tmp_path,

@@ -178,31 +178,39 @@ async def test_a_port_in_use_is_one_line_and_exit_2(tmp_path: Path) -> None:
     assert text.strip().splitlines()[-1].startswith(f"error: cannot listen on 127.0.0.1:{port}: ")
 
 
+async def _stderr_until(marker: str, *args: str, env: dict[str, str], cwd: Path) -> str:
+    """What ``timbridge *args`` writes to stderr until a line holds `marker` (then SIGTERM)."""
+    proc = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "timbridge", *args),
+        env=env,
+        cwd=cwd,
+        stderr=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert proc.stderr is not None
+    seen = ""
+    try:
+        async with asyncio.timeout(60):
+            while marker not in seen:
+                line = await proc.stderr.readline()
+                if not line:
+                    break
+                seen += line.decode()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(proc.communicate(), 30)
+    return seen
+
+
 async def test_the_playground_banner_shows_a_configured_key_only_by_its_end(
     tmp_path: Path,
 ) -> None:
     secret = "my-own-secret-key-0123456789"
     env = {k: v for k, v in os.environ.items() if not k.startswith("TIMBRIDGE_")}
     env |= {"TIMBRIDGE_TENCENT__SECRET_KEY": secret}
-    proc = await asyncio.create_subprocess_exec(
-        *(sys.executable, "-m", "timbridge", "playground", "--port", "0", "--no-browser"),
-        env=env,
-        cwd=tmp_path,
-        stderr=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
+    banner = await _stderr_until(
+        "Ctrl-C", "playground", "--port", "0", "--no-browser", env=env, cwd=tmp_path
     )
-    assert proc.stderr is not None
-    banner = ""
-    try:
-        async with asyncio.timeout(60):
-            while "Ctrl-C" not in banner:
-                line = await proc.stderr.readline()
-                if not line:
-                    break
-                banner += line.decode()
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        await asyncio.wait_for(proc.communicate(), 30)
     assert "secret key …6789 (configured)" in banner, banner
     assert secret not in banner
 
@@ -225,25 +233,9 @@ async def test_serve_warns_at_start_about_a_model_it_cannot_reach(tmp_path: Path
         )
         env = {k: v for k, v in os.environ.items() if not k.startswith("TIMBRIDGE_")}
         env |= {"TIMBRIDGE_TENCENT__SECRET_KEY": KEY, "K": "sk-unused-key"}
-        proc = await asyncio.create_subprocess_exec(
-            *(sys.executable, "-m", "timbridge", "serve", "--config", str(config)),
-            env=env,
-            cwd=tmp_path,
-            stderr=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
+        seen = await _stderr_until(
+            "model.unreachable", "serve", "--config", str(config), env=env, cwd=tmp_path
         )
-        assert proc.stderr is not None
-        seen = ""
-        try:
-            async with asyncio.timeout(60):
-                while "model.unreachable" not in seen:
-                    line = await proc.stderr.readline()
-                    if not line:
-                        break
-                    seen += line.decode()
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            await asyncio.wait_for(proc.communicate(), 30)
     warning = next(line for line in seen.splitlines() if "model.unreachable" in line)
     assert f'"url":"http://127.0.0.1:{closed}/v1"' in warning  # no user, password or query
     assert "pw" not in warning and "key=k" not in warning
