@@ -18,6 +18,7 @@ from timbridge.bot.split import DEFAULT_LIMIT, json_size, split_reply
 from timbridge.bot.text import extract_text, strip_mentions
 from timbridge.coordination import Job, LocalCoordinator, TTLSet
 from timbridge.errors import CoordinationError
+from timbridge.llm.offline import reflow
 from timbridge.llm.tokens import count_tokens
 from timbridge.protocol import parse_event
 from timbridge.protocol.callbacks import C2CMessageEvent, GroupMessageEvent
@@ -232,3 +233,14 @@ def test_message_rate_window_and_single_notice() -> None:
     assert rate.check("other", 2).allowed  # per key
     now[0] = 60.5
     assert rate.check("u", 2).allowed  # the window slid
+
+
+def test_the_offline_model_reflows_hard_wrapped_paragraphs_and_keeps_blocks() -> None:
+    wrapped = (
+        "A paragraph wrapped\nby hand at seventy\ncolumns.\n\n- one item\n  continued\n- two\n\n"
+        "```toml\n[a]\nb = 1\n```\n## Heading\nunder it\n| x | y |\n|---|---|"
+    )
+    assert reflow(wrapped) == (
+        "A paragraph wrapped by hand at seventy columns.\n\n- one item continued\n- two\n\n"
+        "```toml\n[a]\nb = 1\n```\n## Heading\nunder it\n| x | y |\n|---|---|"
+    )

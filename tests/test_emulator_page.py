@@ -262,6 +262,7 @@ async def test_chromium_group_with_robot_mention(served: tuple[Emulator, str]) -
         page = await browser.new_page()
         await page.goto(base + "/")
         await expect(page.locator("#user-select")).to_have_value("alice")
+        await expect(page.locator("#chat-title")).to_have_text("helper")  # opened on load
         await page.locator("#group-form summary").click()
         await page.locator("#group-name").fill("Support")
         await page.locator("#group-members input[value='bob']").check()
@@ -274,3 +275,42 @@ async def test_chromium_group_with_robot_mention(served: tuple[Emulator, str]) -
         assert sent.at_accounts == ("@RBT#helper",)
         assert sent.text == "@@RBT#helper how do I reset my password?"
         await expect(page.locator(".message.mine .text")).to_have_text(sent.text)
+
+
+async def test_chromium_opens_the_robots_chat_and_renders_its_markdown_safely(
+    served: tuple[Emulator, str], tencent: TencentClient
+) -> None:
+    _, base = served
+    answer = (
+        "**bold** and `code`\n\n```python\nx = 1\n```\n\n- one\n- two\n\n"
+        '<img src=x onerror="window.pwned = 1"><script>window.pwned = 2</script>'
+    )
+    async with chromium() as browser:
+        page = await browser.new_page()
+        missing: list[str] = []
+        page.on("response", lambda r: missing.append(r.url) if r.status >= 400 else None)
+        await page.goto(base + "/")
+        await expect(page.locator("#chat-title")).to_have_text("helper")  # open on load
+        await tencent.call(
+            SendC2CMsg(
+                from_account="@RBT#helper",
+                to_account="alice",
+                msg_random=3,
+                msg_body=(TextElem.of(answer),),
+            )
+        )
+        text = page.locator(".message:not(.mine) .text")
+        await expect(text.locator("strong")).to_have_text("bold")
+        await expect(text.locator("pre code")).to_have_text("x = 1\n")
+        await expect(text.locator("li")).to_have_count(2)
+        shown = await text.inner_text()
+        assert "**" not in shown and "```" not in shown  # no raw markers
+        assert '<img src=x onerror="window.pwned = 1">' in shown  # HTML shown as text
+        assert await text.locator("img, script").count() == 0
+        assert await page.evaluate("window.pwned") is None  # no script ran
+        await page.locator("#text").fill("**not markdown** from a person")
+        await page.locator("#text").press("Enter")
+        await expect(page.locator(".message.mine .text")).to_have_text(
+            "**not markdown** from a person"
+        )
+    assert missing == []  # nothing the page asks for is missing (no 404 on load)

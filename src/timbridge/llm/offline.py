@@ -9,12 +9,13 @@ matched. The retrieval itself is the engine's (it puts the passages into the con
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncGenerator, Sequence
 
 from timbridge.llm.base import ChatMessage, Delta, Source, Usage
 from timbridge.llm.tokens import count_tokens
 
-__all__ = ["NO_MATCH", "OFFLINE_NOTE", "OfflineModel"]
+__all__ = ["NO_MATCH", "OFFLINE_NOTE", "OfflineModel", "reflow"]
 
 NO_MATCH = (
     "I couldn't find anything about that in my knowledge base, so I can't answer it. "
@@ -26,6 +27,38 @@ OFFLINE_NOTE = (
 )
 _SECOND_WITHIN = 0.05  # a second passage is quoted when it scores this close to the best
 _MAX_QUOTE_CHARS = 1800
+
+
+_BLOCK_START = re.compile(r"^\s*(?:[-*+] |\d+[.)] |#|>|\||```|~~~)")
+_ENDS_ITS_LINE = re.compile(r"^\s*(?:#|\||```|~~~)")  # nothing joins a heading or table row
+
+
+def reflow(text: str) -> str:
+    """`text` with the hard line wraps of its paragraphs joined, as a chat shows paragraphs:
+    a line joins the one before unless either is blank or in a code fence, the line starts a
+    list item, heading, quote or table row, or the one before is a heading or table row (a
+    list item or quote takes its continuation lines)."""
+    out: list[str] = []
+    fenced = False
+    for line in text.splitlines():
+        starts_block = bool(_BLOCK_START.match(line))
+        if line.lstrip().startswith(("```", "~~~")):
+            fenced = not fenced
+            out.append(line)
+            continue
+        joinable = (
+            not fenced
+            and out
+            and out[-1].strip()
+            and line.strip()
+            and not starts_block
+            and not _ENDS_ITS_LINE.match(out[-1])
+        )
+        if joinable:
+            out[-1] = out[-1].rstrip() + " " + line.strip()
+        else:
+            out.append(line)
+    return "\n".join(out)
 
 
 def _quote(sources: Sequence[Source]) -> str:
@@ -40,7 +73,7 @@ def _quote(sources: Sequence[Source]) -> str:
     parts: list[str] = []
     used = 0
     for source in chosen:
-        text = source.text.strip()
+        text = reflow(source.text.strip())
         if used + len(text) > _MAX_QUOTE_CHARS:
             text = text[: max(0, _MAX_QUOTE_CHARS - used)].rsplit(" ", 1)[0] + " …"
         used += len(text)

@@ -31,6 +31,10 @@ async function loadState() {
   if (!state.user && people.length) { state.user = people[0].id; select.value = state.user; return switchUser(state.user); }
   renderConversations();
   renderGroupForm();
+  if (!state.current) {  // open the first robot's chat: that is why one comes here
+    const robot = conversations().find((c) => c.robot);
+    if (robot) await openConversation(robot);
+  }
 }
 
 function conversations() {
@@ -91,6 +95,21 @@ function messageBelongs(m) {
   return m.kind === "c2c" && (m.from === c.id || m.to === c.id);
 }
 
+// Robots answer in Markdown, as Tencent's TUIKit shows it: rendered by marked, with any HTML in
+// the text shown as text (never as markup), and the result sanitised by DOMPurify all the same.
+// People's messages are plain text.
+const escapeHtml = (s) => s.replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
+marked.use({ gfm: true, breaks: true, renderer: { html(token) { return escapeHtml(token.text || token.raw || ""); } } });
+
+function isRobot(id) { const a = state.accounts.find((x) => x.id === id); return Boolean(a && a.robot); }
+
+function showText(el, m) {
+  const markdown = isRobot(m.from);
+  el.classList.toggle("md", markdown);
+  if (markdown) el.innerHTML = DOMPurify.sanitize(marked.parse(m.text));
+  else el.textContent = m.text;
+}
+
 function renderMessage(m) {
   let li = document.querySelector('.message[data-key="' + CSS.escape(m.key) + '"]');
   if (!li) {
@@ -104,7 +123,7 @@ function renderMessage(m) {
   li.classList.toggle("streaming", m.streaming);
   li.dataset.from = m.from;
   li.querySelector(".from").textContent = m.from_nick;
-  li.querySelector(".text").textContent = m.text;
+  showText(li.querySelector(".text"), m);
   li.querySelector(".edited").textContent = m.edits && !m.streaming ? "edited" : "";
   const box = $("#messages");
   box.scrollTop = box.scrollHeight;
@@ -186,3 +205,10 @@ $("#text").addEventListener("keydown", (e) => {
 });
 
 loadState().catch(showError);
+// Chromium lays the members' fieldset out at zero height when the form opens after the text box
+// had the focus: lay it out again each time the form opens.
+$("#group-form").addEventListener("toggle", (e) => {
+  if (!e.target.open) return;
+  const box = $("#group-members");
+  box.style.display = "none"; void box.offsetHeight; box.style.display = "";
+});
