@@ -74,3 +74,11 @@ def test_every_command_is_documented() -> None:
 def test_every_error_code_is_documented() -> None:
     missing = [code for code in CODES if f"| {code} |" not in README]
     assert not missing, f"document these error codes in the README: {missing}"
+
+
+def test_the_architecture_page_names_every_part() -> None:
+    from tests.test_architecture import ALLOWED
+
+    page = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    missing = [part for part in ALLOWED if not part.startswith("__") and f"`{part}`" not in page]
+    assert not missing, f"docs/architecture.md does not name: {missing}"
