@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-from typing import get_args
-
 from timbridge.errors import ConfigError
-from timbridge.llm.presets import PRESETS
-from timbridge.settings import REGION_HOSTS, ModelProfile
+from timbridge.llm.providers import PROVIDERS
+from timbridge.settings import REGION_HOSTS
 
 __all__ = ["render_config"]
-
-_PROVIDERS: tuple[str, ...] = get_args(ModelProfile.model_fields["provider"].annotation)
 
 _TEMPLATE = """\
 # timbridge configuration (every key: the README's configuration table).
@@ -65,25 +61,21 @@ def render_config(*, sdkappid: int | None, region: str, robot: str, provider: st
         raise ConfigError("tencent.region", f"one of {', '.join(REGION_HOSTS)} (got {region!r})")
     if not robot.startswith("@RBT#"):
         raise ConfigError("robots[0].id", f"a robot UserID must start with @RBT# (got {robot!r})")
-    if provider not in _PROVIDERS:
-        raise ConfigError("models.default.provider", f"one of {', '.join(_PROVIDERS)}")
-    preset = PRESETS.get(provider)
-    if preset is not None and preset.api_key_env:
-        key_line = f"#   export {preset.api_key_env}=...   # the {provider} API key"
-    elif provider in ("anthropic", "gemini"):
-        key_line = f"#   export {provider.upper()}_API_KEY=...   # the {provider} API key"
+    found = PROVIDERS.get(provider)
+    if found is None:
+        raise ConfigError("models.default.provider", f"one of {', '.join(PROVIDERS)}")
+    if found.api_key_env:
+        key_line = f"#   export {found.api_key_env}=...   # the {provider} API key"
     else:
         key_line = "#   (this provider needs no API key)"
-    if preset is not None:
-        model_lines = (
-            f'# model = "{preset.model}"          # the preset\'s; set to choose another\n'
-        )
-        if not preset.model:
-            model_lines = 'model = ""                       # required: the served model\'s name\n'
-    elif provider in ("anthropic", "gemini"):
-        model_lines = 'model = ""                       # required: the model name\n'
-    else:
+    if found.model:
+        model_lines = f'# model = "{found.model}"          # the preset\'s; set to choose another\n'
+    elif found.family == "offline":
         model_lines = ""
+    elif found.family == "openai":
+        model_lines = 'model = ""                       # required: the served model\'s name\n'
+    else:
+        model_lines = 'model = ""                       # required: the model name\n'
     sdkappid_line = (
         f"sdkappid = {sdkappid}"
         if sdkappid is not None
@@ -97,7 +89,7 @@ def render_config(*, sdkappid: int | None, region: str, robot: str, provider: st
         regions=", ".join(REGION_HOSTS),
         provider=provider,
         provider_pad=_pad(f'provider = "{provider}"', 33),
-        providers="deepseek, openai, qwen, minimax, moonshot, ollama, vllm, anthropic, offline",
+        providers=", ".join(PROVIDERS),
         model_lines=model_lines,
         robot=robot,
         nick=robot.removeprefix("@RBT#"),

@@ -36,7 +36,7 @@ from timbridge.llm.gemini import Gemini
 from timbridge.llm.offline import OfflineModel
 from timbridge.llm.openai_compat import OpenAICompatible
 from timbridge.llm.openai_sdk import OpenAISDK
-from timbridge.llm.presets import PRESETS
+from timbridge.llm.providers import PROVIDERS
 from timbridge.metrics import Metrics
 from timbridge.protocol.rest import GetAllRobots
 from timbridge.redact import public_url, remember
@@ -100,10 +100,10 @@ class _Common(TypedDict):
     max_connections: int
 
 
-#: Providers on their vendor's own SDK: the class, and the key's default variable.
-_VENDOR_SDKS: dict[str, tuple[Callable[..., ChatModel], str]] = {
-    "anthropic": (AnthropicMessages, "ANTHROPIC_API_KEY"),
-    "gemini": (Gemini, "GEMINI_API_KEY"),
+#: The classes of the providers on their vendor's own SDK.
+_VENDOR_SDKS: dict[str, Callable[..., ChatModel]] = {
+    "anthropic": AnthropicMessages,
+    "gemini": Gemini,
 }
 
 
@@ -115,38 +115,32 @@ def build_model(name: str, profile: ModelProfile, *, max_connections: int = 1000
         max_tokens=profile.max_tokens,
         max_connections=max_connections,
     )
-    preset = PRESETS.get(profile.provider)
-    if preset is not None:  # every OpenAI-compatible vendor
-        model = profile.model or preset.model
-        if not model:
-            raise ConfigError(f"models.{name}.model", f"required for provider {profile.provider}")
+    provider = PROVIDERS.get(profile.provider)
+    if provider is None:  # settings validate the name against the same table
+        raise ConfigError(
+            f"models.{name}.provider", f"one of {', '.join(PROVIDERS)} (got {profile.provider!r})"
+        )
+    if provider.family == "offline":
+        return OfflineModel()
+    model = profile.model or provider.model
+    if not model:
+        raise ConfigError(f"models.{name}.model", f"required for provider {profile.provider}")
+    if provider.family == "openai":  # every OpenAI-compatible vendor
         provider_class = OpenAISDK if profile.client == "sdk" else OpenAICompatible
         return provider_class(
             model=model,
             provider=profile.provider,
-            base_url=profile.base_url or preset.base_url,
+            base_url=profile.base_url or provider.base_url,
             # the preset's key variable goes with the preset's endpoint; an own base_url (a
             # proxy, a local server) needs `api_key_env` if it wants a key
-            api_key=profile.api_key(name, None if profile.base_url else preset.api_key_env),
+            api_key=profile.api_key(name, None if profile.base_url else provider.api_key_env),
             **common,
         )
-    vendor = _VENDOR_SDKS.get(profile.provider)
-    if vendor is not None:
-        vendor_class, key_env = vendor
-        if not profile.model:
-            raise ConfigError(f"models.{name}.model", f"required for provider {profile.provider}")
-        return vendor_class(
-            model=profile.model,
-            base_url=profile.base_url,
-            api_key=profile.api_key(name, key_env),
-            **common,
-        )
-    if profile.provider == "offline":
-        return OfflineModel()
-    raise ConfigError(
-        f"models.{name}.provider",
-        f"provider {profile.provider!r} is not available in this version; use an "
-        f"OpenAI-compatible one ({', '.join(PRESETS)}), anthropic, gemini or offline",
+    return _VENDOR_SDKS[provider.family](
+        model=model,
+        base_url=profile.base_url,
+        api_key=profile.api_key(name, provider.api_key_env),
+        **common,
     )
 
 
