@@ -110,8 +110,9 @@ persona = "You are Helper."
     assert KEY not in str(lines) and TOKEN not in str(lines) and "sk-test" not in str(lines)
 
 
-async def _offline_serve(tmp_path: Path, port: int) -> asyncio.subprocess.Process:
-    """`serve --log-level warning` on `port` with the offline model and SQLite in `tmp_path`."""
+def _offline_config(tmp_path: Path, port: int) -> tuple[Path, dict[str, str]]:
+    """A configuration for `serve` on `port` with the offline model and SQLite in `tmp_path`,
+    and the environment that goes with it."""
     config = tmp_path / "timbridge.toml"
     config.write_text(
         f'[tencent]\nsdkappid = {APP}\n[server]\nhost = "127.0.0.1"\nport = {port}\n'
@@ -120,7 +121,12 @@ async def _offline_serve(tmp_path: Path, port: int) -> asyncio.subprocess.Proces
         encoding="utf-8",
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("TIMBRIDGE_")}
-    env |= {"TIMBRIDGE_TENCENT__SECRET_KEY": KEY}
+    return config, env | {"TIMBRIDGE_TENCENT__SECRET_KEY": KEY}
+
+
+async def _offline_serve(tmp_path: Path, port: int) -> asyncio.subprocess.Process:
+    """`serve --log-level warning` on `port` (`_offline_config`)."""
+    config, env = _offline_config(tmp_path, port)
     return await asyncio.create_subprocess_exec(
         *(sys.executable, "-m", "timbridge", "--log-level", "warning", "serve"),
         *("--config", str(config)),
@@ -239,3 +245,15 @@ async def test_serve_warns_at_start_about_a_model_it_cannot_reach(tmp_path: Path
     warning = next(line for line in seen.splitlines() if "model.unreachable" in line)
     assert f'"url":"http://127.0.0.1:{closed}/v1"' in warning  # no user, password or query
     assert "pw" not in warning and "key=k" not in warning
+
+
+async def test_serve_honours_log_format_console(tmp_path: Path) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config, env = _offline_config(tmp_path, port)
+    args = ("--log-format", "console", "serve", "--config", str(config))
+    seen = await _stderr_until("serve.started", *args, env=env, cwd=tmp_path)
+    started = next(line for line in seen.splitlines() if "serve.started" in line)
+    assert not started.lstrip().startswith("{")  # a readable line, not JSON
+    assert "[info     ] serve.started" in started

@@ -13,7 +13,7 @@ import datetime as dt
 import random
 from collections.abc import Coroutine
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import Annotated, Any, Literal, NoReturn, TypeVar
 
 import typer
 
@@ -31,11 +31,17 @@ __all__ = ["app", "main"]
 
 T = TypeVar("T")
 _LOG_LEVEL: list[str | None] = [None]  # --log-level, if given: each command has its default
+_LOG_FORMAT: list[Literal["json", "console"] | None] = [None]  # --log-format, if given: the same
 
 
 def _log_level(default: str) -> str:
     """The level given with --log-level, else this command's `default`."""
     return _LOG_LEVEL[0] or default
+
+
+def _log_format(default: Literal["json", "console"]) -> Literal["json", "console"]:
+    """The format given with --log-format, else this command's `default`."""
+    return _LOG_FORMAT[0] or default
 
 
 app = typer.Typer(
@@ -263,7 +269,7 @@ def serve(
     from timbridge.logs import configure_logging
 
     settings = _settings(config)
-    configure_logging("json", _log_level("info"))
+    configure_logging(_log_format("json"), _log_level("info"))
     _check_serving(settings, distributed=no_workers)
     _serve_or_fail(
         settings,
@@ -288,7 +294,7 @@ def worker(
     from timbridge.logs import configure_logging
 
     settings = _settings(config)
-    configure_logging("json", _log_level("info"))
+    configure_logging(_log_format("json"), _log_level("info"))
     _check_serving(settings, distributed=True)
     _serve_or_fail(settings, host=host, port=port, webhook=False)
 
@@ -367,7 +373,7 @@ def playground(
     from timbridge.runtime import run_on_uvloop, until_signalled
 
     settings = _settings(config)
-    configure_logging("console", _log_level("warning"))
+    configure_logging(_log_format("console"), _log_level("warning"))
 
     async def go() -> None:
         async with open_playground(settings, host=host, port=port) as pg:
@@ -552,7 +558,7 @@ def check(
     from timbridge.logs import configure_logging
 
     settings = _settings(config)
-    configure_logging("console", _log_level("error"))  # the verdicts say it all
+    configure_logging(_log_format("console"), _log_level("error"))  # the verdicts say it all
     marks = {"ok": "ok  ", "warn": "warn", "fail": "FAIL"}
     checks = asyncio.run(run_checks(settings, model_timeout_s=model_timeout, config=config))
     for item in checks:
@@ -576,18 +582,24 @@ def _root(
         ),
     ] = None,
     log_format: Annotated[
-        str, typer.Option("--log-format", help="console (readable) or json.")
-    ] = "console",
+        str | None,
+        typer.Option(
+            "--log-format",
+            help="console (readable) or json [default: json for serve and worker, "
+            "console for the others].",
+        ),
+    ] = None,
 ) -> None:
     """AI-chatbot backend for Tencent Cloud Chat robots."""
     from timbridge.logs import configure_logging
 
-    if log_format not in ("console", "json"):
+    if log_format is not None and log_format not in ("console", "json"):
         _fail("--log-format must be console or json", 2)
     if log_level is not None and log_level.lower() not in ("debug", "info", "warning", "error"):
         _fail("--log-level must be debug, info, warning or error", 2)
     _LOG_LEVEL[0] = log_level and log_level.lower()
-    configure_logging("json" if log_format == "json" else "console", _log_level("warning"))
+    _LOG_FORMAT[0] = "json" if log_format == "json" else "console" if log_format else None
+    configure_logging(_log_format("console"), _log_level("warning"))
 
 
 def main() -> None:
