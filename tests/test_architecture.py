@@ -29,7 +29,7 @@ ALLOWED: dict[str, set[str]] = {
     "http": set(),
     "printable": set(),
     "redact": set(),
-    "settings": {"errors"},
+    "settings": {"errors", "protocol"},
     "protocol": {"errors"},
     "usersig": {"errors"},
     "tencent": {"protocol", "usersig"},
@@ -45,7 +45,7 @@ ALLOWED: dict[str, set[str]] = {
     "cli": {"*"},
     "heap": set(),
     "runtime": {"heap", "services", "settings", "webhook"},
-    "config_template": {"llm", "settings"},
+    "config_template": {"llm", "protocol", "settings"},
     "playground": {"emulator", "knowledge", "services", "settings", "webhook"},
     "checks": {
         "coordination",

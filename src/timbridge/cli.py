@@ -24,6 +24,7 @@ from timbridge.errors import (
     TimbridgeError,
     UserSigError,
 )
+from timbridge.protocol.accounts import NOT_A_ROBOT, is_robot
 from timbridge.redact import mask, redact
 from timbridge.settings import Settings, load_settings
 
@@ -144,8 +145,8 @@ def robots_create(
     from timbridge.protocol.rest import CreateRobot
     from timbridge.services import open_tencent
 
-    if not robot_id.startswith("@RBT#"):
-        _fail("a robot UserID must start with @RBT#", 2)
+    if not is_robot(robot_id):
+        _fail(NOT_A_ROBOT, 2)
     settings = _settings(config)
 
     async def go() -> None:
@@ -326,8 +327,8 @@ def emulator(
     token = tencent.callback_token.get_secret_value() if tencent.callback_token else None
     robot_ids = tuple(robots or ["@RBT#helper"])
     for robot in robot_ids:
-        if not robot.startswith("@RBT#"):
-            _fail(f"--robot {robot!r}: a robot UserID must start with @RBT#", 2)
+        if not is_robot(robot):
+            _fail(f"--robot {robot!r}: {NOT_A_ROBOT}", 2)
     emu = Emulator(
         EmulatorConfig(
             sdkappid=tencent.sdkappid or DEMO_SDKAPPID,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from timbridge.errors import ConfigError
 from timbridge.llm.providers import PROVIDERS
+from timbridge.protocol.accounts import NOT_A_ROBOT, ROBOT_PREFIX, is_robot
 from timbridge.settings import REGION_HOSTS
 
 __all__ = ["render_config"]
@@ -59,8 +60,8 @@ def render_config(*, sdkappid: int | None, region: str, robot: str, provider: st
     """The file's text; `ConfigError` for a region, robot or provider that cannot work."""
     if region not in REGION_HOSTS:
         raise ConfigError("tencent.region", f"one of {', '.join(REGION_HOSTS)} (got {region!r})")
-    if not robot.startswith("@RBT#"):
-        raise ConfigError("robots[0].id", f"a robot UserID must start with @RBT# (got {robot!r})")
+    if not is_robot(robot):
+        raise ConfigError("robots[0].id", f"{NOT_A_ROBOT} (got {robot!r})")
     found = PROVIDERS.get(provider)
     if found is None:
         raise ConfigError("models.default.provider", f"one of {', '.join(PROVIDERS)}")
@@ -92,5 +93,5 @@ def render_config(*, sdkappid: int | None, region: str, robot: str, provider: st
         providers=", ".join(PROVIDERS),
         model_lines=model_lines,
         robot=robot,
-        nick=robot.removeprefix("@RBT#"),
+        nick=robot.removeprefix(ROBOT_PREFIX),
     )

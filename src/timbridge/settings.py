@@ -28,6 +28,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from timbridge.errors import ConfigError
+from timbridge.protocol.accounts import NOT_A_ROBOT, is_robot
 from timbridge.redact import remember
 
 __all__ = [
@@ -302,8 +303,8 @@ class RobotSettings(_Section):
     @classmethod
     def _robot_id(cls, value: str) -> str:
         _check_user_id(value)
-        if not value.startswith("@RBT#"):
-            raise ValueError("a robot UserID must start with @RBT#")
+        if not is_robot(value):
+            raise ValueError(NOT_A_ROBOT)
         return value
 
 

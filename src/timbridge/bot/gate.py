@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass
 
+from timbridge.protocol.accounts import is_robot
 from timbridge.protocol.callbacks import (
     C2CAfterSendEvent,
     C2CMessageEvent,
@@ -20,8 +21,6 @@ from timbridge.protocol.callbacks import (
 from timbridge.protocol.elements import CustomElem
 
 __all__ = ["Verdict", "gate"]
-
-ROBOT_PREFIX = "@RBT#"
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +35,7 @@ def gate(event: CallbackEvent, robots: Collection[str], admin: str) -> Verdict:
         event, C2CMessageEvent | C2CAfterSendEvent | GroupMessageEvent | GroupAfterSendEvent
     ):
         return Verdict(reason="unhandled_command")
-    if event.from_account.startswith(ROBOT_PREFIX):
+    if is_robot(event.from_account):
         return Verdict(reason="robot_sender")
     if event.from_account == admin:
         return Verdict(reason="admin_sender")
@@ -59,5 +58,5 @@ def gate(event: CallbackEvent, robots: Collection[str], admin: str) -> Verdict:
     chosen = tuple(dict.fromkeys(r for r in mentioned if r in robots))
     if chosen:
         return Verdict(robots=chosen)
-    any_robot = any(r.startswith(ROBOT_PREFIX) for r in mentioned)
+    any_robot = any(is_robot(r) for r in mentioned)
     return Verdict(reason="unconfigured_robot" if any_robot else "no_mention")

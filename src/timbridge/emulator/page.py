@@ -23,6 +23,7 @@ from timbridge.emulator.rest import RestAPI
 from timbridge.emulator.webhooks import WebhookDispatcher
 from timbridge.emulator.world import Change, ChangeKind, Group, Message, World
 from timbridge.errors import TencentAPIError
+from timbridge.protocol.accounts import ROBOT_PREFIX, is_robot
 
 __all__ = ["LiveEvents", "PageAPI", "message_json"]
 
@@ -262,8 +263,10 @@ class PageAPI:
     async def _create_user(self, request: web.Request) -> web.Response:
         data = await self._json(request)
         user_id, nick = data.get("id"), data.get("nick")
-        if not isinstance(user_id, str) or user_id.startswith("@RBT#"):
-            return self._error(400, "bad_user", "id must be a string not starting with @RBT#")
+        if not isinstance(user_id, str) or is_robot(user_id):
+            return self._error(
+                400, "bad_user", f"id must be a string not starting with {ROBOT_PREFIX}"
+            )
         try:
             account = self.world.import_account(user_id, nick if isinstance(nick, str) else None)
         except TencentAPIError as exc:

@@ -23,6 +23,7 @@ from timbridge.emulator.page import LiveEvents, PageAPI
 from timbridge.emulator.rest import RestAPI
 from timbridge.emulator.webhooks import WebhookDispatcher
 from timbridge.emulator.world import Change, ChangeKind, Message, World
+from timbridge.protocol.accounts import ROBOT_PREFIX, is_robot
 from timbridge.protocol.callbacks import (
     BOT_C2C_MESSAGE,
     BOT_GROUP_MESSAGE,
@@ -103,7 +104,7 @@ class Emulator:
         self._sweeper: asyncio.Task[None] | None = None
         self.world.listeners.append(self._on_change)
         for robot in config.robots:
-            self.world.create_robot(robot, robot.removeprefix("@RBT#"), None)
+            self.world.create_robot(robot, robot.removeprefix(ROBOT_PREFIX), None)
         for user in config.users:
             self.world.import_account(user, user)
 
@@ -172,7 +173,7 @@ class Emulator:
 
     def _webhooks_for(self, message: Message) -> None:
         callbacks = self.config.callbacks
-        sender_is_robot = message.from_account.startswith("@RBT#")
+        sender_is_robot = is_robot(message.from_account)
         event_time = int(self.world.clock() * 1000)
         if message.kind == "c2c":
             assert message.to_account is not None

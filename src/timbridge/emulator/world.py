@@ -19,6 +19,7 @@ from typing import Any, Literal
 import orjson
 
 from timbridge.errors import TencentAPIError
+from timbridge.protocol.accounts import NOT_A_ROBOT, is_robot
 
 __all__ = [
     "MAX_MESSAGE_BYTES",
@@ -216,8 +217,8 @@ class World:
         return account
 
     def create_robot(self, user_id: str, nick: str | None, face_url: str | None) -> Account:
-        if not user_id.startswith("@RBT#"):
-            raise _fail(BAD_PARAMETER, "robot UserID must start with @RBT#")
+        if not is_robot(user_id):
+            raise _fail(BAD_PARAMETER, NOT_A_ROBOT)
         existing = self.accounts.get(user_id)
         if (existing is None or existing.deleted) and len(self.robots()) >= MAX_ROBOTS:
             raise _fail(10008, f"robot quota reached ({MAX_ROBOTS})")
