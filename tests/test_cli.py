@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +11,7 @@ import pytest
 import TLSSigAPIv2
 
 from tests.conftest import SDKAPPID, SECRET_KEY
+from tests.processes import own_env
 from tests.scripted import ScriptedTencent, fail, ok
 from timbridge import usersig
 
@@ -26,7 +26,7 @@ class Result:
 
 
 def _env(base_url: str | None = None, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TIMBRIDGE_")}
+    env = own_env()
     env |= {
         "TIMBRIDGE_TENCENT__SDKAPPID": str(SDKAPPID),
         "TIMBRIDGE_TENCENT__SECRET_KEY": SECRET_KEY,
@@ -163,7 +163,7 @@ async def test_robots_commands(scripted: Fixture, tmp_path: Path) -> None:
 
 
 async def test_missing_credentials_exit_2_naming_key(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TIMBRIDGE_")}
+    env = own_env()
     result = await timbridge("robots", "list", env=env, cwd=tmp_path)
     assert result.code == 2
     assert "tencent.sdkappid (TIMBRIDGE_TENCENT__SDKAPPID): required" in result.err
@@ -173,7 +173,7 @@ async def test_config_file_option(scripted: Fixture, tmp_path: Path) -> None:
     fake, base = scripted
     config = tmp_path / "app.toml"
     config.write_text(f'[tencent]\nsdkappid = {SDKAPPID}\nadmin = "boss"\napi_base = "{base}"\n')
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TIMBRIDGE_")}
+    env = own_env()
     env["TIMBRIDGE_TENCENT__SECRET_KEY"] = SECRET_KEY
     result = await timbridge("robots", "list", "--config", str(config), env=env, cwd=tmp_path)
     assert result.code == 0, result.err
@@ -206,7 +206,7 @@ async def test_every_command_has_help(command: list[str], tmp_path: Path) -> Non
 
 
 async def test_emulator_command_serves_rest_and_page(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TIMBRIDGE_")}
+    env = own_env()
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",

@@ -8,7 +8,6 @@ answer, whatever happened to the process in between.
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import sys
 from collections import Counter
@@ -20,6 +19,7 @@ import orjson
 from aiohttp.test_utils import TestServer
 
 from tests.fake_openai import FakeOpenAI
+from tests.processes import own_env
 from tests.stack import APP, KEY, TOKEN
 from timbridge.emulator import Emulator, EmulatorConfig
 
@@ -89,7 +89,7 @@ class Serve:
 
 
 async def _serve(config: Path, cwd: Path) -> Serve:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TIMBRIDGE_")}
+    env = own_env()
     env |= {
         "TIMBRIDGE_TENCENT__SECRET_KEY": KEY,
         "TIMBRIDGE_TENCENT__CALLBACK_TOKEN": TOKEN,

@@ -23,6 +23,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from tests.fake_openai import FakeOpenAI
+from tests.processes import own_env
 from tests.servers import _free_port
 from timbridge.emulator import Emulator, EmulatorConfig
 from timbridge.protocol.callbacks import callback_sign
@@ -73,7 +74,7 @@ async def world(
         f'model = "fake"\nretries = 1\n[[robots]]\nid = "{ROBOT}"\nburst_window_s = 0\n',
         encoding="utf-8",
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TIMBRIDGE_")}
+    env = own_env()
     env |= {"TIMBRIDGE_TENCENT__SECRET_KEY": KEY, "TIMBRIDGE_TENCENT__CALLBACK_TOKEN": TOKEN}
     try:
         yield World(emu, llm, config, env)

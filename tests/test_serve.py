@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import signal
 import socket
 import sys
@@ -16,6 +15,7 @@ import orjson
 from aiohttp.test_utils import TestServer
 
 from tests.fake_openai import FakeOpenAI
+from tests.processes import own_env
 from tests.stack import APP, KEY, TOKEN
 from timbridge.emulator import Emulator, EmulatorConfig
 
@@ -61,7 +61,7 @@ persona = "You are Helper."
 """,
         encoding="utf-8",
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TIMBRIDGE_")}
+    env = own_env()
     env |= {
         "TIMBRIDGE_TENCENT__SECRET_KEY": KEY,
         "TIMBRIDGE_TENCENT__CALLBACK_TOKEN": TOKEN,
@@ -120,7 +120,7 @@ def _offline_config(tmp_path: Path, port: int) -> tuple[Path, dict[str, str]]:
         '[models.default]\nprovider = "offline"\n[[robots]]\nid = "@RBT#helper"\n',
         encoding="utf-8",
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TIMBRIDGE_")}
+    env = own_env()
     return config, env | {"TIMBRIDGE_TENCENT__SECRET_KEY": KEY}
 
 
@@ -212,7 +212,7 @@ async def test_the_playground_banner_shows_a_configured_key_only_by_its_end(
     tmp_path: Path,
 ) -> None:
     secret = "my-own-secret-key-0123456789"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TIMBRIDGE_")}
+    env = own_env()
     env |= {"TIMBRIDGE_TENCENT__SECRET_KEY": secret}
     banner = await _stderr_until(
         "Ctrl-C", "playground", "--port", "0", "--no-browser", env=env, cwd=tmp_path
@@ -237,7 +237,7 @@ async def test_serve_warns_at_start_about_a_model_it_cannot_reach(tmp_path: Path
             '[[robots]]\nid = "@RBT#helper"\n',
             encoding="utf-8",
         )
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TIMBRIDGE_")}
+        env = own_env()
         env |= {"TIMBRIDGE_TENCENT__SECRET_KEY": KEY, "K": "sk-unused-key"}
         seen = await _stderr_until(
             "model.unreachable", "serve", "--config", str(config), env=env, cwd=tmp_path
