@@ -14,6 +14,7 @@ from tests.test_protocol import C2C_SAMPLE, GROUP_SAMPLE
 from timbridge.bot.commands import parse_command
 from timbridge.bot.context import build_context
 from timbridge.bot.conversation import Conversation, derive_random, derive_seq
+from timbridge.bot.fences import Fences
 from timbridge.bot.split import DEFAULT_LIMIT, json_size, split_reply
 from timbridge.bot.text import extract_text, strip_mentions
 from timbridge.coordination import Job, LocalCoordinator, TTLSet
@@ -244,3 +245,24 @@ def test_the_offline_model_reflows_hard_wrapped_paragraphs_and_keeps_blocks() ->
         "A paragraph wrapped by hand at seventy columns.\n\n- one item continued\n- two\n\n"
         "```toml\n[a]\nb = 1\n```\n## Heading\nunder it\n| x | y |\n|---|---|"
     )
+
+
+def test_fences_are_decided_once_tildes_and_backticks_alike() -> None:
+    fences = Fences()
+    assert not fences.feed("Use ```inline``` code") and not fences.inside  # not a fence
+    assert fences.feed("~~~python") and fences.inside
+    assert not fences.feed("```") and fences.inside  # backticks inside a tilde fence are code
+    assert not fences.feed("~~~ not a close")
+    assert fences.feed("~~~~") and not fences.inside  # the same character, at least as long
+    assert Fences.after("```\ncode\n").inside and not Fences.after("```\ncode\n```\n").inside
+
+
+def test_a_tilde_fence_cut_between_parts_is_closed_and_reopened_with_its_own_marker() -> None:
+    text = "~~~python\n" + "".join(f"print({i})\n" for i in range(3000)) + "~~~"
+    parts = split_reply(text)
+    assert len(parts) >= 3
+    for part in parts:
+        assert part.startswith("~~~python\n") and part.endswith("~~~")
+        assert "```" not in part
+    joined = "".join(p.removeprefix("~~~python\n").removesuffix("~~~") for p in parts)
+    assert joined.count("print(") == 3000

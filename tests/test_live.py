@@ -225,3 +225,14 @@ async def test_the_answer_ending_during_a_slow_tencent_call_is_shown_at_once(
         stack.emu.user_send("alice", "@RBT#helper", "tell me")
         shown = await stack.emu.wait_messages(2, from_="@RBT#helper", to="alice", limit_s=5)
     assert _visible(shown) == ["First paragraph.", "Second paragraph."]
+
+
+async def test_segments_keep_a_tilde_fence_whole_with_backticks_and_blank_lines_inside(
+    tmp_path: Path,
+) -> None:
+    answer = "Before.\n\n~~~markdown\n```\nnot the end\n\n```\n~~~\n\nAfter."
+    llm = FakeOpenAI(reply=lambda messages: answer, chunk_size=5)
+    async with running_stack(tmp_path, llm=llm, robots=_robots("segments")) as stack:
+        stack.emu.user_send("alice", "@RBT#helper", "show me")
+        shown = await stack.emu.wait_messages(3, from_="@RBT#helper", to="alice", limit_s=10)
+    assert _visible(shown) == ["Before.", "~~~markdown\n```\nnot the end\n\n```\n~~~", "After."]

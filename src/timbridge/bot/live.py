@@ -29,6 +29,7 @@ from typing import Literal
 import structlog
 
 from timbridge.bot.conversation import Conversation, derive_random, derive_seq
+from timbridge.bot.fences import Fences
 from timbridge.bot.replies import ReplySender
 from timbridge.bot.split import DEFAULT_LIMIT, fitting_prefix, json_size, split_reply
 from timbridge.errors import TencentAPIError
@@ -250,11 +251,10 @@ def _paragraphs(text: str) -> list[str]:
     """Paragraphs of `text` split at blank lines outside code fences (fences stay whole)."""
     found: list[str] = []
     current: list[str] = []
-    fenced = False
+    fences = Fences()
     for line in text.split("\n"):
-        if line.lstrip().startswith(("```", "~~~")):
-            fenced = not fenced
-        if not line.strip() and not fenced:
+        fences.feed(line)
+        if not line.strip() and not fences.inside:
             if any(x.strip() for x in current):
                 found.append("\n".join(current).strip("\n"))
             current = []
@@ -267,14 +267,12 @@ def _paragraphs(text: str) -> list[str]:
 
 def _last_paragraph_end(text: str, start: int) -> int:
     """Offset (from `start`) just after the last blank line outside a fence; 0 when none."""
-    fenced = text[:start].count("```") % 2 == 1
+    fences = Fences.after(text[:start])
     best = 0
     position = start
     for line in text[start:].split("\n")[:-1]:  # the last piece may be an unfinished line
         position += len(line) + 1
-        if line.lstrip().startswith(("```", "~~~")):
-            fenced = not fenced
-        elif not line.strip() and not fenced:
+        if not fences.feed(line) and not line.strip() and not fences.inside:
             best = position - start
     return best
 

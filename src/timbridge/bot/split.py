@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import orjson
 
+from timbridge.bot.fences import Fences
+
 __all__ = ["DEFAULT_LIMIT", "fitting_prefix", "json_size", "split_reply"]
 
 DEFAULT_LIMIT = 11 * 1024
@@ -56,20 +58,28 @@ def split_reply(text: str, limit: int = DEFAULT_LIMIT) -> list[str]:
     parts: list[str] = []
     current: list[str] = []
     size = 0
-    fence: str | None = None  # the opening line of the code fence we are inside
-    closing = "```\n"
+    fences = Fences()
+
+    def reopened() -> str | None:
+        opening = fences.opening
+        if opening is None:
+            return None
+        return opening if opening.endswith("\n") else opening + "\n"
 
     def flush() -> None:
         nonlocal current, size
         body = "".join(current)
-        if fence is not None:
-            body = body.rstrip("\n") + "\n```"
+        if fences.inside:
+            body = body.rstrip("\n") + "\n" + fences.closing
         if body.strip():
             parts.append(body.rstrip("\n"))
-        current = [fence] if fence is not None else []
-        size = json_size(fence) if fence is not None else 0
+        opening = reopened()
+        current = [opening] if opening is not None else []
+        size = json_size(opening) if opening is not None else 0
 
-    reserve = json_size(closing) + 1
+    # room for a closing fence line: the longest marker a fence of this text could have
+    reserve = max((json_size(line) for line in text.splitlines() if _is_marker(line)), default=3)
+    reserve += 2
     for line in text.splitlines(keepends=True):
         line_size = json_size(line)
         if size + line_size + reserve > limit and current:
@@ -83,11 +93,14 @@ def split_reply(text: str, limit: int = DEFAULT_LIMIT) -> list[str]:
         else:
             current.append(line)
             size += line_size
-        if line.lstrip().startswith("```"):
-            fence = None if fence is not None else (line if line.endswith("\n") else line + "\n")
-    fence_open = fence
-    fence = None
+        fences.feed(line)
+    opening = reopened()
     body = "".join(current)
-    if body.strip() and body.strip() != (fence_open or "").strip():
+    if body.strip() and body.strip() != (opening or "").strip():
         parts.append(body.rstrip("\n"))
     return parts
+
+
+def _is_marker(line: str) -> bool:
+    stripped = line.strip()
+    return len(stripped) >= 3 and (set(stripped) == {"`"} or set(stripped) == {"~"})
