@@ -21,8 +21,8 @@ from tests.fake_anthropic import FakeAnthropic
 from tests.fake_gemini import FakeGemini
 from tests.fake_openai import FakeOpenAI
 from tests.stack import running_stack
-from timbridge.bot.engine import APOLOGY, TOO_LONG
 from timbridge.bot.media import MediaFetcher
+from timbridge.bot.sentences import APOLOGY, TOO_LONG
 from timbridge.bot.split import json_size, split_reply
 from timbridge.errors import LLMResponseError, LLMServerError, PayloadError, TencentTransportError
 from timbridge.http import http_session

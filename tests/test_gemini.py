@@ -14,7 +14,7 @@ from aiohttp.test_utils import TestServer
 from tests.fake_gemini import FakeGemini, GeminiFailure
 from tests.fake_openai import FakeOpenAI
 from tests.stack import Stack, running_stack
-from timbridge.bot.engine import APOLOGY
+from timbridge.bot.sentences import APOLOGY
 from timbridge.errors import ConfigError
 from timbridge.services import build_model
 from timbridge.settings import ModelProfile

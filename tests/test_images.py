@@ -16,7 +16,7 @@ from aiohttp.test_utils import TestServer
 from tests.fake_anthropic import FakeAnthropic
 from tests.fake_openai import FakeOpenAI
 from tests.stack import Stack, running_stack
-from timbridge.bot.engine import TEXT_ONLY
+from timbridge.bot.sentences import TEXT_ONLY
 
 pytestmark = pytest.mark.usefixtures("clean_env")
 

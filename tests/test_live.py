@@ -22,7 +22,7 @@ from tests.fake_anthropic import FakeAnthropic
 from tests.fake_gemini import FakeGemini
 from tests.fake_openai import FakeOpenAI
 from tests.stack import Stack, running_stack
-from timbridge.bot.engine import INTERRUPTED
+from timbridge.bot.sentences import INTERRUPTED
 from timbridge.emulator.faults import Fault
 from timbridge.emulator.world import Change, ChangeKind, Message
 

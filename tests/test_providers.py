@@ -14,7 +14,7 @@ from aiohttp.test_utils import TestServer
 from tests.fake_anthropic import AnthropicFailure, FakeAnthropic
 from tests.fake_openai import Failure, FakeOpenAI
 from tests.stack import Stack, running_stack
-from timbridge.bot.engine import APOLOGY
+from timbridge.bot.sentences import APOLOGY
 from timbridge.config_template import render_config
 from timbridge.llm.anthropic_messages import to_anthropic
 from timbridge.llm.base import ChatMessage

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from tests.fake_openai import Failure, FakeOpenAI
 from tests.stack import APP, KEY, TOKEN, running_stack
-from timbridge.bot.engine import APOLOGY, STORE_FAILED
+from timbridge.bot.sentences import APOLOGY, STORE_FAILED
 from timbridge.emulator import Emulator, EmulatorConfig, Fault
 from timbridge.storage.schema import turns
 

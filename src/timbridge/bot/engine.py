@@ -13,23 +13,29 @@ from typing import Literal
 
 import structlog
 
-from timbridge.bot.commands import (
-    BUDGET_TEXT,
-    COMPACT_TEXT,
-    HELP_TEXT,
-    LIMIT_TEXT,
-    NOTHING_TO_COMPACT_TEXT,
-    RESET_TEXT,
-    UNKNOWN_TEXT,
-    parse_command,
-    usage_text,
-)
+from timbridge.bot.commands import parse_command, usage_text
 from timbridge.bot.context import build_context, cite, split_summary, summary_request
 from timbridge.bot.conversation import Conversation, MessageEvent
 from timbridge.bot.live import LiveReply
 from timbridge.bot.media import MediaFetcher, image_urls
 from timbridge.bot.models import Answer, ModelChain
 from timbridge.bot.replies import ReplySender
+from timbridge.bot.sentences import (
+    APOLOGY,
+    BUDGET_TEXT,
+    COMPACT_TEXT,
+    EMPTY_TEXT,
+    HELP_TEXT,
+    IMAGE_FAILED,
+    INTERRUPTED,
+    LIMIT_TEXT,
+    NOTHING_TO_COMPACT_TEXT,
+    RESET_TEXT,
+    STORE_FAILED,
+    TEXT_ONLY,
+    TOO_LONG,
+    UNKNOWN_TEXT,
+)
 from timbridge.bot.text import extract_text, strip_mentions
 from timbridge.coordination.base import Coordinator, Job
 from timbridge.errors import (
@@ -55,29 +61,12 @@ from timbridge.protocol.callbacks import (
 from timbridge.settings import Settings
 from timbridge.storage.history import History, Turn, UsageRecord, utc_day
 
-__all__ = [
-    "APOLOGY",
-    "EMPTY_TEXT",
-    "IMAGE_FAILED",
-    "INTERRUPTED",
-    "TEXT_ONLY",
-    "TOO_LONG",
-    "Engine",
-]
+__all__ = ["Engine"]
 
 Purpose = Literal["answer", "summary"]
 
-APOLOGY = "Sorry, I can't answer right now: the model is unavailable. Please try again shortly."
-TEXT_ONLY = "I can read text only: please describe the image in words."
-IMAGE_FAILED = "I could not open that image ({reason}). Please try another, or describe it."
-INTERRUPTED = "\n\n[The answer was cut off: the model stopped responding. Please ask again.]"
 #: The first wait before a job whose store failed runs again (then twice as long each time).
 STORE_RETRY_S = 0.5
-TOO_LONG = "\n\n[The answer was cut here: it was longer than this robot sends.]"
-EMPTY_TEXT = "I can only read text messages. Please write your question as text."
-STORE_FAILED = (
-    "Sorry, I can't answer right now: my memory is unavailable. Please try again shortly."
-)
 
 #: A burst joins at most this many messages, and stops joining this long after its first one.
 BURST_MAX_MESSAGES = 8

@@ -31,6 +31,7 @@ import structlog
 from timbridge.bot.conversation import Conversation, derive_random, derive_seq
 from timbridge.bot.fences import Fences
 from timbridge.bot.replies import ReplySender
+from timbridge.bot.sentences import COMPATIBLE_TEXT
 from timbridge.bot.split import DEFAULT_LIMIT, fitting_prefix, json_size, split_reply
 from timbridge.errors import TencentAPIError
 from timbridge.protocol.elements import StreamChunk, StreamContent, StreamElem, TextElem
@@ -47,8 +48,6 @@ _log = structlog.get_logger("timbridge.live")
 
 Mode = Literal["off", "stream", "edit", "segments"]
 
-#: Shown by clients too old to render stream messages.
-COMPATIBLE_TEXT = "Please upgrade your app to see this reply."
 STREAM_EVERY_S = 0.2  # Tencent: ≤ 5 continuation calls/s per stream, ~200 ms suggested
 STREAM_IDLE_S = 10.0  # end a silent stream well before Tencent's 15 s gap ends it
 STREAM_MAX_BYTES = 120 * 1024  # under Tencent's 128 KB per stream message
