@@ -5,7 +5,9 @@ usage ledger (what budgets count) never depends on the history write succeeding.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -111,5 +113,29 @@ async def test_a_row_postgresql_refuses_fails_alone_and_its_usage_is_still_count
         # both answers were paid for: the ledger did not go down with alice's turns
         assert await history.tokens_on(utc_day(), "@RBT#helper", sender="alice") == 15
         assert await history.tokens_on(utc_day(), "@RBT#helper", sender="bob") == 15
+    finally:
+        await store.aclose()
+
+
+async def test_a_store_that_refuses_every_write_costs_a_batch_three_transactions_not_one_each(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = await Store.open(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    try:
+        with sqlite3.connect(tmp_path / "db.sqlite") as broken:
+            broken.execute("DROP TABLE reply_parts")  # every insert of reply parts fails
+        transactions = 0
+        run = store.database.run
+
+        async def counted(*args: Any, **kwargs: Any) -> Any:
+            nonlocal transactions
+            transactions += 1
+            return await run(*args, **kwargs)
+
+        monkeypatch.setattr(store.database, "run", counted)
+        writes = [store.history.record_parts(f"id{n}", {0: f"handle{n}"}) for n in range(10)]
+        outcomes = await asyncio.gather(*writes, return_exceptions=True)
+        assert all(isinstance(o, StorageError) for o in outcomes)  # every caller is told
+        assert transactions <= 3  # the batch, then two alone; not ten more
     finally:
         await store.aclose()

@@ -35,6 +35,10 @@ __all__ = ["Delete", "GroupCommit", "Insert", "Write"]
 
 _log = structlog.get_logger("timbridge.storage")
 
+#: After a failed batch, how many writes are tried alone before a store that fails them all is
+#: taken for down.
+_PROBES = 2
+
 
 @dataclass(frozen=True, slots=True)
 class Insert:
@@ -130,10 +134,16 @@ class GroupCommit:
         except Exception as exc:  # noqa: BLE001 - every waiter gets it; the writer goes on
             if len(batch) == 1:
                 return [exc]
+            failure = exc
         else:
             return [None] * len(batch)
         outcomes: list[Exception | None] = []
         for item in batch:
+            if len(outcomes) >= _PROBES and not any(o is None for o in outcomes):
+                # the first ones failed alone too: the store is down, not one row bad. The rest
+                # get the batch's error rather than a transaction (and a timeout) each.
+                outcomes += [failure] * (len(batch) - len(outcomes))
+                break
             try:
                 await self._commit([item])
             except Exception as exc:  # noqa: BLE001 - this item's waiter gets it
