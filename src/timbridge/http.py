@@ -10,7 +10,6 @@ more, so a reader that stops at its cap never holds more than the cap and one st
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
@@ -39,23 +38,16 @@ class BodyTooLarge(aiohttp.ClientPayloadError):
 
 
 class _CappedResponse(aiohttp.ClientResponse):
-    """A response whose whole-body reads stop at `limit` decompressed bytes."""
-
-    limit = DEFAULT_BODY_LIMIT
+    """A response whose whole-body reads stop at `DEFAULT_BODY_LIMIT` decompressed bytes."""
 
     async def read(self) -> bytes:
         if self._body is None:
             try:
-                self._body = await _read_within(self, self.limit)
+                self._body = await _read_within(self, DEFAULT_BODY_LIMIT)
             except BaseException:
                 self.close()
                 raise
         return await super().read()
-
-
-@functools.cache
-def _response_class(limit: int) -> type[aiohttp.ClientResponse]:
-    return type("CappedResponse", (_CappedResponse,), {"limit": limit})
 
 
 def http_session(
@@ -63,11 +55,11 @@ def http_session(
     limit: int = 256,
     headers: Mapping[str, str] | None = None,
     timeout: aiohttp.ClientTimeout | None = None,
-    max_body: int = DEFAULT_BODY_LIMIT,
 ) -> aiohttp.ClientSession:
     """A pooled session: keep-alive, at most `limit` connections, no cookie jar, and no
     whole-body read (`read`, `json`, `text`, by us or by an SDK on this session) past
-    `max_body` decompressed bytes: past it they raise `BodyTooLarge`."""
+    `DEFAULT_BODY_LIMIT` decompressed bytes: past it they raise `BodyTooLarge` (readers with a
+    smaller cap use `read_capped`)."""
     connector = aiohttp.TCPConnector(limit=limit, limit_per_host=limit, ttl_dns_cache=300)
     return aiohttp.ClientSession(
         connector=connector,
@@ -76,7 +68,7 @@ def http_session(
         cookie_jar=aiohttp.DummyCookieJar(),
         auto_decompress=True,
         raise_for_status=False,
-        response_class=_response_class(max_body),
+        response_class=_CappedResponse,
     )
 
 
