@@ -466,17 +466,18 @@ def _no_quoted_numbers(model: type[BaseModel], data: Any, where: str) -> None:
             raise ConfigError(
                 dotted, f"must be {wanted}, not the string {value!r}: leave out the quotes"
             )
-        for arg in (field.annotation, *get_args(field.annotation)):
-            if isinstance(arg, type) and issubclass(arg, BaseModel):
-                _no_quoted_numbers(arg, value, f"{dotted}.")
-        sections = [a for a in get_args(field.annotation) if isinstance(a, type)]
-        section = next((a for a in sections if issubclass(a, BaseModel)), None)
-        if section is not None and isinstance(value, dict) and get_origin(field.annotation) is dict:
+        inner = [a for a in (field.annotation, *get_args(field.annotation)) if isinstance(a, type)]
+        section = next((a for a in inner if issubclass(a, BaseModel)), None)
+        if section is None:
+            continue
+        if get_origin(field.annotation) is dict and isinstance(value, dict):  # models.NAME
             for key, item in value.items():
                 _no_quoted_numbers(section, item, f"{dotted}.{key}.")
-        elif section is not None and isinstance(value, list):
+        elif isinstance(value, list):  # robots[]
             for index, item in enumerate(value):
                 _no_quoted_numbers(section, item, f"{dotted}[{index}].")
+        else:  # a section
+            _no_quoted_numbers(section, value, f"{dotted}.")
 
 
 def config_path(path: str | Path | None = None) -> Path | None:
