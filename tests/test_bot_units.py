@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from tests.test_protocol import C2C_SAMPLE, GROUP_SAMPLE
 from timbridge.bot.commands import parse_command
 from timbridge.bot.context import build_context
-from timbridge.bot.conversation import Conversation, derive_random, derive_seq
+from timbridge.bot.conversation import Conversation
 from timbridge.bot.fences import Fences
 from timbridge.bot.split import DEFAULT_LIMIT, json_size, split_reply
 from timbridge.bot.text import extract_text, strip_mentions
@@ -24,6 +24,7 @@ from timbridge.llm.tokens import count_tokens
 from timbridge.protocol import parse_event
 from timbridge.protocol.callbacks import C2CMessageEvent, GroupMessageEvent
 from timbridge.storage import Turn
+from timbridge.tencent.outbound import derive_random, derive_seq
 
 # --- splitting --------------------------------------------------------------------------------
 

@@ -640,7 +640,7 @@ async def test_timbridge_client_retries_through_emulator_faults(setup: Setup) ->
 
 
 async def test_typing_notice_is_not_stored(setup: Setup) -> None:
-    from timbridge.tencent.notices import typing_notice
+    from timbridge.tencent.outbound import typing_notice
 
     notice = typing_notice("@RBT#helper", "alice", msg_random=1)
     answer = await setup.call("openim/sendmsg", orjson.loads(notice.to_json()))

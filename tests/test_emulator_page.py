@@ -18,7 +18,7 @@ from timbridge.emulator.guard import TOKEN_HEADER
 from timbridge.protocol.elements import StreamChunk, StreamContent, StreamElem, TextElem
 from timbridge.protocol.rest import ModifyC2CMsg, SendC2CMsg, SendC2CStreamMsg
 from timbridge.tencent.client import TencentClient
-from timbridge.tencent.notices import typing_notice
+from timbridge.tencent.outbound import typing_notice
 from timbridge.usersig import UserSigSigner
 
 APP, KEY = 1400000000, "page-test-key"

@@ -19,7 +19,7 @@ from timbridge.protocol.rest import (
 )
 from timbridge.tencent.client import RetryPolicy, TencentClient
 from timbridge.tencent.limits import CallLimits
-from timbridge.tencent.notices import typing_notice
+from timbridge.tencent.outbound import typing_notice
 
 Fixture = tuple[ScriptedTencent, str]
 MakeClient = Callable[..., TencentClient]

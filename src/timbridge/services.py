@@ -45,6 +45,7 @@ from timbridge.storage.inbox import Inbox
 from timbridge.storage.store import Store
 from timbridge.tencent.client import RetryPolicy, TencentClient
 from timbridge.tencent.limits import CallLimits
+from timbridge.tencent.outbound import Outbound
 from timbridge.usersig import UserSigSigner
 
 __all__ = [
@@ -267,7 +268,7 @@ class Services:
                 settings,
                 store.history,
                 chain,
-                ReplySender(tencent, store.history),
+                ReplySender(Outbound(tencent), store.history),
                 metrics,
                 coordination=coordination,
                 library=library,

@@ -1,13 +1,8 @@
-"""Conversation keys, reply identities and the deterministic numbers of a reply's messages.
-
-History, ordering, quotas and ``/reset`` all use the conversation key. A reply's
-``MsgRandom`` / ``Random`` / ``MsgSeq`` derive from the inbound message and the part number, so a
-retried or redelivered send is the same message to Tencent, whose dedupe drops the double.
-"""
+"""Conversation keys: history, ordering, quotas and ``/reset`` all use them; and where a
+conversation's replies go (`Conversation.destination`)."""
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from typing import Literal
 
@@ -17,8 +12,9 @@ from timbridge.protocol.callbacks import (
     GroupAfterSendEvent,
     GroupMessageEvent,
 )
+from timbridge.tencent.outbound import Destination
 
-__all__ = ["Conversation", "MessageEvent", "derive_random", "derive_seq"]
+__all__ = ["Conversation", "MessageEvent"]
 
 C2CEvent = C2CMessageEvent | C2CAfterSendEvent
 GroupEvent = GroupMessageEvent | GroupAfterSendEvent
@@ -46,6 +42,10 @@ class Conversation:
             key += f":{self.topic}"
         return f"{key}:{self.sender}" if self.member_scoped else key
 
+    @property
+    def destination(self) -> Destination:
+        return Destination(self.robot, self.kind, self.peer, self.sender, self.topic)
+
     @classmethod
     def of(cls, robot: str, event: MessageEvent, *, member_scoped: bool) -> Conversation:
         if isinstance(event, C2CMessageEvent | C2CAfterSendEvent):
@@ -53,18 +53,3 @@ class Conversation:
         return cls(
             robot, "group", event.group_id, event.from_account, event.topic_id, member_scoped
         )
-
-
-def _digest(*parts: object) -> int:
-    text = "|".join(str(p) for p in parts).encode()
-    return int.from_bytes(hashlib.blake2b(text, digest_size=4).digest(), "big")
-
-
-def derive_random(robot: str, identity: str, part: int) -> int:
-    """The 32-bit ``MsgRandom`` / ``Random`` of part `part` of the reply to `identity`."""
-    return _digest("random", robot, identity, part)
-
-
-def derive_seq(robot: str, identity: str, part: int) -> int:
-    """The ``MsgSeq`` of a C2C reply part (31 bits, so it is never negative anywhere)."""
-    return _digest("seq", robot, identity, part) >> 1

@@ -28,19 +28,14 @@ from typing import Literal
 
 import structlog
 
-from timbridge.bot.conversation import Conversation, derive_random, derive_seq
+from timbridge.bot.conversation import Conversation
 from timbridge.bot.fences import Fences
 from timbridge.bot.replies import ReplySender
 from timbridge.bot.sentences import COMPATIBLE_TEXT
 from timbridge.bot.split import DEFAULT_LIMIT, fitting_prefix, json_size, split_reply
 from timbridge.errors import TencentAPIError
-from timbridge.protocol.elements import StreamChunk, StreamContent, StreamElem, TextElem
-from timbridge.protocol.rest import (
-    ModifyC2CMsg,
-    ModifyGroupMsg,
-    SendC2CStreamMsg,
-    SendGroupStreamMsg,
-)
+from timbridge.protocol.elements import StreamChunk, StreamContent
+from timbridge.tencent.outbound import Part, addressed
 
 __all__ = ["COMPATIBLE_TEXT", "LiveReply", "Mode"]
 
@@ -98,46 +93,22 @@ class _StreamWriter(_Writer):
             await self._chunk("", last=True)
 
     async def _chunk(self, markdown: str, *, last: bool) -> None:
-        conv = self.live.conversation
+        live = self.live
         if self._stream_id is None:
             self._message += 1
             self._index = 0
             self._bytes = 0
-            if conv.kind == "group" and self._message == 0:
-                markdown = f"@{conv.sender} {markdown}"
+            markdown = addressed(live.destination, markdown, mention=self._message == 0)
         self._index += 1
         content = StreamContent(
             compatible_text=COMPATIBLE_TEXT,
             stream_msg_id=self._stream_id,
             chunks=(StreamChunk(index=self._index, markdown=markdown, is_last=last),),
         )
-        part = _PART_BASE + self._message
-        nonce = derive_random(conv.robot, self.live.identity, part)
-        body = (StreamElem(msg_content=content),)
-        if conv.kind == "c2c":
-            response = await self.live.tencent.call(
-                SendC2CStreamMsg(
-                    from_account=conv.robot,
-                    to_account=conv.peer,
-                    msg_random=nonce,
-                    msg_seq=derive_seq(conv.robot, self.live.identity, part),
-                    sync_other_machine=1,
-                    msg_body=body,
-                )
-            )
-        else:
-            response = await self.live.tencent.call(
-                SendGroupStreamMsg(
-                    group_id=conv.peer,
-                    from_account=conv.robot,
-                    msg_random=nonce,
-                    topic_id=conv.topic,
-                    msg_body=body,
-                )
-            )
+        part = Part(live.identity, _PART_BASE + self._message)
+        stream_id = await live.replies.outbound.stream(live.destination, part, content)
         self._bytes += len(markdown.encode())
-        self._stream_id = None if last else (self._stream_id or response.stream_msg_id)
-        self.live.updates.append(time.monotonic())
+        self._stream_id = None if last else (self._stream_id or stream_id)
 
 
 class _MessageWriter(_Writer):
@@ -147,39 +118,19 @@ class _MessageWriter(_Writer):
         super().__init__(live)
         self._messages = 0
 
-    async def send(self, text: str) -> str:
-        """Send `text` as a new message; its handle (C2C ``MsgKey``, group ``MsgSeq``)."""
+    async def post(self, text: str) -> str:
+        """Post `text` as a new message; its handle (C2C ``MsgKey``, group ``MsgSeq``)."""
         part = _PART_BASE + self._messages
         mention = self._messages == 0
         self._messages += 1
-        self.live.updates.append(time.monotonic())
         live = self.live
         return await live.replies.send_part(
             live.conversation, live.identity, part, text, mention=mention
         )
 
     async def modify(self, handle: str, text: str, *, first: bool) -> None:
-        conv = self.live.conversation
-        self.live.updates.append(time.monotonic())
-        if conv.kind == "c2c":
-            await self.live.tencent.call(
-                ModifyC2CMsg(
-                    from_account=conv.robot,
-                    to_account=conv.peer,
-                    msg_key=handle,
-                    msg_body=(TextElem.of(text),),
-                )
-            )
-            return
-        shown = f"@{conv.sender} {text}" if first else text
-        await self.live.tencent.call(
-            ModifyGroupMsg(
-                group_id=conv.peer,
-                msg_seq=int(handle),
-                topic_id=conv.topic,
-                msg_body=(TextElem.of(shown),),
-            )
-        )
+        live = self.live
+        await live.replies.outbound.modify(live.destination, handle, text, mention=first)
 
 
 class _EditWriter(_MessageWriter):
@@ -207,7 +158,7 @@ class _EditWriter(_MessageWriter):
 
     async def _show(self, text: str) -> None:
         if self._handle is None:
-            self._handle = await self.send(text)
+            self._handle = await self.post(text)
             self._first = self._messages == 1
         elif text != self._sent_text:
             await self.modify(self._handle, text, first=self._first)
@@ -222,7 +173,7 @@ class _SegmentWriter(_MessageWriter):
             return
         for paragraph in _paragraphs(text[:end]):
             for part in split_reply(paragraph):
-                await self.send(part)
+                await self.post(part)
         self.shown += end
 
 
@@ -235,7 +186,7 @@ class _PlainWriter(_MessageWriter):
         text = self.live.text[self.shown :]
         if text.strip():
             for part in split_reply(text.strip()):
-                await self.send(part)
+                await self.post(part)
         self.shown = len(self.live.text)
 
 
@@ -286,19 +237,17 @@ _EVERY: dict[str, float] = {"stream": STREAM_EVERY_S, "edit": EDIT_EVERY_S, "seg
 
 
 class LiveReply:
-    """One answer shown as it is written. `feed` deltas, then `close`; `updates` holds the time
-    of every Tencent call made (for metrics and tests)."""
+    """One answer shown as it is written: `feed` deltas, then `close`."""
 
     def __init__(
         self, replies: ReplySender, conversation: Conversation, identity: str, mode: Mode
     ) -> None:
         self.replies = replies
-        self.tencent = replies.tencent
         self.conversation = conversation
+        self.destination = conversation.destination
         self.identity = identity
         self.mode: Mode = mode
         self.text = ""
-        self.updates: list[float] = []
         self.first_visible: float | None = None
         self._writer = _WRITERS[mode](self)
         self._fell_back = False

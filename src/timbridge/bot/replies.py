@@ -5,20 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 from collections.abc import AsyncIterator
 
 import structlog
 
-from timbridge.bot.conversation import Conversation, derive_random, derive_seq
+from timbridge.bot.conversation import Conversation
 from timbridge.bot.split import split_reply
 from timbridge.errors import StorageError, TencentError
-from timbridge.protocol.callbacks import GroupAtInfo
-from timbridge.protocol.elements import TextElem
-from timbridge.protocol.rest import FORBID_CALLBACKS, SendC2CMsg, SendGroupMsg
 from timbridge.storage.history import History
-from timbridge.tencent.client import TencentClient
-from timbridge.tencent.notices import typing_notice
+from timbridge.tencent.outbound import Outbound, Part
 
 __all__ = ["ReplySender"]
 
@@ -28,15 +23,11 @@ TYPING_EVERY_S = 4.0
 
 
 class ReplySender:
-    """Sends replies and typing notices through the Tencent client."""
+    """Sends whole replies and keeps "typing…" up, through the one door to Tencent."""
 
-    def __init__(self, tencent: TencentClient, store: History) -> None:
-        self._tencent = tencent
+    def __init__(self, outbound: Outbound, store: History) -> None:
+        self.outbound = outbound
         self._store = store
-
-    @property
-    def tencent(self) -> TencentClient:
-        return self._tencent
 
     async def mark_sent(self, conversation: Conversation, identity: str, text: str) -> None:
         """Record `text` (shown live) as wholly sent, so a job run again sends nothing more."""
@@ -79,28 +70,8 @@ class ReplySender:
     ) -> str:
         """Send one message of the reply to `identity`; its handle: the ``MsgKey`` (C2C) or
         the ``MsgSeq`` (group). In a group, `mention` @-mentions the asker."""
-        nonce = derive_random(conv.robot, identity, number)
-        if conv.kind == "c2c":
-            c2c = SendC2CMsg(
-                from_account=conv.robot,
-                to_account=conv.peer,
-                msg_random=nonce,
-                msg_seq=derive_seq(conv.robot, identity, number),
-                sync_other_machine=1,
-                forbid_callback_control=FORBID_CALLBACKS,
-                msg_body=(TextElem.of(text),),
-            )
-            return (await self._tencent.call(c2c)).msg_key
-        group = SendGroupMsg(
-            group_id=conv.peer,
-            from_account=conv.robot,
-            random=nonce,
-            topic_id=conv.topic,
-            forbid_callback_control=FORBID_CALLBACKS,
-            msg_body=(TextElem.of(f"@{conv.sender} {text}" if mention else text),),
-            group_at_info=(GroupAtInfo(group_at_account=conv.sender),) if mention else None,
-        )
-        return str((await self._tencent.call(group)).msg_seq)
+        part = Part(identity, number)
+        return await self.outbound.text(conv.destination, part, text, mention=mention)
 
     @contextlib.asynccontextmanager
     async def typing(self, conversation: Conversation) -> AsyncIterator[None]:
@@ -126,12 +97,10 @@ class ReplySender:
                     await task
 
     async def _keep_typing(self, conversation: Conversation) -> None:
+        destination = conversation.destination
         while True:
             try:
-                notice = typing_notice(
-                    conversation.robot, conversation.peer, msg_random=random.getrandbits(32)
-                )
-                await self._tencent.call(notice)
+                await self.outbound.typing(destination)
             except TencentError as exc:  # a missing typing notice must not stop the reply
                 _log.info("reply.typing_failed", error=str(exc))
             await asyncio.sleep(TYPING_EVERY_S)
