@@ -35,7 +35,7 @@ ALLOWED: dict[str, set[str]] = {
     "tencent": {"protocol", "usersig"},
     "llm": set(),
     "storage": set(),
-    "coordination": {"storage"},
+    "coordination": {"storage", "protocol"},
     "knowledge": {"storage"},
     "metrics": set(),
     "bot": _ENGINE_DEPS | {"metrics"},

@@ -9,8 +9,8 @@ import pytest
 
 from tests.fake_openai import FakeOpenAI
 from tests.stack import running_stack
-from timbridge.bot.context import SUMMARY_PROMPT
 from timbridge.bot.sentences import NOTHING_TO_COMPACT_TEXT
+from timbridge.bot.summaries import SUMMARY_PROMPT
 from timbridge.storage.history import utc_day
 
 pytestmark = pytest.mark.usefixtures("clean_env")

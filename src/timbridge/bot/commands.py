@@ -1,13 +1,31 @@
-"""Chat commands a user can send a robot: ``/help`` and ``/reset``. Each message is defined once."""
+"""Chat commands a user can send a robot (``/help``, ``/reset``, ``/compact``, ``/usage``):
+how a message is recognised as one, and what each does. Their texts are in `bot.sentences`."""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
 
-from timbridge.bot.sentences import COMMANDS
+import structlog
 
-__all__ = ["COMMANDS", "Command", "parse_command", "usage_text"]
+from timbridge.bot.conversation import Conversation
+from timbridge.bot.replies import ReplySender
+from timbridge.bot.sentences import (
+    COMMANDS,
+    COMPACT_TEXT,
+    HELP_TEXT,
+    NOTHING_TO_COMPACT_TEXT,
+    RESET_TEXT,
+    UNKNOWN_TEXT,
+)
+from timbridge.bot.summaries import Summaries
+from timbridge.coordination.base import Job
+from timbridge.settings import Settings
+from timbridge.storage.history import History, utc_day
+
+__all__ = ["COMMANDS", "Command", "Commands", "parse_command", "usage_text"]
+
+_log = structlog.get_logger("timbridge.commands")
 
 _COMMAND = re.compile(r"^/([A-Za-z][A-Za-z0-9_-]{0,31})(?:\s|$)")
 
@@ -35,3 +53,44 @@ def usage_text(used: int, limit: int, group_used: int | None, group_limit: int) 
         return mine
     group = f" This group has used {group_used} tokens"
     return mine + group + (f" of its {group_limit} daily limit." if group_limit else ".")
+
+
+class Commands:
+    """Runs a command and answers it."""
+
+    def __init__(
+        self, settings: Settings, store: History, replies: ReplySender, summaries: Summaries
+    ) -> None:
+        self._robots = {r.id: r for r in settings.robots}
+        self._store = store
+        self._replies = replies
+        self._summaries = summaries
+
+    async def run(self, job: Job, conv: Conversation, command: Command) -> None:
+        if command.name == "/reset":
+            removed = await self._store.reset(conv.key)
+            _log.info("command.reset", removed=removed)
+            reply = RESET_TEXT
+        elif command.name == "/compact":
+            folded = await self._summaries.compact(conv, keep=0)
+            reply = COMPACT_TEXT.format(turns=folded) if folded else NOTHING_TO_COMPACT_TEXT
+        elif command.name == "/usage":
+            reply = await self._usage(conv)
+        elif command.name == "/help":
+            reply = HELP_TEXT
+        else:
+            reply = UNKNOWN_TEXT.format(name=command.name)
+        await self._replies.send(conv, job.identity, reply)
+
+    async def _usage(self, conv: Conversation) -> str:
+        robot = self._robots[conv.robot]
+        day = utc_day()
+        used = await self._store.tokens_on(day, conv.robot, sender=conv.sender)
+        group_used = (
+            await self._store.tokens_on(day, conv.robot, group_id=conv.peer)
+            if conv.kind == "group"
+            else None
+        )
+        return usage_text(
+            used, robot.tokens_per_user_per_day, group_used, robot.tokens_per_group_per_day
+        )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from timbridge.bot.summaries import SUMMARY_INTRO, split_summary
 from timbridge.knowledge.retrieval import Hit
 from timbridge.llm.base import ChatMessage, Source
 from timbridge.llm.tokens import count_tokens
@@ -15,12 +16,9 @@ from timbridge.storage.history import Turn
 
 __all__ = [
     "ANSWER_RESERVE",
-    "SUMMARY_PROMPT",
     "build_context",
     "cite",
     "knowledge_message",
-    "split_summary",
-    "summary_request",
 ]
 
 #: Tokens kept free for the answer when a profile sets no `max_tokens`.
@@ -54,38 +52,6 @@ def cite(answer: str, hits: Sequence[Hit]) -> str:
     return f"{answer}\n\nSources: " + "; ".join(names)
 
 
-SUMMARY_PROMPT = (
-    "Summarise the conversation below for your own memory, in the language it is written in: "
-    "keep names, facts, numbers, decisions, the user's preferences and open questions. At most "
-    "200 words, no preamble."
-)
-_SUMMARY_INTRO = "Summary of the earlier conversation:"
-
-
-def split_summary(history: Sequence[Turn]) -> tuple[Turn | None, list[Turn]]:
-    """The newest summary in `history`, and the turns it does not cover (oldest first).
-
-    A summary turn's identity is ``summary|<identity of the last turn it covers>``.
-    """
-    index = max((i for i, t in enumerate(history) if t.role == "summary"), default=None)
-    if index is None:
-        return None, list(history)
-    summary = history[index]
-    covered = summary.identity.removeprefix("summary|")
-    last = max(
-        (i for i, t in enumerate(history) if t.identity == covered and t.role != "summary"),
-        default=-1,
-    )
-    return summary, [t for t in history[last + 1 :] if t.role != "summary"]
-
-
-def summary_request(previous: Turn | None, turns: Sequence[Turn]) -> list[ChatMessage]:
-    """The messages that ask a model to fold `turns` (and an earlier summary) into one."""
-    lines = [f"{_SUMMARY_INTRO} {previous.content}"] if previous is not None else []
-    lines += [f"{'assistant' if t.role == 'assistant' else 'user'}: {t.content}" for t in turns]
-    return [ChatMessage("system", SUMMARY_PROMPT), ChatMessage("user", "\n\n".join(lines))]
-
-
 def build_context(
     persona: str,
     history: Sequence[Turn],
@@ -108,7 +74,7 @@ def build_context(
         head.append(passages)
     if summary is not None:
         left -= summary.tokens
-        head.append(ChatMessage("system", f"{_SUMMARY_INTRO} {summary.content}"))
+        head.append(ChatMessage("system", f"{SUMMARY_INTRO} {summary.content}"))
     kept: list[ChatMessage] = []
     for turn in reversed(recent):
         if turn.tokens > left:

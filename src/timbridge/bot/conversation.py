@@ -6,20 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from timbridge.protocol.callbacks import (
-    C2CAfterSendEvent,
-    C2CMessageEvent,
-    GroupAfterSendEvent,
-    GroupMessageEvent,
-)
+from timbridge.protocol.callbacks import C2CAfterSendEvent, C2CMessageEvent, MessageEvent
 from timbridge.tencent.outbound import Destination
 
 __all__ = ["Conversation", "MessageEvent"]
-
-C2CEvent = C2CMessageEvent | C2CAfterSendEvent
-GroupEvent = GroupMessageEvent | GroupAfterSendEvent
-MessageEvent = C2CEvent | GroupEvent
-"""Every callback that carries a message a robot may answer."""
 
 
 @dataclass(frozen=True, slots=True)

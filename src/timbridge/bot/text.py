@@ -6,6 +6,7 @@ import re
 from collections.abc import Iterable
 
 from timbridge.printable import printable
+from timbridge.protocol.callbacks import GroupAfterSendEvent, GroupMessageEvent, MessageEvent
 from timbridge.protocol.elements import (
     CustomElem,
     Element,
@@ -20,7 +21,7 @@ from timbridge.protocol.elements import (
     VideoFileElem,
 )
 
-__all__ = ["extract_text", "strip_mentions"]
+__all__ = ["extract_text", "message_text", "strip_mentions"]
 
 # "@name" (or full-width) at the start or after a space; robot IDs begin with "@" themselves.
 _LEADING_MENTIONS = re.compile("^(?:\\s*[@\\uff20][@\\uff20]?[^\\s@\\uff20]+)+\\s*")
@@ -63,3 +64,11 @@ def extract_text(body: Iterable[Element]) -> str:
 def strip_mentions(text: str) -> str:
     """Remove the leading ``@robot`` / ``@@RBT#id`` tokens a group message starts with."""
     return _LEADING_MENTIONS.sub("", text, count=1).strip()
+
+
+def message_text(event: MessageEvent) -> str:
+    """What the robot reads of `event`: its text, without the leading @-mentions in groups."""
+    text = extract_text(event.msg_body)
+    if isinstance(event, GroupMessageEvent | GroupAfterSendEvent):
+        text = strip_mentions(text)
+    return text

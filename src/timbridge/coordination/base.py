@@ -11,8 +11,9 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from timbridge.coordination.limits import Decision
+from timbridge.protocol.callbacks import CallbackEvent
 
-__all__ = ["Coordinator", "Handler", "Job"]
+__all__ = ["Coordinator", "Flags", "Handler", "Job", "Queue"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,7 +28,7 @@ class Job:
     trace_id: str
     received_at: float
     #: The parsed event, when the job never left this process (skips parsing twice).
-    event: object = field(default=None, compare=False)
+    event: CallbackEvent | None = field(default=None, compare=False)
     #: Its place in the order of acceptance, in the embedded inbox (0: not stored there).
     seq: int = field(default=0, compare=False)
     #: How many times a run of it was handed back (`HandBack`) before this one.
@@ -37,8 +38,8 @@ class Job:
 Handler = Callable[[Job], Awaitable[None]]
 
 
-class Coordinator(Protocol):
-    """Dedupe, ordered and concurrent job processing, and rate limits.
+class Queue(Protocol):
+    """Dedupe, and ordered and concurrent job processing.
 
     Backend failures raise `CoordinationError` (the webhook then answers non-OK, so Tencent
     delivers again).
@@ -52,19 +53,6 @@ class Coordinator(Protocol):
 
     async def peek(self, conversation: str) -> list[Job]:
         """The jobs of `conversation` queued behind the one running now, in order."""
-        ...
-
-    async def claim(self, key: str, owner: str, ttl_s: float) -> str:
-        """Make `owner` the holder of `key` unless someone holds it; the holder after the call
-        (so a holder asking again, after a restart, finds itself)."""
-        ...
-
-    async def once(self, key: str, ttl_s: float) -> bool:
-        """True the first time `key` is asked for within `ttl_s` seconds, False after."""
-        ...
-
-    async def rate(self, key: str, limit: int) -> Decision:
-        """Count one message for `key` if `limit` per minute allows it (0: no limit)."""
         ...
 
     async def start(self, handler: Handler) -> None:
@@ -90,3 +78,26 @@ class Coordinator(Protocol):
     async def ping(self) -> None:
         """Raise if the backend is unreachable."""
         ...
+
+
+class Flags(Protocol):
+    """Small shared facts the engine's policies keep: who holds a key, whether something was
+    already done within a while, and per-minute rates. Shared by every process of a deployment
+    on the same backend as the queue."""
+
+    async def claim(self, key: str, owner: str, ttl_s: float) -> str:
+        """Make `owner` the holder of `key` unless someone holds it; the holder after the call
+        (so a holder asking again, after a restart, finds itself)."""
+        ...
+
+    async def once(self, key: str, ttl_s: float) -> bool:
+        """True the first time `key` is asked for within `ttl_s` seconds, False after."""
+        ...
+
+    async def rate(self, key: str, limit: int) -> Decision:
+        """Count one message for `key` if `limit` per minute allows it (0: no limit)."""
+        ...
+
+
+class Coordinator(Queue, Flags, Protocol):
+    """Both roles, as every backend provides them."""

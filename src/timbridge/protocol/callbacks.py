@@ -33,6 +33,7 @@ __all__ = [
     "GroupAfterSendEvent",
     "GroupAtInfo",
     "GroupMessageEvent",
+    "MessageEvent",
     "UnknownEvent",
     "ack",
     "callback_sign",
@@ -140,9 +141,10 @@ class UnknownEvent(WireModel):
     callback_command: str = ""
 
 
-CallbackEvent = (
-    C2CMessageEvent | GroupMessageEvent | C2CAfterSendEvent | GroupAfterSendEvent | UnknownEvent
-)
+MessageEvent = C2CMessageEvent | C2CAfterSendEvent | GroupMessageEvent | GroupAfterSendEvent
+"""Every callback that carries a message a robot may answer."""
+
+CallbackEvent = MessageEvent | UnknownEvent
 
 _MODELS: dict[str, type[WireModel]] = {
     BOT_C2C_MESSAGE: C2CMessageEvent,

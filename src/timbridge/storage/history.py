@@ -27,10 +27,13 @@ from timbridge.storage.group_commit import GroupCommit, Insert
 from timbridge.storage.schema import reply_parts, turns, usage
 from timbridge.storage.sql import Database, fetch_all
 
-__all__ = ["History", "Turn", "UsageRecord", "Window", "utc_day"]
+__all__ = ["History", "Purpose", "Turn", "UsageRecord", "Window", "utc_day"]
 
 Role = Literal["user", "assistant", "summary"]
 T = TypeVar("T")
+
+Purpose = Literal["answer", "summary"]
+"""What a model call was for, in the usage ledger."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +44,7 @@ class UsageRecord:
     sender: str
     group_id: str | None
     identity: str
-    purpose: Literal["answer", "summary"]
+    purpose: Purpose
     profile: str
     model: str
     input_tokens: int

@@ -1,0 +1,90 @@
+"""Summaries: when a conversation's history outgrows the context budget (or the user sends
+``/compact``), the older turns are folded by the model into one summary turn, which the context
+then carries in their place.
+
+A summary turn's identity is ``summary|<identity of the last turn it covers>``, so the turns it
+covers are known without a second table, and folding again includes the old summary.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import structlog
+
+from timbridge.bot.admission import ledger_entry
+from timbridge.bot.conversation import Conversation
+from timbridge.bot.models import ModelChain
+from timbridge.errors import LLMError
+from timbridge.llm.base import ChatMessage
+from timbridge.llm.tokens import count_tokens
+from timbridge.settings import Settings
+from timbridge.storage.history import History, Turn
+
+__all__ = ["SUMMARY_INTRO", "SUMMARY_PROMPT", "Summaries", "split_summary", "summary_request"]
+
+_log = structlog.get_logger("timbridge.summaries")
+
+SUMMARY_PROMPT = (
+    "Summarise the conversation below for your own memory, in the language it is written in: "
+    "keep names, facts, numbers, decisions, the user's preferences and open questions. At most "
+    "200 words, no preamble."
+)
+SUMMARY_INTRO = "Summary of the earlier conversation:"
+
+
+def split_summary(history: Sequence[Turn]) -> tuple[Turn | None, list[Turn]]:
+    """The newest summary in `history`, and the turns it does not cover (oldest first).
+
+    A summary turn's identity is ``summary|<identity of the last turn it covers>``.
+    """
+    index = max((i for i, t in enumerate(history) if t.role == "summary"), default=None)
+    if index is None:
+        return None, list(history)
+    summary = history[index]
+    covered = summary.identity.removeprefix("summary|")
+    last = max(
+        (i for i, t in enumerate(history) if t.identity == covered and t.role != "summary"),
+        default=-1,
+    )
+    return summary, [t for t in history[last + 1 :] if t.role != "summary"]
+
+
+def summary_request(previous: Turn | None, turns: Sequence[Turn]) -> list[ChatMessage]:
+    """The messages that ask a model to fold `turns` (and an earlier summary) into one."""
+    lines = [f"{SUMMARY_INTRO} {previous.content}"] if previous is not None else []
+    lines += [f"{'assistant' if t.role == 'assistant' else 'user'}: {t.content}" for t in turns]
+    return [ChatMessage("system", SUMMARY_PROMPT), ChatMessage("user", "\n\n".join(lines))]
+
+
+class Summaries:
+    """Folds a conversation's older turns into a summary turn."""
+
+    def __init__(self, settings: Settings, store: History, models: ModelChain) -> None:
+        self._models_of = {r.id: r.model for r in settings.robots}
+        self._store = store
+        self._models = models
+
+    async def compact(self, conv: Conversation, *, keep: int) -> int:
+        """Fold all but the newest `keep` uncovered turns (and the old summary) into a new
+        summary turn; how many turns were folded (0: nothing to do, or the model failed)."""
+        summary, recent = split_summary(await self._store.recent_turns(conv.key))
+        fold = recent[: max(0, len(recent) - keep)]
+        if not fold:
+            return 0
+        request = summary_request(summary, fold)
+        try:
+            answer = await self._models.answer(self._models_of[conv.robot], request)
+        except LLMError as exc:
+            _log.warning("context.compact_failed", error=str(exc))
+            return 0
+        text = answer.text.strip()
+        identity = f"summary|{fold[-1].identity}"
+        await self._store.add_turns(
+            conv.key,
+            identity,
+            [Turn("summary", text, count_tokens(text))],
+            usage_record=ledger_entry(conv, identity, answer, "summary"),
+        )
+        _log.info("context.compacted", turns=len(fold), summary_tokens=count_tokens(text))
+        return len(fold)
