@@ -33,7 +33,7 @@ ALLOWED: dict[str, set[str]] = {
     "protocol": {"errors"},
     "usersig": {"errors"},
     "tencent": {"protocol", "usersig"},
-    "llm": set(),
+    "llm": {"settings"},
     "storage": set(),
     "coordination": {"storage", "protocol"},
     "knowledge": {"storage"},

@@ -19,7 +19,7 @@ from timbridge.bot.split import DEFAULT_LIMIT, json_size, split_reply
 from timbridge.bot.text import extract_text, strip_mentions
 from timbridge.coordination import Job, LocalCoordinator, TTLSet
 from timbridge.errors import CoordinationError
-from timbridge.llm.offline import reflow
+from timbridge.llm.providers.offline import reflow
 from timbridge.llm.tokens import count_tokens
 from timbridge.protocol import parse_event
 from timbridge.protocol.callbacks import C2CMessageEvent, GroupMessageEvent

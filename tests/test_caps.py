@@ -26,11 +26,11 @@ from timbridge.bot.sentences import APOLOGY, TOO_LONG
 from timbridge.bot.split import json_size, split_reply
 from timbridge.errors import LLMResponseError, LLMServerError, PayloadError, TencentTransportError
 from timbridge.http import http_session
-from timbridge.llm.anthropic_messages import AnthropicMessages
 from timbridge.llm.base import ChatMessage, ChatModel
-from timbridge.llm.gemini import Gemini
-from timbridge.llm.openai_compat import OpenAICompatible
-from timbridge.llm.openai_sdk import OpenAISDK
+from timbridge.llm.providers.anthropic import AnthropicMessages
+from timbridge.llm.providers.gemini import Gemini
+from timbridge.llm.providers.openai import OpenAICompatible
+from timbridge.llm.providers.openai_sdk import OpenAISDK
 from timbridge.protocol.elements import TextElem
 from timbridge.protocol.rest import SendC2CMsg
 from timbridge.settings import MediaSettings

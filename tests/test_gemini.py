@@ -16,7 +16,7 @@ from tests.fake_openai import FakeOpenAI
 from tests.stack import Stack, running_stack
 from timbridge.bot.sentences import APOLOGY
 from timbridge.errors import ConfigError
-from timbridge.services import build_model
+from timbridge.llm.build import build_model
 from timbridge.settings import ModelProfile
 
 pytestmark = pytest.mark.usefixtures("clean_env")

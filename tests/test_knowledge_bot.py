@@ -14,7 +14,7 @@ from timbridge.knowledge.embed import LocalEmbedder
 from timbridge.knowledge.library import Library
 from timbridge.knowledge.store import KnowledgeStore
 from timbridge.llm.base import ChatMessage, Source
-from timbridge.llm.offline import NO_MATCH, OFFLINE_NOTE, OfflineModel
+from timbridge.llm.providers.offline import NO_MATCH, OFFLINE_NOTE, OfflineModel
 
 pytestmark = pytest.mark.usefixtures("clean_env")
 

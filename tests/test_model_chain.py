@@ -8,9 +8,9 @@ from collections.abc import AsyncGenerator, Sequence
 
 import pytest
 
-from timbridge.bot.models import ModelChain
 from timbridge.errors import LLMError, LLMRateLimited, LLMResponseError, LLMServerError
 from timbridge.llm.base import ChatMessage, Delta, Usage
+from timbridge.llm.chain import ModelChain
 from timbridge.settings import ModelProfile
 
 

@@ -20,8 +20,8 @@ from timbridge.errors import (
     LLMTimeout,
 )
 from timbridge.llm.base import ChatMessage, ChatModel, Delta, Image, Usage
-from timbridge.llm.openai_compat import OpenAICompatible
-from timbridge.llm.openai_sdk import OpenAISDK
+from timbridge.llm.providers.openai import OpenAICompatible
+from timbridge.llm.providers.openai_sdk import OpenAISDK
 
 Client = Literal["direct", "sdk"]
 CLIENTS: tuple[Client, ...] = ("direct", "sdk")

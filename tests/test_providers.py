@@ -16,9 +16,9 @@ from tests.fake_openai import Failure, FakeOpenAI
 from tests.stack import Stack, running_stack
 from timbridge.bot.sentences import APOLOGY
 from timbridge.config_template import render_config
-from timbridge.llm.anthropic_messages import to_anthropic
 from timbridge.llm.base import ChatMessage
-from timbridge.llm.providers import PROVIDERS
+from timbridge.llm.providers.anthropic import to_anthropic
+from timbridge.llm.registry import PROVIDERS
 from timbridge.settings import ModelProfile
 
 pytestmark = pytest.mark.usefixtures("clean_env")

@@ -8,7 +8,8 @@ import pytest
 from pydantic import SecretStr
 
 from timbridge.errors import ConfigError
-from timbridge.services import Services, build_model
+from timbridge.llm.build import build_model
+from timbridge.services import Services
 from timbridge.settings import ModelProfile, Settings
 
 pytestmark = pytest.mark.usefixtures("clean_env")
@@ -79,7 +80,7 @@ async def test_services_need_credentials(tmp_path: Path) -> None:
 def test_presets_fill_endpoint_model_and_key(
     monkeypatch: pytest.MonkeyPatch, provider: str, base: str, model: str, key_env: str | None
 ) -> None:
-    from timbridge.llm.openai_compat import OpenAICompatible
+    from timbridge.llm.providers.openai import OpenAICompatible
 
     if key_env is not None:
         with pytest.raises(ConfigError, match=key_env):

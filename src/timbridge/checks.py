@@ -22,11 +22,11 @@ from timbridge.errors import (
 )
 from timbridge.knowledge.library import BUILTIN_KB
 from timbridge.llm.base import ChatMessage
+from timbridge.llm.build import build_model
 from timbridge.protocol.rest import GetAllRobots
 from timbridge.redact import public_url, redact, remember
 from timbridge.services import (
     build_coordinator,
-    build_model,
     open_library,
     open_tencent,
     robot_knowledge,

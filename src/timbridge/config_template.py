@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from timbridge.errors import ConfigError
-from timbridge.llm.providers import PROVIDERS
+from timbridge.llm.registry import PROVIDERS
 from timbridge.protocol.accounts import NOT_A_ROBOT, ROBOT_PREFIX, is_robot
 from timbridge.settings import REGION_HOSTS
 

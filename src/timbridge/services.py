@@ -7,10 +7,9 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
-from typing import TypedDict
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -18,7 +17,6 @@ import structlog
 
 from timbridge.bot.engine import Engine
 from timbridge.bot.media import MediaFetcher
-from timbridge.bot.models import ModelChain
 from timbridge.bot.replies import ReplySender
 from timbridge.coordination.base import Coordinator
 from timbridge.coordination.local import LocalCoordinator
@@ -30,13 +28,9 @@ from timbridge.knowledge.embed import Embedder, KeywordsOnly, LocalEmbedder, Ope
 from timbridge.knowledge.library import BUILTIN_KB, Library
 from timbridge.knowledge.minilm import model_dir
 from timbridge.knowledge.store import KnowledgeStore
-from timbridge.llm.anthropic_messages import AnthropicMessages
 from timbridge.llm.base import ChatModel
-from timbridge.llm.gemini import Gemini
-from timbridge.llm.offline import OfflineModel
-from timbridge.llm.openai_compat import OpenAICompatible
-from timbridge.llm.openai_sdk import OpenAISDK
-from timbridge.llm.providers import PROVIDERS
+from timbridge.llm.build import build_model
+from timbridge.llm.chain import ModelChain
 from timbridge.metrics import Metrics
 from timbridge.protocol.rest import GetAllRobots
 from timbridge.redact import public_url, remember
@@ -52,7 +46,6 @@ __all__ = [
     "Services",
     "build_coordinator",
     "build_embedder",
-    "build_model",
     "open_library",
     "open_tencent",
     "robot_knowledge",
@@ -92,57 +85,6 @@ async def open_tencent(settings: Settings) -> AsyncIterator[TencentClient]:
     settings.tencent.credentials()  # fail on missing credentials before opening anything
     async with http_session(limit=8) as session:
         yield tencent_client(settings, session)
-
-
-class _Common(TypedDict):
-    timeout_s: float
-    stream: bool
-    max_tokens: int | None
-    max_connections: int
-
-
-#: The classes of the providers on their vendor's own SDK.
-_VENDOR_SDKS: dict[str, Callable[..., ChatModel]] = {
-    "anthropic": AnthropicMessages,
-    "gemini": Gemini,
-}
-
-
-def build_model(name: str, profile: ModelProfile, *, max_connections: int = 1000) -> ChatModel:
-    """The `ChatModel` a profile describes; `ConfigError` when it cannot be built."""
-    common = _Common(
-        timeout_s=profile.timeout_s,
-        stream=profile.stream,
-        max_tokens=profile.max_tokens,
-        max_connections=max_connections,
-    )
-    provider = PROVIDERS.get(profile.provider)
-    if provider is None:  # settings validate the name against the same table
-        raise ConfigError(
-            f"models.{name}.provider", f"one of {', '.join(PROVIDERS)} (got {profile.provider!r})"
-        )
-    if provider.family == "offline":
-        return OfflineModel()
-    model = profile.model or provider.model
-    if not model:
-        raise ConfigError(f"models.{name}.model", f"required for provider {profile.provider}")
-    if provider.family == "openai":  # every OpenAI-compatible vendor
-        provider_class = OpenAISDK if profile.client == "sdk" else OpenAICompatible
-        return provider_class(
-            model=model,
-            provider=profile.provider,
-            base_url=profile.base_url or provider.base_url,
-            # the preset's key variable goes with the preset's endpoint; an own base_url (a
-            # proxy, a local server) needs `api_key_env` if it wants a key
-            api_key=profile.api_key(name, None if profile.base_url else provider.api_key_env),
-            **common,
-        )
-    return _VENDOR_SDKS[provider.family](
-        model=model,
-        base_url=profile.base_url,
-        api_key=profile.api_key(name, provider.api_key_env),
-        **common,
-    )
 
 
 def build_coordinator(settings: Settings, inbox: Inbox | None = None) -> Coordinator:

@@ -1,22 +1,9 @@
-"""The engine: robots, routing, commands, context, reply sending."""
+"""The engine: what a robot does with a message, from the gate to the reply.
 
-from timbridge.bot.conversation import Conversation, MessageEvent
-from timbridge.bot.engine import Engine
-from timbridge.bot.gate import Verdict, gate
-from timbridge.bot.models import Answer, ModelChain
-from timbridge.bot.replies import ReplySender
-from timbridge.bot.sentences import APOLOGY
-from timbridge.bot.split import split_reply
+Import from the modules: `engine` (orchestration), `gate` (which callbacks are answered),
+`admission`, `bursts`, `commands`, `summaries` (the policies), `context` (what the model is
+sent), `replies` and `live` (how answers go out), `split` and `fences` (message sizes),
+`sentences` (everything the robot says on its own), `conversation`, `text`, `media`.
+"""
 
-__all__ = [
-    "APOLOGY",
-    "Answer",
-    "Conversation",
-    "Engine",
-    "MessageEvent",
-    "ModelChain",
-    "ReplySender",
-    "Verdict",
-    "gate",
-    "split_reply",
-]
+__all__: list[str] = []

@@ -14,10 +14,10 @@ from typing import Literal
 import structlog
 
 from timbridge.bot.conversation import Conversation
-from timbridge.bot.models import Answer
 from timbridge.bot.replies import ReplySender
 from timbridge.bot.sentences import BUDGET_TEXT, LIMIT_TEXT
 from timbridge.coordination.base import Flags, Job
+from timbridge.llm.chain import Answer
 from timbridge.metrics import Metrics
 from timbridge.settings import Settings
 from timbridge.storage.history import History, Purpose, UsageRecord, utc_day

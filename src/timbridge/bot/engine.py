@@ -18,7 +18,6 @@ from timbridge.bot.context import build_context, cite
 from timbridge.bot.conversation import Conversation
 from timbridge.bot.live import LiveReply
 from timbridge.bot.media import MediaFetcher, image_urls
-from timbridge.bot.models import ModelChain
 from timbridge.bot.replies import ReplySender
 from timbridge.bot.sentences import (
     APOLOGY,
@@ -43,6 +42,7 @@ from timbridge.errors import (
 from timbridge.knowledge.library import Library
 from timbridge.knowledge.retrieval import Hit
 from timbridge.llm.base import ChatMessage, Image
+from timbridge.llm.chain import ModelChain
 from timbridge.llm.tokens import count_tokens
 from timbridge.metrics import Metrics
 from timbridge.protocol.callbacks import MessageEvent, parse_event

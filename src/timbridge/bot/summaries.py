@@ -14,9 +14,9 @@ import structlog
 
 from timbridge.bot.admission import ledger_entry
 from timbridge.bot.conversation import Conversation
-from timbridge.bot.models import ModelChain
 from timbridge.errors import LLMError
 from timbridge.llm.base import ChatMessage
+from timbridge.llm.chain import ModelChain
 from timbridge.llm.tokens import count_tokens
 from timbridge.settings import Settings
 from timbridge.storage.history import History, Turn

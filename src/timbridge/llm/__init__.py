@@ -1,16 +1,6 @@
-"""Models: the `ChatModel` interface, providers, and offline token counting."""
+"""Models: the `ChatModel` interface (`base`), the provider table (`registry`), the providers
+under the names of the APIs they speak (`providers`), building one from a profile (`build`),
+the failover chain the engine asks (`chain`), and offline token counting (`tokens`).
+Import from the modules."""
 
-from timbridge.llm.anthropic_messages import AnthropicMessages
-from timbridge.llm.base import ChatMessage, ChatModel, Delta, Usage
-from timbridge.llm.openai_compat import OpenAICompatible
-from timbridge.llm.tokens import count_tokens
-
-__all__ = [
-    "AnthropicMessages",
-    "ChatMessage",
-    "ChatModel",
-    "Delta",
-    "OpenAICompatible",
-    "Usage",
-    "count_tokens",
-]
+__all__: list[str] = []

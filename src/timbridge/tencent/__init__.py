@@ -1,21 +1,5 @@
-"""Tencent Chat REST: the client, its limits, the error codes, and the door replies go out by."""
+"""Tencent Chat REST: the client (`client`), its call limits (`limits`), the error codes and
+what to do about them (`codes`), and the one door replies go out by (`outbound`).
+Import from the modules."""
 
-from timbridge.tencent.client import RetryPolicy, TencentClient, is_transient
-from timbridge.tencent.codes import CODES, Remedy, describe, remedy
-from timbridge.tencent.limits import CallLimits
-from timbridge.tencent.outbound import Destination, Outbound, Part, typing_notice
-
-__all__ = [
-    "CODES",
-    "CallLimits",
-    "Destination",
-    "Outbound",
-    "Part",
-    "Remedy",
-    "RetryPolicy",
-    "TencentClient",
-    "describe",
-    "is_transient",
-    "remedy",
-    "typing_notice",
-]
+__all__: list[str] = []

@@ -16,7 +16,7 @@ import anthropic
 
 from timbridge.errors import LLMResponseError
 from timbridge.llm.base import ChatMessage, Delta, Usage, cut_stream
-from timbridge.llm.sdk import map_sdk_errors, sdk_client
+from timbridge.llm.providers.sdk import map_sdk_errors, sdk_client
 
 __all__ = ["DEFAULT_MAX_TOKENS", "AnthropicMessages", "to_anthropic"]
 

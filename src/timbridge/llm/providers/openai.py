@@ -3,7 +3,7 @@
 One provider serves every endpoint that speaks OpenAI's Chat Completions: OpenAI, DeepSeek,
 MiniMax, Qwen (DashScope compatible mode), Moonshot, Ollama, vLLM. Streaming uses
 ``stream_options.include_usage`` so the last chunk carries the token usage. There are no retries
-here: timeouts, retries and failover are the engine's (`timbridge.bot.models.ModelChain`).
+here: timeouts, retries and failover are the engine's (`timbridge.llm.chain.ModelChain`).
 
 Why not the official SDK on this path: it costs ~1.35 ms of CPU per streamed call here, against
 ~0.12 ms for the same request on aiohttp (``bench/pipeline.py``'s profile; its aiohttp transport
@@ -12,7 +12,7 @@ held ``serve`` under 400 replies/s. The wire protocol on this path is one POST a
 server-sent events, so this client speaks it directly. It sends the same JSON body and
 credentials as the SDK and maps the same failures to the same errors
 (``tests/test_openai_provider.py`` runs both against one fake server); ``client = "sdk"`` in a
-model profile selects the SDK (`timbridge.llm.openai_sdk`) instead.
+model profile selects the SDK (`timbridge.llm.providers.openai_sdk`) instead.
 """
 
 from __future__ import annotations

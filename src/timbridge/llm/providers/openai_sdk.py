@@ -1,9 +1,9 @@
 """The OpenAI-compatible provider on the official ``openai`` SDK (``client = "sdk"``).
 
-The same requests as `timbridge.llm.openai_compat.OpenAICompatible` (the default), through the
+The same requests as `timbridge.llm.providers.openai.OpenAICompatible` (the default), through the
 SDK and its aiohttp transport: for endpoints that need what only the SDK does. It costs about ten
 times the CPU per call (see that module). The SDK's own retries are off: timeouts, retries and
-failover are the engine's (`timbridge.bot.models.ModelChain`).
+failover are the engine's (`timbridge.llm.chain.ModelChain`).
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from timbridge.errors import LLMResponseError
 from timbridge.llm.base import ChatMessage, Delta, Usage, cut_stream
-from timbridge.llm.openai_compat import chat_request, stream_fields
-from timbridge.llm.sdk import map_sdk_errors, sdk_client
+from timbridge.llm.providers.openai import chat_request, stream_fields
+from timbridge.llm.providers.sdk import map_sdk_errors, sdk_client
 
 __all__ = ["OpenAISDK", "map_openai_errors"]
 
