@@ -20,7 +20,7 @@ Garbage collection: the fake Tencent and the fake model are instruments, so thei
 collector is off while a phase runs and collects when the benchmark resets them between
 phases (left on, their full collections took 120-290 ms each as their records grew, and
 every request in flight waited them out: the "episodes" of session 4). ``bare`` and
-``relay`` are baselines, so they run with serve's own settings (`timbridge.heap`).
+``relay`` are baselines, so they run with serve's own settings (`timbridge.runtime.heap`).
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ import orjson
 import uvloop
 from aiohttp import web
 
-from timbridge.heap import CollectionPacer, settle_heap
+from timbridge.runtime.heap import CollectionPacer, settle_heap
 
 ACK = b'{"ActionStatus":"OK","ErrorInfo":"","ErrorCode":0}'
 USERSIG = {  # the fake Tencent endpoint does not check it; the query is the real one's shape

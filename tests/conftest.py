@@ -10,8 +10,8 @@ import pytest
 from pytest_aiohttp import AiohttpServer
 
 from tests.scripted import ScriptedTencent
+from timbridge.protocol.usersig import UserSigSigner
 from timbridge.tencent.client import RetryPolicy, TencentClient
-from timbridge.usersig import UserSigSigner
 
 SDKAPPID = 1400000000
 SECRET_KEY = "5bd2850fff3ecb11d7c805251c51ee463a25727bddc2385f3fa8bfee1bb93b5e"

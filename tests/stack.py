@@ -18,9 +18,8 @@ from pydantic import SecretStr
 from tests.conftest import FAST_RETRY
 from tests.fake_openai import FakeOpenAI
 from timbridge.emulator import Emulator, EmulatorConfig
-from timbridge.services import Services
+from timbridge.runtime.services import Services
 from timbridge.settings import Settings
-from timbridge.webhook import create_app
 
 APP = 1400000777
 KEY = "stack-secret-key"
@@ -117,7 +116,7 @@ async def running_stack(
     )
     try:
         async with Services.open(settings, tencent_retry=FAST_RETRY) as services:
-            bot_server = TestServer(create_app(services), host="127.0.0.1", port=0)
+            bot_server = TestServer(services.webhook_app(), host="127.0.0.1", port=0)
             await bot_server.start_server()
             webhook_url = str(bot_server.make_url(settings.server.path))
             emu.set_callback(webhook_url, TOKEN)

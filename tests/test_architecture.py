@@ -10,11 +10,10 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "timbridge"
 
-_BASE = {"errors", "logs", "http", "printable", "redact"}  # leaf modules anyone may use
+_BASE = {"errors", "logs", "http", "printable", "redact", "_version"}  # leaves anyone may use
 _ENGINE_DEPS = {
     "settings",
     "protocol",
-    "usersig",
     "tencent",
     "llm",
     "storage",
@@ -24,40 +23,25 @@ _ENGINE_DEPS = {
 
 #: part → parts it may import, lowest layers first. A part always may import itself.
 ALLOWED: dict[str, set[str]] = {
+    "_version": set(),
     "errors": set(),
     "logs": {"redact"},
     "http": set(),
     "printable": set(),
     "redact": set(),
-    "settings": {"errors", "protocol"},
     "protocol": {"errors"},
-    "usersig": {"errors"},
-    "tencent": {"protocol", "usersig"},
-    "llm": {"settings"},
+    "settings": {"errors", "protocol"},
+    "metrics": set(),
     "storage": set(),
+    "tencent": {"protocol"},
     "coordination": {"storage", "protocol"},
     "knowledge": {"storage"},
-    "metrics": set(),
+    "llm": {"settings"},
     "bot": _ENGINE_DEPS | {"metrics"},
-    "services": _ENGINE_DEPS | {"bot", "metrics"},
-    "webhook": {"bot", "services", "protocol", "settings", "coordination"},
-    "emulator": {"protocol", "usersig"},
+    "webhook": {"bot", "coordination", "metrics", "protocol", "settings"},
+    "emulator": {"protocol"},
+    "runtime": _ENGINE_DEPS | {"bot", "emulator", "metrics", "webhook"},
     "cli": {"*"},
-    "heap": set(),
-    "runtime": {"heap", "services", "settings", "webhook"},
-    "config_template": {"llm", "protocol", "settings"},
-    "playground": {"emulator", "knowledge", "services", "settings", "webhook"},
-    "checks": {
-        "coordination",
-        "usersig",
-        "knowledge",
-        "llm",
-        "storage",
-        "protocol",
-        "services",
-        "settings",
-        "tencent",
-    },
     "__init__": {"errors", "settings"},
     "__main__": {"cli"},
 }

@@ -33,11 +33,11 @@ from timbridge.llm.providers.openai import OpenAICompatible
 from timbridge.llm.providers.openai_sdk import OpenAISDK
 from timbridge.protocol.elements import TextElem
 from timbridge.protocol.rest import SendC2CMsg
+from timbridge.protocol.usersig import UserSigSigner
 from timbridge.settings import MediaSettings
 from timbridge.storage.history import CACHE_BYTES, TURN_LOADED_CHARS, Turn
 from timbridge.storage.store import Store
 from timbridge.tencent.client import TencentClient
-from timbridge.usersig import UserSigSigner
 
 pytestmark = pytest.mark.usefixtures("clean_env")
 

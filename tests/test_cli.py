@@ -13,7 +13,7 @@ import TLSSigAPIv2
 from tests.conftest import SDKAPPID, SECRET_KEY
 from tests.processes import own_env
 from tests.scripted import ScriptedTencent, fail, ok
-from timbridge import usersig
+from timbridge.protocol import usersig
 
 Fixture = tuple[ScriptedTencent, str]
 

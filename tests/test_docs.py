@@ -82,3 +82,22 @@ def test_the_architecture_page_names_every_part() -> None:
     page = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
     missing = [part for part in ALLOWED if not part.startswith("__") and f"`{part}`" not in page]
     assert not missing, f"docs/architecture.md does not name: {missing}"
+
+
+def test_the_architecture_page_states_the_import_rules_the_test_enforces() -> None:
+    from tests.test_architecture import _BASE, ALLOWED
+
+    page = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    section = page.split("## What may import what", 1)[1]
+    stated: dict[str, set[str]] = {}
+    for row in re.findall(r"^\| `([a-z_]+)` \| (.+) \|$", section, flags=re.M):
+        part, allowed = row
+        stated[part] = (
+            {"*"} if allowed == "anything" else set(re.findall(r"`([a-z_]+)`", allowed))
+        )
+    enforced = {
+        part: imports - _BASE
+        for part, imports in ALLOWED.items()
+        if not part.startswith("__") and part not in _BASE
+    }
+    assert stated == enforced

@@ -244,7 +244,7 @@ async def test_bad_usersig_refused(
 
 
 async def test_expired_usersig_is_70001(setup: Setup) -> None:
-    from timbridge import usersig
+    from timbridge.protocol import usersig
 
     old = usersig.sign(APP, KEY, ADMIN, expire=10, now=1_600_000_000)
     answer = await setup.call("openim_robot_http_svc/get_all_robots", {}, sig=old)
@@ -611,8 +611,8 @@ async def test_timbridge_client_retries_through_emulator_faults(setup: Setup) ->
     from tests.conftest import FAST_RETRY
     from timbridge.protocol.elements import TextElem
     from timbridge.protocol.rest import SendC2CMsg
+    from timbridge.protocol.usersig import UserSigSigner
     from timbridge.tencent.client import TencentClient
-    from timbridge.usersig import UserSigSigner
 
     setup.emu.faults.add(
         "openim/sendmsg",

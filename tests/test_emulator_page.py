@@ -17,9 +17,9 @@ from timbridge.emulator import Emulator, EmulatorConfig
 from timbridge.emulator.guard import TOKEN_HEADER
 from timbridge.protocol.elements import StreamChunk, StreamContent, StreamElem, TextElem
 from timbridge.protocol.rest import ModifyC2CMsg, SendC2CMsg, SendC2CStreamMsg
+from timbridge.protocol.usersig import UserSigSigner
 from timbridge.tencent.client import TencentClient
 from timbridge.tencent.outbound import typing_notice
-from timbridge.usersig import UserSigSigner
 
 APP, KEY = 1400000000, "page-test-key"
 

@@ -1,4 +1,4 @@
-"""The collector in a long-lived process (`timbridge.heap`): young collections on a clock.
+"""The collector in a long-lived process (`timbridge.runtime.heap`): young collections on a clock.
 
 The case it exists for is reproduced with real objects: in a steady state where old objects
 die as new ones are born, CPython's net allocation counter stays near zero and the young
@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from timbridge.heap import YOUNG_THRESHOLD, CollectionPacer
+from timbridge.runtime.heap import YOUNG_THRESHOLD, CollectionPacer
 
 
 class Node:

@@ -25,7 +25,7 @@ from TLSSigAPIv2 import TLSSigAPIv2
 from tests.browser import chromium
 from timbridge.emulator import DEMO_SDKAPPID, DEMO_SECRET_KEY
 from timbridge.llm.providers.offline import NO_MATCH, OFFLINE_NOTE
-from timbridge.playground import DEMO_GROUP, DEMO_USER, PLAYGROUND_ROBOT, open_playground
+from timbridge.runtime.playground import DEMO_GROUP, DEMO_USER, PLAYGROUND_ROBOT, open_playground
 from timbridge.settings import Settings
 
 pytestmark = pytest.mark.usefixtures("clean_env")

@@ -15,7 +15,7 @@ from tests.fake_anthropic import AnthropicFailure, FakeAnthropic
 from tests.fake_openai import Failure, FakeOpenAI
 from tests.stack import Stack, running_stack
 from timbridge.bot.sentences import APOLOGY
-from timbridge.config_template import render_config
+from timbridge.cli.template import render_config
 from timbridge.llm.base import ChatMessage
 from timbridge.llm.providers.anthropic import to_anthropic
 from timbridge.llm.registry import PROVIDERS

@@ -9,7 +9,7 @@ from pydantic import SecretStr
 
 from timbridge.errors import ConfigError
 from timbridge.llm.build import build_model
-from timbridge.services import Services
+from timbridge.runtime.services import Services
 from timbridge.settings import ModelProfile, Settings
 
 pytestmark = pytest.mark.usefixtures("clean_env")

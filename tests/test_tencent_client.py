@@ -9,8 +9,8 @@ import pytest
 
 from tests.conftest import ADMIN, SDKAPPID, SECRET_KEY
 from tests.scripted import Answer, ScriptedTencent, fail, ok
-from timbridge import usersig
 from timbridge.errors import TencentAPIError, TencentTransportError
+from timbridge.protocol import usersig
 from timbridge.protocol.elements import TextElem
 from timbridge.protocol.rest import (
     GetAllRobots,

@@ -11,8 +11,8 @@ import TLSSigAPIv2
 from hypothesis import given
 from hypothesis import strategies as st
 
-from timbridge import usersig
 from timbridge.errors import UserSigError, UserSigProblem
+from timbridge.protocol import usersig
 
 KEY = "5bd2850fff3ecb11d7c805251c51ee463a25727bddc2385f3fa8bfee1bb93b5e"
 APP = 1400000000

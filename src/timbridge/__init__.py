@@ -1,5 +1,6 @@
 """timbridge: a production AI-chatbot backend for Tencent Cloud Chat robots."""
 
+from timbridge._version import __version__
 from timbridge.errors import (
     ConfigError,
     LLMError,
@@ -29,5 +30,3 @@ __all__ = [
     "__version__",
     "load_settings",
 ]
-
-__version__ = "0.1.0"

@@ -87,7 +87,7 @@ class Engine:
         self._summaries = Summaries(settings, store, models)
         self._commands = Commands(settings, store, replies, self._summaries)
 
-    def conversation(self, robot: str, event: MessageEvent) -> Conversation:
+    def _conversation(self, robot: str, event: MessageEvent) -> Conversation:
         member = self._robots[robot].group_context == "member"
         return Conversation.of(robot, event, member_scoped=member)
 
@@ -95,7 +95,7 @@ class Engine:
         event = job.event if job.event is not None else parse_event(job.body, job.command)
         if not isinstance(event, MessageEvent):
             raise PayloadError("CallbackCommand", f"job holds no message event: {job.command}")
-        conversation = self.conversation(job.robot, event)
+        conversation = self._conversation(job.robot, event)
         with structlog.contextvars.bound_contextvars(
             trace_id=job.trace_id, robot=job.robot, conversation=conversation.key
         ):

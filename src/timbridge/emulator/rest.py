@@ -22,7 +22,7 @@ from timbridge.emulator.world import Message, World
 from timbridge.errors import TencentAPIError, UserSigError, UserSigProblem
 from timbridge.protocol import rest
 from timbridge.protocol.base import payload_error
-from timbridge.usersig import verify
+from timbridge.protocol.usersig import verify
 
 __all__ = ["RestAPI"]
 

@@ -31,9 +31,9 @@ from yarl import URL
 from timbridge.errors import TencentAPIError, TencentTransportError
 from timbridge.http import read_capped
 from timbridge.protocol.rest import RestRequest, RestResponse
+from timbridge.protocol.usersig import UserSigSigner
 from timbridge.tencent.codes import Remedy, remedy
 from timbridge.tencent.limits import CallLimits
-from timbridge.usersig import UserSigSigner
 
 __all__ = ["RetryPolicy", "TencentClient", "is_transient"]
 

@@ -10,17 +10,20 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Awaitable, Callable
 
 import orjson
 import structlog
 from aiohttp import web
 from prometheus_client import Counter
 
+from timbridge.bot.conversation import Conversation
 from timbridge.bot.gate import gate
-from timbridge.coordination.base import Job
+from timbridge.coordination.base import Job, Queue
 from timbridge.errors import PayloadError, TimbridgeError
+from timbridge.metrics import Metrics
 from timbridge.protocol.callbacks import ACK_OK, KNOWN_COMMANDS, UnknownEvent, parse_event
-from timbridge.services import Services
+from timbridge.settings import Settings
 from timbridge.webhook.verify import Refusal, check_request
 
 __all__ = ["create_app"]
@@ -44,14 +47,19 @@ def _refuse(refusal: Refusal) -> web.Response:
     return web.Response(status=refusal.status, body=body, content_type=_JSON)
 
 
+#: The problems that make the process unready (none: ready), for ``/readyz``.
+ReadyCheck = Callable[[], Awaitable[list[str]]]
+
+
 class WebhookHandler:
-    def __init__(self, services: Services) -> None:
-        self.services = services
-        settings = services.settings
+    def __init__(self, settings: Settings, queue: Queue, metrics: Metrics) -> None:
+        self._queue = queue
+        self._metrics = metrics
         self._sdkappid = settings.tencent.sdkappid
         token = settings.tencent.callback_token
         self._token = token.get_secret_value() if token else None
         self._robots = frozenset(r.id for r in settings.robots)
+        self._member_scoped = {r.id: r.group_context == "member" for r in settings.robots}
         self._admin = settings.tencent.admin
         self._limit = settings.server.max_body_bytes
         self._counters: dict[tuple[str, str], Counter] = {}
@@ -64,9 +72,7 @@ class WebhookHandler:
         label = command if command in KNOWN_COMMANDS else "other" if command else "none"
         counter = self._counters.get((label, outcome))
         if counter is None:
-            counter = self._counters[label, outcome] = self.services.metrics.webhooks.labels(
-                label, outcome
-            )
+            counter = self._counters[label, outcome] = self._metrics.webhooks.labels(label, outcome)
         counter.inc()
         return response
 
@@ -74,7 +80,7 @@ class WebhookHandler:
         """Tencent says a REST API runs at over 80 % of its rate limit (the REST client
         already paces itself to `tencent.api_rate_limit`; this tells the operator)."""
         _log.warning("tencent.request_over_limit", **_alert_fields(body))
-        self.services.metrics.tencent_alerts.labels(ALERT_OVER_LIMIT).inc()
+        self._metrics.tencent_alerts.labels(ALERT_OVER_LIMIT).inc()
 
     async def _process(self, request: web.Request, command: str) -> tuple[str, web.Response]:
         refusal = check_request(request.query, sdkappid=self._sdkappid, token=self._token)
@@ -109,7 +115,9 @@ class WebhookHandler:
         now = time.time()
         jobs = [
             Job(
-                conversation=self.services.engine.conversation(robot, event).key,
+                conversation=Conversation.of(
+                    robot, event, member_scoped=self._member_scoped[robot]
+                ).key,
                 robot=robot,
                 command=event.callback_command,
                 body=body,
@@ -121,7 +129,7 @@ class WebhookHandler:
             for robot in verdict.robots
         ]
         try:
-            accepted = await self.services.coordination.submit(identity, jobs)
+            accepted = await self._queue.submit(identity, jobs)
         except TimbridgeError as exc:
             _log.error("webhook.enqueue_failed", error=str(exc))
             return "unavailable", _refuse(
@@ -155,32 +163,35 @@ async def _healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
-def create_app(services: Services, *, webhook: bool = True) -> web.Application:
-    """The webhook application for `services` (which it does not own or close); with
-    ``webhook=False`` only health, readiness and metrics (a worker's HTTP face)."""
-    settings = services.settings
-    handler = WebhookHandler(services)
+def create_app(
+    settings: Settings,
+    queue: Queue,
+    metrics: Metrics,
+    *,
+    ready: ReadyCheck,
+    webhook: bool = True,
+) -> web.Application:
+    """The webhook application, putting accepted messages on `queue` (which it does not own or
+    close); with ``webhook=False`` only health, readiness and metrics (a worker's HTTP face)."""
+    handler = WebhookHandler(settings, queue, metrics)
     # aiohttp stops reading past client_max_size; the handler answers 413 with our envelope.
     app = web.Application(client_max_size=settings.server.max_body_bytes)
 
     async def readyz(request: web.Request) -> web.Response:
-        problems = await services.check_ready()
+        problems = await ready()
         status = 503 if problems else 200
         return web.json_response(
             {"status": "unready" if problems else "ready", "problems": problems}, status=status
         )
 
-    async def metrics(request: web.Request) -> web.Response:
-        coordination = services.coordination
-        services.metrics.observe_backlog(coordination.backlog(), coordination.oldest_wait_s())
-        services.metrics.queue_depth.set(coordination.depth())
-        return web.Response(
-            body=services.metrics.render(), content_type="text/plain", charset="utf-8"
-        )
+    async def scrape(request: web.Request) -> web.Response:
+        metrics.observe_backlog(queue.backlog(), queue.oldest_wait_s())
+        metrics.queue_depth.set(queue.depth())
+        return web.Response(body=metrics.render(), content_type="text/plain", charset="utf-8")
 
     if webhook:
         app.router.add_post(settings.server.path, handler.handle)
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/metrics", scrape)
     return app

@@ -24,7 +24,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from timbridge import __version__
+from timbridge._version import __version__
 from timbridge.errors import LLMRateLimited, LLMResponseError, LLMServerError, LLMTimeout
 from timbridge.http import BodyTooLarge, http_session, read_capped
 from timbridge.llm.base import ChatMessage, Delta, Usage, cut_stream

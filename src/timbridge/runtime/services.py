@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 import structlog
+from aiohttp import web
 
 from timbridge.bot.engine import Engine
 from timbridge.bot.media import MediaFetcher
@@ -33,6 +34,7 @@ from timbridge.llm.build import build_model
 from timbridge.llm.chain import ModelChain
 from timbridge.metrics import Metrics
 from timbridge.protocol.rest import GetAllRobots
+from timbridge.protocol.usersig import UserSigSigner
 from timbridge.redact import public_url, remember
 from timbridge.settings import ModelProfile, Settings
 from timbridge.storage.inbox import Inbox
@@ -40,7 +42,7 @@ from timbridge.storage.store import Store
 from timbridge.tencent.client import RetryPolicy, TencentClient
 from timbridge.tencent.limits import CallLimits
 from timbridge.tencent.outbound import Outbound
-from timbridge.usersig import UserSigSigner
+from timbridge.webhook.app import create_app
 
 __all__ = [
     "Services",
@@ -52,7 +54,7 @@ __all__ = [
     "tencent_client",
 ]
 
-_log = structlog.get_logger("timbridge.services")
+_log = structlog.get_logger("timbridge.runtime.services")
 
 
 def tencent_client(
@@ -249,6 +251,17 @@ class Services:
         }
         found = await asyncio.gather(*(probe(name, url) for name, url in urls.items()))
         return [item for item in found if item is not None]
+
+    def webhook_app(self, *, webhook: bool = True) -> web.Application:
+        """The HTTP application on these services (which it does not own or close); with
+        ``webhook=False`` only health, readiness and metrics (a worker's HTTP face)."""
+        return create_app(
+            self.settings,
+            self.coordination,
+            self.metrics,
+            ready=self.check_ready,
+            webhook=webhook,
+        )
 
     async def check_ready(self, *, fresh: bool = False) -> list[str]:
         """What keeps this process from serving, as readable problems (empty: ready).

@@ -12,14 +12,13 @@ import structlog
 import typer
 from aiohttp import web
 
-from timbridge.heap import CollectionPacer, settle_heap
-from timbridge.services import Services
+from timbridge.runtime.heap import CollectionPacer, settle_heap
+from timbridge.runtime.services import Services
 from timbridge.settings import Settings
-from timbridge.webhook.app import create_app
 
 __all__ = ["listen", "run_on_uvloop", "serve_app", "serve_services", "until_signalled"]
 
-_log = structlog.get_logger("timbridge.runtime")
+_log = structlog.get_logger("timbridge.runtime.process")
 
 
 async def listen(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:
@@ -70,7 +69,7 @@ async def _serve_services(
         runner = None
         bound = None
         if port is not None:
-            runner, bound = await listen(create_app(services, webhook=webhook), host, port)
+            runner, bound = await listen(services.webhook_app(webhook=webhook), host, port)
         if workers:
             await services.start_workers()
         settle_heap()

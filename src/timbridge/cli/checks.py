@@ -10,7 +10,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
-from timbridge import usersig
 from timbridge.coordination.redis import RedisCoordinator
 from timbridge.errors import (
     ConfigError,
@@ -23,9 +22,10 @@ from timbridge.errors import (
 from timbridge.knowledge.library import BUILTIN_KB
 from timbridge.llm.base import ChatMessage
 from timbridge.llm.build import build_model
+from timbridge.protocol import usersig
 from timbridge.protocol.rest import GetAllRobots
 from timbridge.redact import public_url, redact, remember
-from timbridge.services import (
+from timbridge.runtime.services import (
     build_coordinator,
     open_library,
     open_tencent,

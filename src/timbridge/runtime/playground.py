@@ -18,9 +18,8 @@ from pydantic import SecretStr
 
 from timbridge.emulator import DEMO_SDKAPPID, DEMO_SECRET_KEY, Emulator, EmulatorConfig
 from timbridge.knowledge.library import BUILTIN_KB
-from timbridge.services import Services
+from timbridge.runtime.services import Services
 from timbridge.settings import RobotSettings, Settings
-from timbridge.webhook.app import create_app
 
 __all__ = [
     "DEMO_GROUP",
@@ -109,7 +108,7 @@ async def open_playground(
     )
     try:
         async with Services.open(config) as services:
-            app = create_app(services)
+            app = services.webhook_app()
             app.add_routes(emulator.routes())
             runner = web.AppRunner(app, handle_signals=False, access_log=None)
             await runner.setup()

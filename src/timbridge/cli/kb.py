@@ -1,0 +1,126 @@
+"""``timbridge kb``: ingest documents into knowledge bases, search, list and drop them."""
+
+from __future__ import annotations
+
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from timbridge.cli.common import ConfigOption, fail, load, run
+
+__all__ = ["kb_app"]
+
+kb_app = typer.Typer(help="Knowledge bases: ingest documents, search, list, drop.")
+
+
+@kb_app.command("ingest")
+def kb_ingest(
+    paths: Annotated[list[Path], typer.Argument(help="Files and folders to read.")],
+    kb: Annotated[str, typer.Option("--kb", help="Knowledge base name (created if needed).")],
+    config: ConfigOption = None,
+) -> None:
+    """Read Markdown, text, HTML, PDF and FAQ (CSV/JSONL) files into a knowledge base."""
+    from rich.progress import Progress
+
+    from timbridge.knowledge.library import expand_paths
+    from timbridge.runtime.services import open_library
+
+    settings = load(config)
+    files = list(expand_paths(paths))
+    if not files:
+        fail("no files of a known type (.md .txt .html .pdf .csv .jsonl) found", 2)
+
+    async def go() -> None:
+        with Progress(transient=True) as progress:
+            task = progress.add_task(f"ingesting into {kb}", total=len(files))
+
+            def advance(path: Path, outcome: str, chunks: int) -> None:
+                progress.advance(task)
+                progress.console.print(f"{outcome:>9} {path} ({chunks} passages)")
+
+            async with open_library(settings) as library:
+                report = await library.ingest(kb, files, on_file=advance)
+        for path, reason in report.failed:
+            typer.echo(f"failed: {path}: {reason}", err=True)
+        typer.echo(
+            f"{kb}: {len(report.added)} added, {len(report.updated)} updated, "
+            f"{len(report.unchanged)} unchanged, {len(report.failed)} failed; "
+            f"{report.chunks} passages embedded"
+        )
+        if report.failed:
+            raise typer.Exit(1)
+
+    _run_kb(go())
+
+
+def _run_kb(coro: Coroutine[Any, Any, None]) -> None:
+    from timbridge.errors import PayloadError, StorageError
+
+    try:
+        run(coro)
+    except (PayloadError, StorageError) as exc:
+        fail(str(exc))
+
+
+@kb_app.command("search")
+def kb_search(
+    question: Annotated[str, typer.Argument(help="What to look for.")],
+    kb: Annotated[str, typer.Option("--kb", help="Knowledge base name.")],
+    top: Annotated[int, typer.Option("--top", min=1, max=50, help="How many passages.")] = 3,
+    config: ConfigOption = None,
+) -> None:
+    """Print the passages that best answer QUESTION, with scores and sources."""
+    from timbridge.runtime.services import open_library
+
+    settings = load(config)
+
+    async def go() -> None:
+        async with open_library(settings) as library:
+            hits = await library.search(kb, question, k=top)
+        if not hits:
+            typer.echo(f"no passage scores over knowledge.min_score ({library.min_score})")
+            raise typer.Exit(1)
+        for hit in hits:
+            typer.echo(f"{hit.score:.3f}  {hit.source} › {hit.heading}")
+            typer.echo("       " + hit.text.replace("\n", "\n       ")[:600])
+
+    _run_kb(go())
+
+
+@kb_app.command("list")
+def kb_list(config: ConfigOption = None) -> None:
+    """List knowledge bases with their documents and passages."""
+    from timbridge.runtime.services import open_library
+
+    settings = load(config)
+
+    async def go() -> None:
+        async with open_library(settings) as library:
+            for base in await library.bases():
+                typer.echo(
+                    f"{base.name}\t{base.documents} documents\t{base.chunks} passages"
+                    f"\t{base.embedder}"
+                )
+
+    _run_kb(go())
+
+
+@kb_app.command("drop")
+def kb_drop(
+    kb: Annotated[str, typer.Option("--kb", help="Knowledge base to delete.")],
+    config: ConfigOption = None,
+) -> None:
+    """Delete a knowledge base and everything in it."""
+    from timbridge.runtime.services import open_library
+
+    settings = load(config)
+
+    async def go() -> None:
+        async with open_library(settings) as library:
+            if not await library.drop(kb):
+                fail(f"no knowledge base named {kb!r}")
+        typer.echo(f"dropped {kb}")
+
+    _run_kb(go())
