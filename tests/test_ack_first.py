@@ -1,4 +1,4 @@
-"""Webhook first (`coordination.priority.AckFirst`): during a burst of webhooks, jobs wait for
+"""Webhook first (`coordination.ack_first.AckFirst`): during a burst of webhooks, jobs wait for
 it to stop, start a batch per loop pass, and never wait longer than `max_wait_s`."""
 
 from __future__ import annotations
@@ -6,9 +6,9 @@ from __future__ import annotations
 import asyncio
 import time
 
+from timbridge.coordination.ack_first import AckFirst
 from timbridge.coordination.base import Job
 from timbridge.coordination.local import LocalCoordinator
-from timbridge.coordination.priority import AckFirst
 
 
 def gate(max_wait_s: float, batch: int = 16) -> AckFirst:

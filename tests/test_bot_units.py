@@ -222,7 +222,7 @@ def test_ttl_set_expires_and_bounds() -> None:
 
 
 def test_message_rate_window_and_single_notice() -> None:
-    from timbridge.coordination.limits import MessageRate
+    from timbridge.coordination.rate import MessageRate
 
     now = [0.0]
     rate = MessageRate(clock=lambda: now[0])

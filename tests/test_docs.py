@@ -92,9 +92,7 @@ def test_the_architecture_page_states_the_import_rules_the_test_enforces() -> No
     stated: dict[str, set[str]] = {}
     for row in re.findall(r"^\| `([a-z_]+)` \| (.+) \|$", section, flags=re.M):
         part, allowed = row
-        stated[part] = (
-            {"*"} if allowed == "anything" else set(re.findall(r"`([a-z_]+)`", allowed))
-        )
+        stated[part] = {"*"} if allowed == "anything" else set(re.findall(r"`([a-z_]+)`", allowed))
     enforced = {
         part: imports - _BASE
         for part, imports in ALLOWED.items()

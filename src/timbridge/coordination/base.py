@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from timbridge.coordination.limits import Decision
+from timbridge.coordination.rate import Decision
 from timbridge.protocol.callbacks import CallbackEvent
 
 __all__ = ["Coordinator", "Flags", "Handler", "Job", "Queue"]

@@ -19,9 +19,9 @@ from dataclasses import replace
 
 import structlog
 
+from timbridge.coordination.ack_first import AckFirst
 from timbridge.coordination.base import Handler, Job
-from timbridge.coordination.limits import Decision, MessageRate
-from timbridge.coordination.priority import AckFirst
+from timbridge.coordination.rate import Decision, MessageRate
 from timbridge.errors import CoordinationError, HandBack, StorageError
 from timbridge.storage.inbox import Inbox, InboxEntry
 

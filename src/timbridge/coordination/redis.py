@@ -1,15 +1,7 @@
 """Coordination on Redis for the scale-out deployment: any number of webhook front-ends and
 workers, one order per conversation.
 
-Keys (all under `prefix`):
-
-* ``seen:{identity}``: dedupe, ``SET NX EX``.
-* ``mbox:{conversation}``: the conversation's jobs, a list in arrival order.
-* ``active``: the set of conversations that are scheduled or being worked on.
-* ``ready``: a stream with one entry per active conversation, read by the consumer group
-  ``workers``. Whoever holds the entry owns the conversation: it runs the mailbox's head job, pops
-  it (only if the head is still that job), and repeats.
-* ``depth``: jobs queued and not yet finished, over all processes.
+The keys are named in `coordination.keys`, the scripts are in `coordination.lua`.
 
 Every hand-over is one Lua script, so ordering cannot break between two commands: `submit`
 dedupes, appends and schedules the conversation only if it was not active; `finish` gives the
@@ -42,8 +34,10 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from timbridge.coordination import lua
 from timbridge.coordination.base import Handler, Job
-from timbridge.coordination.limits import WINDOW_S, Decision
+from timbridge.coordination.keys import Keys
+from timbridge.coordination.rate import WINDOW_S, Decision
 from timbridge.errors import CoordinationError, HandBack
 
 __all__ = ["RedisCoordinator", "decode_job", "encode_job"]
@@ -52,75 +46,6 @@ _log = structlog.get_logger("timbridge.coordination")
 T = TypeVar("T")
 
 GROUP = "workers"
-
-_SUBMIT = """
-if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) == false then return 0 end
-local n = tonumber(ARGV[2])
-for i = 1, n do
-  local conversation = ARGV[1 + 2 * i]
-  redis.call('RPUSH', KEYS[4 + i], ARGV[2 + 2 * i])
-  redis.call('INCR', KEYS[4])
-  if redis.call('SADD', KEYS[2], conversation) == 1 then
-    redis.call('XADD', KEYS[3], '*', 'c', conversation)
-  end
-end
-return 1
-"""
-
-# KEYS: mbox, active, ready. ARGV: group, entry id, conversation, hand_back ('1' | '0').
-_FINISH = """
-if ARGV[4] == '0' and redis.call('LLEN', KEYS[1]) > 0 then return 0 end
-redis.call('XACK', KEYS[3], ARGV[1], ARGV[2])
-redis.call('XDEL', KEYS[3], ARGV[2])
-if redis.call('LLEN', KEYS[1]) > 0 then
-  redis.call('XADD', KEYS[3], '*', 'c', ARGV[3])
-else
-  redis.call('SREM', KEYS[2], ARGV[3])
-end
-return 1
-"""
-
-# KEYS: mbox, depth. ARGV: the job as read. Pops only the job that was run.
-_DONE = """
-if redis.call('LINDEX', KEYS[1], 0) == ARGV[1] then
-  redis.call('LPOP', KEYS[1])
-  redis.call('DECR', KEYS[2])
-  return 1
-end
-return 0
-"""
-
-# KEYS: ready. ARGV: group, consumer, entry ids... Renews the idle time of entries still ours.
-_HEARTBEAT = """
-local lost = {}
-for i = 3, #ARGV do
-  local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1)
-  if #p == 1 and p[1][2] == ARGV[2] then
-    redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[i], 'JUSTID')
-  else
-    table.insert(lost, ARGV[i])
-  end
-end
-return lost
-"""
-
-# KEYS: window zset, told flag. ARGV: window ms, limit, unique member.
-_RATE = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local window = tonumber(ARGV[1])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
-if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[2]) then
-  redis.call('ZADD', KEYS[1], now, ARGV[3])
-  redis.call('PEXPIRE', KEYS[1], window)
-  return {1, 0, 0}
-end
-local oldest = tonumber(redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')[2])
-local retry = math.max(1, oldest + window - now)
-local told = 0
-if redis.call('SET', KEYS[2], '1', 'NX', 'PX', retry) then told = 1 end
-return {0, retry, told}
-"""
 
 
 def encode_job(job: Job) -> bytes:
@@ -171,18 +96,19 @@ class RedisCoordinator:
             retry_on_error=[RedisConnectionError, RedisTimeoutError],
         )
         self._url = url.rsplit("@", maxsplit=1)[-1]
-        self._p = prefix.rstrip(":") + ":"
+        self._keys = Keys(prefix)
         self._ttl = dedupe_ttl_s
         self._submit_timeout_s = submit_timeout_s
         self._visibility_ms = int(visibility_s * 1000)
+        self._concurrency = concurrency
         self._slots = asyncio.Semaphore(concurrency)
         self._batch = batch
         self.consumer = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-        self._submit = self._redis.register_script(_SUBMIT)
-        self._finish = self._redis.register_script(_FINISH)
-        self._done = self._redis.register_script(_DONE)
-        self._heartbeat = self._redis.register_script(_HEARTBEAT)
-        self._rate = self._redis.register_script(_RATE)
+        self._submit = self._redis.register_script(lua.SUBMIT)
+        self._finish = self._redis.register_script(lua.FINISH)
+        self._done = self._redis.register_script(lua.DONE)
+        self._heartbeat = self._redis.register_script(lua.HEARTBEAT)
+        self._rate = self._redis.register_script(lua.RATE)
         self._handler: Handler | None = None
         self._closing = asyncio.Event()
         self._loops: list[asyncio.Task[None]] = []
@@ -192,13 +118,6 @@ class RedisCoordinator:
         self._handed_back_in_a_row = 0  # jobs handed back since one last ran to its end
         self._depth_seen = 0
         self._started: dict[str, float] = {}  # identity|robot → received_at, of jobs running here
-
-    @property
-    def _ready(self) -> str:
-        return self._p + "ready"
-
-    def _mbox(self, conversation: str) -> str:
-        return f"{self._p}mbox:{conversation}"
 
     async def _call(self, what: str, fn: Callable[[], Awaitable[T]]) -> T:
         try:
@@ -231,11 +150,11 @@ class RedisCoordinator:
 
     async def submit(self, identity: str, jobs: Sequence[Job]) -> bool:
         keys = [
-            f"{self._p}seen:{identity}",
-            self._p + "active",
-            self._ready,
-            self._p + "depth",
-            *(self._mbox(j.conversation) for j in jobs),
+            self._keys.seen(identity),
+            self._keys.active,
+            self._keys.ready,
+            self._keys.depth,
+            *(self._keys.mbox(j.conversation) for j in jobs),
         ]
         args: list[str | bytes | int] = [self._ttl, len(jobs)]
         for job in jobs:
@@ -254,18 +173,18 @@ class RedisCoordinator:
     async def rate(self, key: str, limit: int) -> Decision:
         if limit <= 0:
             return Decision(allowed=True)
-        keys = [f"{self._p}rate:{key}", f"{self._p}told:{key}"]
+        keys = [self._keys.rate(key), self._keys.told(key)]
         args: list[str | int] = [int(WINDOW_S * 1000), limit, uuid.uuid4().hex]
         allowed, retry_ms, told = await self._call("rate", lambda: self._rate(keys=keys, args=args))
         return Decision(allowed=bool(allowed), retry_after_s=retry_ms / 1000, notify=bool(told))
 
     async def peek(self, conversation: str) -> list[Job]:
-        mbox = self._mbox(conversation)
+        mbox = self._keys.mbox(conversation)
         raw = await self._call("peek", lambda: self._redis.lrange(mbox, 1, 63))
         return [decode_job(item) for item in raw if isinstance(item, bytes)]
 
     async def claim(self, key: str, owner: str, ttl_s: float) -> str:
-        name = f"{self._p}claim:{key}"
+        name = self._keys.claim(key)
         px = max(1, int(ttl_s * 1000))
         before = await self._call(
             "claim", lambda: self._redis.set(name, owner, nx=True, px=px, get=True)
@@ -273,7 +192,7 @@ class RedisCoordinator:
         return owner if before is None or isinstance(before, bool) else _text(before)
 
     async def once(self, key: str, ttl_s: float) -> bool:
-        name = f"{self._p}once:{key}"
+        name = self._keys.once(key)
         px = max(1, int(ttl_s * 1000))
         return bool(await self._call("once", lambda: self._redis.set(name, "1", nx=True, px=px)))
 
@@ -291,7 +210,7 @@ class RedisCoordinator:
 
     async def queued(self) -> int:
         """Jobs queued and not finished, over every process."""
-        value = await self._call("depth", lambda: self._redis.get(self._p + "depth"))
+        value = await self._call("depth", lambda: self._redis.get(self._keys.depth))
         self._depth_seen = int(value or 0)
         return self._depth_seen
 
@@ -303,7 +222,7 @@ class RedisCoordinator:
 
     async def _ensure_group(self) -> None:
         try:
-            await self._redis.xgroup_create(self._ready, GROUP, id="0", mkstream=True)
+            await self._redis.xgroup_create(self._keys.ready, GROUP, id="0", mkstream=True)
         except ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
@@ -352,7 +271,7 @@ class RedisCoordinator:
             free = max(1, min(self._batch, self._free()))
             try:
                 answer: Any = await self._redis.xreadgroup(
-                    GROUP, self.consumer, {self._ready: ">"}, count=free, block=1000
+                    GROUP, self.consumer, {self._keys.ready: ">"}, count=free, block=1000
                 )
                 backoff = 0.1
             except (RedisError, OSError) as exc:
@@ -373,14 +292,15 @@ class RedisCoordinator:
                         self._launch(_text(entry_id), _text(fields[b"c"]))
 
     async def _pass_on(self, entry: str, conversation: str) -> None:
-        keys = [self._mbox(conversation), self._p + "active", self._ready]
+        keys = [self._keys.mbox(conversation), self._keys.active, self._keys.ready]
         try:
             await self._finish(keys=keys, args=[GROUP, entry, conversation, "1"])
         except (RedisError, OSError) as exc:  # still ours: reclaimed after the visibility time
             _log.warning("coordination.pass_on_failed", conversation=conversation, error=str(exc))
 
     def _free(self) -> int:
-        return self._slots._value
+        """Slots no drain holds or waits for: what the next read may take on."""
+        return self._concurrency - len(self._drains)
 
     async def _maintenance_loop(self) -> None:
         """Heartbeats for the entries this worker holds; takes over entries of dead workers."""
@@ -400,7 +320,7 @@ class RedisCoordinator:
         held = list(self._drains)
         if not held:
             return
-        lost = await self._heartbeat(keys=[self._ready], args=[GROUP, self.consumer, *held])
+        lost = await self._heartbeat(keys=[self._keys.ready], args=[GROUP, self.consumer, *held])
         for entry in lost:
             _log.warning("coordination.entry_lost", entry=_text(entry))
             self._lost.add(_text(entry))
@@ -410,7 +330,7 @@ class RedisCoordinator:
         if free <= 0 or self._resting_until > asyncio.get_running_loop().time():
             return
         claimed: Any = await self._redis.xautoclaim(
-            self._ready, GROUP, self.consumer, self._visibility_ms, "0-0", count=free
+            self._keys.ready, GROUP, self.consumer, self._visibility_ms, "0-0", count=free
         )
         for entry_id, fields in claimed[1]:
             if fields:  # a deleted entry comes back without fields
@@ -437,8 +357,8 @@ class RedisCoordinator:
     async def _drain_once(self, entry: str, conversation: str) -> bool:
         """Run the conversation's jobs until its mailbox is empty or it is handed back; False
         when Redis failed (the caller tries again while the entry is still ours)."""
-        mbox = self._mbox(conversation)
-        keys = [mbox, self._p + "active", self._ready]
+        mbox = self._keys.mbox(conversation)
+        keys = [mbox, self._keys.active, self._keys.ready]
         ran = 0
         try:
             while entry not in self._lost:
@@ -458,7 +378,7 @@ class RedisCoordinator:
                     await self._finish(keys=keys, args=[GROUP, entry, conversation, "1"])
                     return True
                 self._handed_back_in_a_row = 0
-                await self._done(keys=[mbox, self._p + "depth"], args=[raw])
+                await self._done(keys=[mbox, self._keys.depth], args=[raw])
                 ran += 1
         except asyncio.CancelledError:
             with contextlib.suppress(RedisError, OSError):  # hand back what is unfinished

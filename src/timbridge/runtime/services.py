@@ -19,9 +19,9 @@ from aiohttp import web
 from timbridge.bot.engine import Engine
 from timbridge.bot.media import MediaFetcher
 from timbridge.bot.replies import ReplySender
+from timbridge.coordination.ack_first import AckFirst
 from timbridge.coordination.base import Coordinator
 from timbridge.coordination.local import LocalCoordinator
-from timbridge.coordination.priority import AckFirst
 from timbridge.coordination.redis import RedisCoordinator
 from timbridge.errors import ConfigError, TencentError, TimbridgeError
 from timbridge.http import http_session
