@@ -9,7 +9,7 @@ import aiohttp
 import pytest
 from pytest_aiohttp import AiohttpServer
 
-from tests.scripted import ScriptedTencent
+from tests.fakes.tencent import ScriptedTencent
 from timbridge.protocol.usersig import UserSigSigner
 from timbridge.tencent.client import RetryPolicy, TencentClient
 

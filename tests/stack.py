@@ -16,7 +16,7 @@ from aiohttp.test_utils import TestServer
 from pydantic import SecretStr
 
 from tests.conftest import FAST_RETRY
-from tests.fake_openai import FakeOpenAI
+from tests.fakes.openai import FakeOpenAI
 from timbridge.emulator import Emulator, EmulatorConfig
 from timbridge.runtime.services import Services
 from timbridge.settings import Settings

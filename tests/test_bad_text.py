@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.fake_openai import FakeOpenAI
+from tests.fakes.openai import FakeOpenAI
 from tests.stack import running_stack
 from timbridge.errors import StorageError
 from timbridge.printable import printable

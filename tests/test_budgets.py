@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.fake_openai import FakeOpenAI
+from tests.fakes.openai import FakeOpenAI
 from tests.stack import running_stack
 from timbridge.bot.sentences import NOTHING_TO_COMPACT_TEXT
 from timbridge.bot.summaries import SUMMARY_PROMPT

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fake_openai import FakeOpenAI
+from tests.fakes.openai import FakeOpenAI
 from tests.stack import running_stack
 
 pytestmark = pytest.mark.usefixtures("clean_env")

@@ -17,9 +17,9 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from tests.conftest import ADMIN, FAST_RETRY, SDKAPPID, SECRET_KEY
-from tests.fake_anthropic import FakeAnthropic
-from tests.fake_gemini import FakeGemini
-from tests.fake_openai import FakeOpenAI
+from tests.fakes.anthropic import FakeAnthropic
+from tests.fakes.gemini import FakeGemini
+from tests.fakes.openai import FakeOpenAI
 from tests.stack import running_stack
 from timbridge.bot.media import MediaFetcher
 from timbridge.bot.sentences import APOLOGY, TOO_LONG

@@ -11,8 +11,8 @@ import pytest
 import TLSSigAPIv2
 
 from tests.conftest import SDKAPPID, SECRET_KEY
+from tests.fakes.tencent import ScriptedTencent, fail, ok
 from tests.processes import own_env
-from tests.scripted import ScriptedTencent, fail, ok
 from timbridge.protocol import usersig
 
 Fixture = tuple[ScriptedTencent, str]

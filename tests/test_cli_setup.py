@@ -12,7 +12,7 @@ import redis.asyncio as aioredis
 import structlog
 from aiohttp.test_utils import TestServer
 
-from tests.fake_openai import Failure, FakeOpenAI
+from tests.fakes.openai import Failure, FakeOpenAI
 from tests.test_cli import _env, timbridge
 from timbridge.emulator import Emulator, EmulatorConfig
 from timbridge.logs import configure_logging

@@ -18,7 +18,7 @@ from pathlib import Path
 import orjson
 from aiohttp.test_utils import TestServer
 
-from tests.fake_openai import FakeOpenAI
+from tests.fakes.openai import FakeOpenAI
 from tests.processes import own_env
 from tests.stack import APP, KEY, TOKEN
 from timbridge.emulator import Emulator, EmulatorConfig

@@ -14,7 +14,7 @@ import pytest
 import TLSSigAPIv2
 from pytest_aiohttp import AiohttpServer
 
-from tests.receiver import Receiver
+from tests.fakes.receiver import Receiver
 from timbridge.emulator import Emulator, EmulatorConfig, Fault
 from timbridge.emulator.guard import TOKEN_HEADER
 from timbridge.protocol import parse_event

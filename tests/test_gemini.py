@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestServer
 
-from tests.fake_gemini import FakeGemini, GeminiFailure
-from tests.fake_openai import FakeOpenAI
+from tests.fakes.gemini import Failure, FakeGemini, spec
+from tests.fakes.openai import FakeOpenAI
 from tests.stack import Stack, running_stack
 from timbridge.bot.sentences import APOLOGY
 from timbridge.errors import ConfigError
@@ -68,9 +68,11 @@ async def test_gemini_answers_with_system_instruction_and_history(
         stack.emu.user_send("alice", "@RBT#helper", "second")
         reply = await stack.emu.wait_message(from_="@RBT#helper", to="alice", after=mark)
     assert reply.text == "gemini: second"
-    request = fake.requests[-1]
-    assert request["_method"] == ("streamGenerateContent" if stream else "generateContent")
-    assert request["_model"] == "gemini-test" and request["_key"] == "gm-test"
+    call = fake.calls[-1]
+    request = call.body
+    method = "streamGenerateContent" if stream else "generateContent"
+    assert spec(call.path) == ("gemini-test", method)
+    assert call.headers["x-goog-api-key"] == "gm-test"
     assert request["systemInstruction"]["parts"][0]["text"] == "You are Helper."
     assert [(c["role"], c["parts"][0]["text"]) for c in request["contents"]] == [
         ("user", "first"),
@@ -84,13 +86,13 @@ async def test_gemini_429_retry_delay_is_honoured_then_5xx_fails_over(
 ) -> None:
     monkeypatch.setenv("FAKE_GEMINI_KEY", "gm-test")
     fake = FakeGemini()
-    fake.fail(GeminiFailure(status=429, retry_delay_s=0.6))
+    fake.fail(Failure(status=429, retry_after=0.6))
     async with gemini_stack(tmp_path, fake, fallback=True) as stack:
         stack.emu.user_send("alice", "@RBT#helper", "hello")
         reply = await stack.emu.wait_message(from_="@RBT#helper", to="alice")
         assert reply.text == "gemini: hello"
         assert fake.times[1] - fake.times[0] >= 0.55  # RetryInfo's 0.6 s, not our backoff
-        fake.fail(GeminiFailure(status=503), GeminiFailure(status=503))
+        fake.fail(Failure(status=503), Failure(status=503))
         mark = stack.emu.mark()
         stack.emu.user_send("alice", "@RBT#helper", "again")
         reply = await stack.emu.wait_message(from_="@RBT#helper", to="alice", after=mark)
@@ -103,7 +105,7 @@ async def test_gemini_down_everywhere_gives_the_apology(
 ) -> None:
     monkeypatch.setenv("FAKE_GEMINI_KEY", "gm-test")
     fake = FakeGemini()
-    fake.fail(GeminiFailure(status=500), GeminiFailure(status=500))
+    fake.fail(Failure(status=500), Failure(status=500))
     async with gemini_stack(tmp_path, fake) as stack:
         stack.emu.user_send("alice", "@RBT#helper", "hello")
         reply = await stack.emu.wait_message(from_="@RBT#helper", to="alice")

@@ -13,8 +13,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from tests.fake_anthropic import FakeAnthropic
-from tests.fake_openai import FakeOpenAI
+from tests.fakes.anthropic import FakeAnthropic
+from tests.fakes.openai import FakeOpenAI
 from tests.stack import Stack, running_stack
 from timbridge.bot.sentences import TEXT_ONLY
 

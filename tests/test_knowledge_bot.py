@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.fake_openai import FakeOpenAI
+from tests.fakes.openai import FakeOpenAI
 from tests.stack import running_stack
 from timbridge.knowledge.embed import LocalEmbedder
 from timbridge.knowledge.library import Library

@@ -11,7 +11,7 @@ from typing import Literal
 import pytest
 from aiohttp.test_utils import TestServer
 
-from tests.fake_openai import Failure, FakeOpenAI
+from tests.fakes.openai import Failure, FakeOpenAI
 from timbridge.errors import (
     LLMError,
     LLMRateLimited,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import aiohttp
 
-from tests.fake_openai import FakeOpenAI
+from tests.fakes.openai import FakeOpenAI
 from tests.stack import running_stack, stack_emulator
 from timbridge.settings import RobotSettings
 

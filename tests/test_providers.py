@@ -11,8 +11,8 @@ from typing import Any, get_args
 import pytest
 from aiohttp.test_utils import TestServer
 
-from tests.fake_anthropic import AnthropicFailure, FakeAnthropic
-from tests.fake_openai import Failure, FakeOpenAI
+from tests.fakes.anthropic import FakeAnthropic
+from tests.fakes.openai import Failure, FakeOpenAI
 from tests.stack import Stack, running_stack
 from timbridge.bot.sentences import APOLOGY
 from timbridge.cli.template import render_config
@@ -75,7 +75,7 @@ async def test_anthropic_answers_with_system_and_history(
             {"role": "assistant", "content": "claude: first"},
             {"role": "user", "content": "second"},
         ]
-        headers = request["_headers"]
+        headers = fake.calls[-1].headers
         # the SDK owns the header: x-api-key, or (SDK 2.x) a bearer token
         sent = headers.get("x-api-key") or headers.get("authorization", "").removeprefix("Bearer ")
         assert sent == "sk-ant-test"
@@ -88,7 +88,7 @@ async def test_anthropic_overloaded_then_retry_after_honoured(
 ) -> None:
     monkeypatch.setenv("FAKE_ANTHROPIC_KEY", "k")
     fake = FakeAnthropic()
-    fake.fail(AnthropicFailure(429, retry_after=1.0))
+    fake.fail(Failure(429, retry_after=1.0))
     async with anthropic_stack(tmp_path, fake) as stack:
         stack.emu.user_send("alice", "@RBT#helper", "patience")
         reply = await stack.emu.wait_message(from_="@RBT#helper", to="alice")
@@ -101,7 +101,7 @@ async def test_failover_from_anthropic_to_openai(
 ) -> None:
     monkeypatch.setenv("FAKE_ANTHROPIC_KEY", "k")
     fake = FakeAnthropic()
-    fake.fail(AnthropicFailure(529), AnthropicFailure(500))  # both attempts of the primary
+    fake.fail(Failure(529), Failure(500))  # both attempts of the primary
     async with anthropic_stack(tmp_path, fake, fallback=True) as stack:
         stack.emu.user_send("alice", "@RBT#helper", "anyone?")
         reply = await stack.emu.wait_message(from_="@RBT#helper", to="alice")
@@ -115,7 +115,7 @@ async def test_every_profile_down_gives_apology(
 ) -> None:
     monkeypatch.setenv("FAKE_ANTHROPIC_KEY", "k")
     fake = FakeAnthropic()
-    fake.fail(*[AnthropicFailure(529)] * 2)
+    fake.fail(*[Failure(529)] * 2)
     async with anthropic_stack(tmp_path, fake, fallback=True) as stack:
         stack.llm.fail(*[Failure(503)] * 3)
         stack.emu.user_send("alice", "@RBT#helper", "hello?")

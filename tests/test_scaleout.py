@@ -22,7 +22,7 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
-from tests.fake_openai import FakeOpenAI
+from tests.fakes.openai import FakeOpenAI
 from tests.processes import own_env
 from tests.servers import _free_port
 from timbridge.emulator import Emulator, EmulatorConfig

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from tests.fake_openai import Failure, FakeOpenAI
+from tests.fakes.openai import Failure, FakeOpenAI
 from tests.stack import APP, KEY, TOKEN, running_stack
 from timbridge.bot.sentences import APOLOGY, STORE_FAILED
 from timbridge.emulator import Emulator, EmulatorConfig, Fault

@@ -14,7 +14,7 @@ import aiohttp
 import orjson
 from aiohttp.test_utils import TestServer
 
-from tests.fake_openai import FakeOpenAI
+from tests.fakes.openai import FakeOpenAI
 from tests.processes import own_env
 from tests.stack import APP, KEY, TOKEN
 from timbridge.emulator import Emulator, EmulatorConfig

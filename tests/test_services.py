@@ -107,7 +107,7 @@ def test_vllm_preset_needs_a_model() -> None:
 
 
 async def test_alias_provider_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from tests.fake_openai import FakeOpenAI
+    from tests.fakes.openai import FakeOpenAI
     from tests.stack import running_stack
 
     monkeypatch.setenv("DEEPSEEK_API_KEY", "sk-deep")

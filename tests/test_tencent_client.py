@@ -8,7 +8,7 @@ from collections.abc import Callable
 import pytest
 
 from tests.conftest import ADMIN, SDKAPPID, SECRET_KEY
-from tests.scripted import Answer, ScriptedTencent, fail, ok
+from tests.fakes.tencent import Answer, ScriptedTencent, fail, ok
 from timbridge.errors import TencentAPIError, TencentTransportError
 from timbridge.protocol import usersig
 from timbridge.protocol.elements import TextElem

@@ -9,67 +9,61 @@ with ``finishReason`` and ``usageMetadata``. Errors are Google's envelope,
 from __future__ import annotations
 
 import asyncio
-import time
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-import orjson
 from aiohttp import web
+
+from tests.fakes.vendor import SSE, Failure, VendorFake
+
+__all__ = ["Failure", "FakeGemini", "spec"]
 
 _STATUS = {429: "RESOURCE_EXHAUSTED", 500: "INTERNAL", 503: "UNAVAILABLE", 400: "INVALID_ARGUMENT"}
 
 
-@dataclass
-class GeminiFailure:
-    status: int = 503
-    retry_delay_s: float | None = None
-
-
-def _default_reply(contents: list[dict[str, Any]]) -> str:
+def _gemini(contents: list[dict[str, Any]]) -> str:
     return "gemini: " + contents[-1]["parts"][0]["text"]
 
 
+def spec(path: str) -> tuple[str, str]:
+    """The model and the method of a request path (``…/models/{model}:{method}``)."""
+    model, _, method = path.rsplit("/", 1)[-1].partition(":")
+    return model, method
+
+
+def _error(failure: Failure) -> dict[str, Any]:
+    details = []
+    if failure.retry_after is not None:
+        details.append(
+            {
+                "@type": "type.googleapis.com/google.rpc.RetryInfo",
+                "retryDelay": f"{failure.retry_after:g}s",
+            }
+        )
+    status = _STATUS.get(failure.status, "UNKNOWN")
+    return {
+        "error": {
+            "code": failure.status,
+            "message": failure.message,
+            "status": status,
+            "details": details,
+        }
+    }
+
+
 @dataclass
-class FakeGemini:
-    reply: Callable[[list[dict[str, Any]]], str] = _default_reply
+class FakeGemini(VendorFake):
+    reply: Callable[[list[dict[str, Any]]], str] = _gemini
     chunk_size: int = 6
-    requests: list[dict[str, Any]] = field(default_factory=list)
-    times: list[float] = field(default_factory=list)
-    failures: deque[GeminiFailure] = field(default_factory=deque)
     end_marker: bool = True  # False: no chunk carries a finishReason
 
-    def fail(self, *failures: GeminiFailure) -> None:
-        self.failures.extend(failures)
-
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        model, _, method = request.match_info["spec"].partition(":")
-        body = orjson.loads(await request.read())
-        self.requests.append(
-            body
-            | {"_model": model, "_method": method, "_key": request.headers.get("x-goog-api-key")}
-        )
-        self.times.append(time.monotonic())
-        if self.failures:
-            failure = self.failures.popleft()
-            details = []
-            if failure.retry_delay_s is not None:
-                details.append(
-                    {
-                        "@type": "type.googleapis.com/google.rpc.RetryInfo",
-                        "retryDelay": f"{failure.retry_delay_s:g}s",
-                    }
-                )
-            error = {
-                "error": {
-                    "code": failure.status,
-                    "message": "scripted failure",
-                    "status": _STATUS.get(failure.status, "UNKNOWN"),
-                    "details": details,
-                }
-            }
-            return web.json_response(error, status=failure.status)
+        body = await self.record(request)
+        model, method = spec(request.path)
+        failure = await self.next_failure()
+        if failure is not None:
+            return web.json_response(_error(failure), status=failure.status)
         text = self.reply(body["contents"])
         prompt = sum(len(p["text"].split()) for c in body["contents"] for p in c["parts"])
         usage = {
@@ -96,15 +90,12 @@ class FakeGemini:
                 {"error": {"code": 404, "message": "not found", "status": "NOT_FOUND"}},
                 status=404,
             )
-        stream = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-        await stream.prepare(request)
         pieces = [text[i : i + self.chunk_size] for i in range(0, len(text), self.chunk_size)]
-        for number, piece in enumerate(pieces):
-            event = response(piece, last=self.end_marker and number == len(pieces) - 1)
-            await stream.write(b"data: " + orjson.dumps(event) + b"\r\n\r\n")
-            await asyncio.sleep(0)
-        await stream.write_eof()
-        return stream
+        async with SSE(request, separator=b"\r\n\r\n") as sse:
+            for number, piece in enumerate(pieces):
+                await sse.send(response(piece, last=self.end_marker and number == len(pieces) - 1))
+                await asyncio.sleep(0)
+        return sse.response
 
     def app(self) -> web.Application:
         app = web.Application()

@@ -1,0 +1,115 @@
+"""A fake OpenAI-compatible server on loopback speaking the real wire format.
+
+``POST /v1/chat/completions``: JSON answers, or, with ``"stream": true``, server-sent
+``chat.completion.chunk`` events, a usage chunk (``stream_options.include_usage``) and
+``data: [DONE]``. Failures answer OpenAI's error body (and ``Retry-After`` for 429).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from tests.fakes.vendor import SSE, Failure, VendorFake
+
+__all__ = ["Failure", "FakeOpenAI", "echo"]
+
+
+def echo(messages: list[dict[str, Any]]) -> str:
+    return f"echo: {messages[-1]['content']}"
+
+
+def _error(failure: Failure) -> dict[str, Any]:
+    return {
+        "error": {"message": failure.message, "type": "server_error", "param": None, "code": None}
+    }
+
+
+@dataclass
+class FakeOpenAI(VendorFake):
+    reply: Callable[[list[dict[str, Any]]], str] = echo
+    delay_s: float = 0.0  # before the first token
+    chunk_size: int = 8
+    chunk_interval_s: float = 0.0  # between streamed pieces (200 tokens/s: 0.005)
+    stall_after: int | None = None  # pieces sent before a pause of `stall_s`
+    stall_s: float = 0.0
+    break_after: int | None = None  # pieces sent before the connection is dropped mid-answer
+    end_marker: bool = True  # False: the stream ends cleanly with no finish reason nor [DONE]
+
+    @property
+    def headers(self) -> list[dict[str, str]]:
+        return [call.headers for call in self.calls]
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        body = await self.record(request)
+        failure = await self.next_failure()
+        if failure is not None:
+            if failure.raw_body is not None:
+                return web.Response(body=failure.raw_body, status=failure.status)
+            if failure.in_stream:
+                async with SSE(request) as sse:
+                    await sse.send(_error(failure))
+                return sse.response
+            headers = {}
+            if failure.retry_after is not None:
+                headers["Retry-After"] = str(failure.retry_after)
+            return web.json_response(_error(failure), status=failure.status, headers=headers)
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
+        text = self.reply(body["messages"])
+        prompt = sum(len(str(m["content"]).split()) for m in body["messages"])
+        usage = {
+            "prompt_tokens": prompt,
+            "completion_tokens": len(text.split()),
+            "total_tokens": prompt + len(text.split()),
+        }
+        base = {"id": "chatcmpl-fake", "created": int(time.time()), "model": body["model"]}
+        if not body.get("stream"):
+            message = {"role": "assistant", "content": text}
+            choice = {"index": 0, "message": message, "finish_reason": "stop"}
+            return web.json_response(
+                {**base, "object": "chat.completion", "choices": [choice], "usage": usage}
+            )
+        return await self._stream(request, body, text, usage, base)
+
+    async def _stream(
+        self,
+        request: web.Request,
+        body: dict[str, Any],
+        text: str,
+        usage: dict[str, int],
+        base: dict[str, Any],
+    ) -> web.StreamResponse:
+        chunk = {**base, "object": "chat.completion.chunk"}
+
+        def delta(content: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+            return {**chunk, "choices": [{"index": 0, "delta": content, "finish_reason": finish}]}
+
+        async with SSE(request) as sse:
+            await sse.send(delta({"role": "assistant", "content": ""}))
+            for number, start in enumerate(range(0, len(text), self.chunk_size)):
+                if number == self.break_after:
+                    sse.drop()  # the model's server dies mid-answer
+                    return sse.response
+                if number == self.stall_after:
+                    await asyncio.sleep(self.stall_s)
+                elif self.chunk_interval_s:
+                    await asyncio.sleep(self.chunk_interval_s)
+                await sse.send(delta({"content": text[start : start + self.chunk_size]}))
+            if not self.end_marker:
+                return sse.response
+            await sse.send(delta({}, "stop"))
+            if (body.get("stream_options") or {}).get("include_usage"):
+                await sse.send({**chunk, "choices": [], "usage": usage})
+            await sse.raw(b"data: [DONE]")
+        return sse.response
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", self.handle)
+        return app
