@@ -26,7 +26,7 @@ from timbridge.bot.sentences import APOLOGY, TOO_LONG
 from timbridge.bot.split import json_size, split_reply
 from timbridge.errors import LLMResponseError, LLMServerError, PayloadError, TencentTransportError
 from timbridge.http import http_session
-from timbridge.llm.base import ChatMessage, ChatModel
+from timbridge.llm.base import ChatMessage, ChatModel, ModelConfig
 from timbridge.llm.providers.anthropic import AnthropicMessages
 from timbridge.llm.providers.gemini import Gemini
 from timbridge.llm.providers.openai import OpenAICompatible
@@ -154,13 +154,14 @@ Client = Literal["direct", "sdk"]
 def openai_model(client: Client, base_url: str, *, stream: bool) -> ChatModel:
     provider_class = OpenAISDK if client == "sdk" else OpenAICompatible
     return provider_class(
-        model="m",
-        api_key="sk-test",
-        base_url=base_url,
-        timeout_s=10,
-        stream=stream,
-        provider="openai",
-        max_connections=4,
+        ModelConfig(
+            model="m",
+            api_key="sk-test",
+            base_url=base_url,
+            timeout_s=10,
+            stream=stream,
+            max_connections=4,
+        )
     )
 
 
@@ -263,18 +264,14 @@ PROVIDERS: dict[str, tuple[Callable[[], Any], Builder]] = {
     ),
     "anthropic": (
         lambda: FakeAnthropic(end_marker=False),
-        lambda url: AnthropicMessages(model="claude", api_key="k", base_url=url, timeout_s=5),
+        lambda url: AnthropicMessages(
+            ModelConfig(model="claude", api_key="k", base_url=url, timeout_s=5)
+        ),
     ),
     "gemini": (
         lambda: FakeGemini(end_marker=False),
         lambda url: Gemini(
-            model="gemini-x",
-            base_url=url,
-            api_key="k",
-            timeout_s=5,
-            stream=True,
-            max_tokens=None,
-            max_connections=4,
+            ModelConfig(model="gemini-x", api_key="k", base_url=url, timeout_s=5, max_connections=4)
         ),
     ),
 }

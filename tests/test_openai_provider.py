@@ -19,7 +19,7 @@ from timbridge.errors import (
     LLMServerError,
     LLMTimeout,
 )
-from timbridge.llm.base import ChatMessage, ChatModel, Delta, Image, Usage
+from timbridge.llm.base import ChatMessage, ChatModel, Delta, Image, ModelConfig, Usage
 from timbridge.llm.providers.openai import OpenAICompatible
 from timbridge.llm.providers.openai_sdk import OpenAISDK
 
@@ -44,14 +44,16 @@ def model(
 ) -> ChatModel:
     provider_class = OpenAISDK if client == "sdk" else OpenAICompatible
     return provider_class(
-        model="gpt-test",
-        api_key="sk-test",
-        base_url=base_url,
-        timeout_s=timeout_s,
-        stream=stream,
-        max_tokens=256,
-        provider="openai",
-        max_connections=8,
+        ModelConfig(
+            model="gpt-test",
+            api_key="sk-test",
+            base_url=base_url,
+            timeout_s=timeout_s,
+            stream=stream,
+            max_tokens=256,
+            provider="openai",
+            max_connections=8,
+        )
     )
 
 
@@ -211,6 +213,6 @@ async def test_a_502_page_from_a_proxy_is_a_server_error(fake: tuple[FakeOpenAI,
 
 
 def test_the_default_endpoint_is_openais() -> None:
-    chat = OpenAICompatible(model="m", api_key="k", base_url=None, timeout_s=1)
+    chat = OpenAICompatible(ModelConfig(model="m", api_key="k", timeout_s=1))
     assert chat.base_url == "https://api.openai.com/v1/"
     assert chat.name == "openai:m"

@@ -9,7 +9,16 @@ from typing import Literal, Protocol
 
 from timbridge.errors import LLMServerError
 
-__all__ = ["ChatMessage", "ChatModel", "Delta", "Image", "Source", "Usage", "cut_stream"]
+__all__ = [
+    "ChatMessage",
+    "ChatModel",
+    "Delta",
+    "Image",
+    "ModelConfig",
+    "Source",
+    "Usage",
+    "cut_stream",
+]
 
 Role = Literal["system", "user", "assistant"]
 
@@ -45,6 +54,24 @@ class ChatMessage:
     sources: tuple[Source, ...] = ()
     #: Images the user sent with this message (vision models only).
     images: tuple[Image, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ModelConfig:
+    """What every provider is built from (`llm.build` fills it from a model profile)."""
+
+    model: str
+    api_key: str
+    base_url: str | None = None  # None: the provider's own endpoint
+    timeout_s: float = 60.0  # per connect and per read, as httpx means it
+    stream: bool = True
+    max_tokens: int | None = None
+    provider: str = "openai"  # the provider's name in the table, for logs and metrics
+    max_connections: int = 1000
+
+    @property
+    def name(self) -> str:
+        return f"{self.provider}:{self.model}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,12 +10,13 @@ off: the engine retries and fails over.
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Sequence
+from dataclasses import replace
 from typing import Any
 
 import anthropic
 
 from timbridge.errors import LLMResponseError
-from timbridge.llm.base import ChatMessage, Delta, Usage, cut_stream
+from timbridge.llm.base import ChatMessage, Delta, ModelConfig, Usage, cut_stream
 from timbridge.llm.providers.sdk import map_sdk_errors, sdk_client
 
 __all__ = ["DEFAULT_MAX_TOKENS", "AnthropicMessages", "to_anthropic"]
@@ -56,32 +57,20 @@ def to_anthropic(messages: Sequence[ChatMessage]) -> tuple[str, list[dict[str, A
 class AnthropicMessages:
     """A `ChatModel` for Anthropic's Messages API (or a compatible endpoint)."""
 
-    def __init__(
-        self,
-        *,
-        model: str,
-        api_key: str,
-        base_url: str | None,
-        timeout_s: float,
-        stream: bool = True,
-        max_tokens: int | None = None,
-        max_connections: int = 1000,
-    ) -> None:
-        self._model = model
-        self._stream = stream
-        self._max_tokens = max_tokens or DEFAULT_MAX_TOKENS
+    def __init__(self, config: ModelConfig) -> None:
+        self.config = replace(config, max_tokens=config.max_tokens or DEFAULT_MAX_TOKENS)
         self._client = sdk_client(
             anthropic,
             anthropic.AsyncAnthropic,
-            api_key=api_key,
-            base_url=base_url,
-            timeout_s=timeout_s,
-            max_connections=max_connections,
+            api_key=config.api_key,
+            base_url=config.base_url,
+            timeout_s=config.timeout_s,
+            max_connections=config.max_connections,
         )
 
     @property
     def name(self) -> str:
-        return f"anthropic:{self._model}"
+        return self.config.name
 
     async def aclose(self) -> None:
         await self._client.close()
@@ -89,19 +78,21 @@ class AnthropicMessages:
     async def stream(self, messages: Sequence[ChatMessage]) -> AsyncGenerator[Delta, None]:
         system, turns = to_anthropic(messages)
         request: dict[str, Any] = {
-            "model": self._model,
-            "max_tokens": self._max_tokens,
+            "model": self.config.model,
+            "max_tokens": self.config.max_tokens,
             "messages": turns,
         }
         if system:
             request["system"] = system
-        with map_sdk_errors(anthropic, anthropic.AnthropicError, "anthropic", self._model):
-            if not self._stream:
+        with map_sdk_errors(anthropic, anthropic.AnthropicError, "anthropic", self.config.model):
+            if not self.config.stream:
                 message = await self._client.messages.create(**request)
                 text = "".join(b.text for b in message.content if b.type == "text")
                 if not text and message.stop_reason == "refusal":
                     raise LLMResponseError(
-                        f"{self.name}: the model refused", provider="anthropic", model=self._model
+                        f"{self.name}: the model refused",
+                        provider="anthropic",
+                        model=self.config.model,
                     )
                 yield Delta(text=text)
                 yield Delta(usage=Usage(message.usage.input_tokens, message.usage.output_tokens))
@@ -119,5 +110,5 @@ class AnthropicMessages:
                 elif event.type == "message_delta":
                     output_tokens = event.usage.output_tokens
             if not finished:
-                raise cut_stream("anthropic", self._model)
+                raise cut_stream("anthropic", self.config.model)
             yield Delta(usage=Usage(input_tokens, output_tokens))

@@ -20,7 +20,7 @@ from timbridge.errors import (
     LLMTimeout,
 )
 from timbridge.http import BodyTooLarge, http_session
-from timbridge.llm.base import ChatMessage, Delta, Usage, cut_stream
+from timbridge.llm.base import ChatMessage, Delta, ModelConfig, Usage, cut_stream
 
 __all__ = ["Gemini"]
 
@@ -41,49 +41,33 @@ def _retry_delay(details: Any) -> float | None:
 class Gemini:
     """A `ChatModel` on the Gemini API."""
 
-    def __init__(
-        self,
-        *,
-        model: str,
-        base_url: str | None,
-        api_key: str,
-        timeout_s: float,
-        stream: bool,
-        max_tokens: int | None,
-        max_connections: int,
-    ) -> None:
+    def __init__(self, config: ModelConfig) -> None:
+        self.config = config
         from google import genai  # noqa: PLC0415 - only when a Gemini profile is configured
         from google.genai import errors, types  # noqa: PLC0415
 
         self._genai = genai
         self._types = types
         self._errors = errors
-        self._model = model
-        self._stream = stream
-        self._max_tokens = max_tokens
-        self._timeout_s = timeout_s
-        self._api_key = api_key
-        self._base_url = base_url
-        self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
         self._client: Any = None
 
     def _connected(self) -> Any:
         """The SDK client on our own aiohttp session (sized, closed by us), made in the loop."""
         if self._client is None:
-            self._session = http_session(limit=self._max_connections)
+            self._session = http_session(limit=self.config.max_connections)
             options = self._types.HttpOptions(
-                base_url=self._base_url,
-                timeout=int(self._timeout_s * 1000),
+                base_url=self.config.base_url,
+                timeout=int(self.config.timeout_s * 1000),
                 retry_options=self._types.HttpRetryOptions(attempts=1),
                 aiohttp_client=self._session,
             )
-            self._client = self._genai.Client(api_key=self._api_key, http_options=options)
+            self._client = self._genai.Client(api_key=self.config.api_key, http_options=options)
         return self._client
 
     @property
     def name(self) -> str:
-        return f"gemini:{self._model}"
+        return self.config.name
 
     def _request(self, messages: Sequence[ChatMessage]) -> tuple[list[Any], Any]:
         types = self._types
@@ -100,7 +84,7 @@ class Gemini:
             if m.role != "system"
         ]
         config = types.GenerateContentConfig(
-            system_instruction=system or None, max_output_tokens=self._max_tokens
+            system_instruction=system or None, max_output_tokens=self.config.max_tokens
         )
         return contents, config
 
@@ -109,9 +93,9 @@ class Gemini:
         usage = Usage()
         models = self._connected().aio.models
         try:
-            if self._stream:
+            if self.config.stream:
                 chunks = await models.generate_content_stream(
-                    model=self._model, contents=contents, config=config
+                    model=self.config.model, contents=contents, config=config
                 )
                 finished = False
                 async for chunk in chunks:
@@ -121,10 +105,10 @@ class Gemini:
                     usage = _usage(chunk) or usage
                     finished = finished or _finished(chunk)
                 if not finished:
-                    raise cut_stream("gemini", self._model)
+                    raise cut_stream("gemini", self.config.model)
             else:
                 reply = await models.generate_content(
-                    model=self._model, contents=contents, config=config
+                    model=self.config.model, contents=contents, config=config
                 )
                 yield Delta(text=_text(reply))
                 usage = _usage(reply) or usage
@@ -144,7 +128,7 @@ class Gemini:
 
     @property
     def _where(self) -> dict[str, str]:
-        return {"provider": "gemini", "model": self._model}
+        return {"provider": "gemini", "model": self.config.model}
 
     def _mapped(self, exc: Any) -> LLMError:
         code = int(getattr(exc, "code", 0) or 0)

@@ -27,7 +27,7 @@ import orjson
 from timbridge._version import __version__
 from timbridge.errors import LLMRateLimited, LLMResponseError, LLMServerError, LLMTimeout
 from timbridge.http import BodyTooLarge, http_session, read_capped
-from timbridge.llm.base import ChatMessage, Delta, Usage, cut_stream
+from timbridge.llm.base import ChatMessage, Delta, ModelConfig, Usage, cut_stream
 
 __all__ = ["DEFAULT_BASE_URL", "OpenAICompatible", "chat_request", "stream_fields"]
 
@@ -67,40 +67,28 @@ def _content(message: ChatMessage) -> str | list[dict[str, Any]]:
 class OpenAICompatible:
     """A `ChatModel` for any OpenAI-compatible endpoint."""
 
-    def __init__(
-        self,
-        *,
-        model: str,
-        api_key: str,
-        base_url: str | None,
-        timeout_s: float,
-        stream: bool = True,
-        max_tokens: int | None = None,
-        provider: str = "openai",
-        max_connections: int = 1000,
-    ) -> None:
-        self._model = model
-        self._provider = provider
-        self._stream = stream
-        self._max_tokens = max_tokens
-        self._base_url = (base_url or DEFAULT_BASE_URL).rstrip("/")
+    def __init__(self, config: ModelConfig) -> None:
+        self.config = config
+        self._base_url = (config.base_url or DEFAULT_BASE_URL).rstrip("/")
         self._url = f"{self._base_url}/chat/completions"
         self._headers = {
-            "Authorization": f"Bearer {api_key}",
+            "Authorization": f"Bearer {config.api_key}",
             "Content-Type": "application/json",
             "Accept": "application/json",
             "User-Agent": f"timbridge/{__version__}",
         }
         # httpx's meaning of a timeout, as the SDK has it: per connect and per read
         self._timeout = aiohttp.ClientTimeout(
-            total=None, connect=timeout_s, sock_connect=timeout_s, sock_read=timeout_s
+            total=None,
+            connect=config.timeout_s,
+            sock_connect=config.timeout_s,
+            sock_read=config.timeout_s,
         )
-        self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
 
     @property
     def name(self) -> str:
-        return f"{self._provider}:{self._model}"
+        return self.config.name
 
     @property
     def base_url(self) -> str:
@@ -115,14 +103,14 @@ class OpenAICompatible:
         """The provider's pooled session, made on first use (inside the running loop)."""
         if self._session is None:
             self._session = http_session(
-                limit=self._max_connections, headers=self._headers, timeout=self._timeout
+                limit=self.config.max_connections, headers=self._headers, timeout=self._timeout
             )
         return self._session
 
     @contextlib.contextmanager
     def _mapped(self) -> Iterator[None]:
         """Transport failures as `LLMError`s (HTTP statuses are mapped where they are read)."""
-        where = {"provider": self._provider, "model": self._model}
+        where = {"provider": self.config.provider, "model": self.config.model}
         try:
             yield
         except TimeoutError as exc:  # aiohttp's timeouts are TimeoutErrors too
@@ -137,8 +125,8 @@ class OpenAICompatible:
             raise LLMResponseError(f"{self.name}: malformed answer ({exc})", **where) from exc
 
     async def stream(self, messages: Sequence[ChatMessage]) -> AsyncGenerator[Delta, None]:
-        request = chat_request(self._model, messages, self._max_tokens)
-        body = orjson.dumps(stream_fields(request) if self._stream else request)
+        request = chat_request(self.config.model, messages, self.config.max_tokens)
+        body = orjson.dumps(stream_fields(request) if self.config.stream else request)
         with self._mapped():
             # no redirect: following one would hand the API key to whichever host it names
             async with self._connected().post(
@@ -146,7 +134,7 @@ class OpenAICompatible:
             ) as response:
                 if response.status != 200:  # a redirect too: it is not followed
                     await self._refuse(response)
-                if not self._stream:
+                if not self.config.stream:
                     answer = orjson.loads(await response.read())
                     choices = answer.get("choices") or []
                     if not choices:
@@ -173,14 +161,16 @@ class OpenAICompatible:
                     if usage is not None:
                         yield Delta(usage=usage)
                 if not finished:
-                    raise cut_stream(self._provider, self._model)
+                    raise cut_stream(self.config.provider, self.config.model)
 
     def _malformed(self, what: str) -> LLMResponseError:
-        return LLMResponseError(f"{self.name}: {what}", provider=self._provider, model=self._model)
+        return LLMResponseError(
+            f"{self.name}: {what}", provider=self.config.provider, model=self.config.model
+        )
 
     async def _refuse(self, response: aiohttp.ClientResponse) -> None:
         """Raise the `LLMError` for an error status, with the server's own message."""
-        where = {"provider": self._provider, "model": self._model}
+        where = {"provider": self.config.provider, "model": self.config.model}
         status = response.status
         try:
             body = await read_capped(response, _ERROR_BODY_LIMIT)

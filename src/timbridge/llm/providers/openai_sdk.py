@@ -15,7 +15,7 @@ import openai
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from timbridge.errors import LLMResponseError
-from timbridge.llm.base import ChatMessage, Delta, Usage, cut_stream
+from timbridge.llm.base import ChatMessage, Delta, ModelConfig, Usage, cut_stream
 from timbridge.llm.providers.openai import chat_request, stream_fields
 from timbridge.llm.providers.sdk import map_sdk_errors, sdk_client
 
@@ -30,34 +30,20 @@ def map_openai_errors(provider: str, model: str) -> contextlib.AbstractContextMa
 class OpenAISDK:
     """A `ChatModel` for any OpenAI-compatible endpoint, on the ``openai`` SDK."""
 
-    def __init__(
-        self,
-        *,
-        model: str,
-        api_key: str,
-        base_url: str | None,
-        timeout_s: float,
-        stream: bool = True,
-        max_tokens: int | None = None,
-        provider: str = "openai",
-        max_connections: int = 1000,
-    ) -> None:
-        self._model = model
-        self._provider = provider
-        self._stream = stream
-        self._max_tokens = max_tokens
+    def __init__(self, config: ModelConfig) -> None:
+        self.config = config
         self._client = sdk_client(
             openai,
             openai.AsyncOpenAI,
-            api_key=api_key,
-            base_url=base_url,
-            timeout_s=timeout_s,
-            max_connections=max_connections,
+            api_key=config.api_key,
+            base_url=config.base_url,
+            timeout_s=config.timeout_s,
+            max_connections=config.max_connections,
         )
 
     @property
     def name(self) -> str:
-        return f"{self._provider}:{self._model}"
+        return self.config.name
 
     @property
     def base_url(self) -> str:
@@ -67,13 +53,13 @@ class OpenAISDK:
         await self._client.close()
 
     async def stream(self, messages: Sequence[ChatMessage]) -> AsyncGenerator[Delta, None]:
-        request = chat_request(self._model, messages, self._max_tokens)
+        request = chat_request(self.config.model, messages, self.config.max_tokens)
         # The SDK's typed `chat.completions.create` re-walks every message through its
         # TypedDict transform (measured ~10 ms a call with 20 turns); the body built here is
         # already wire-ready, so it goes through the SDK's own low-level `post` instead, which
         # keeps the SDK's auth, errors and stream parsing.
-        with map_openai_errors(self._provider, self._model):
-            if not self._stream:
+        with map_openai_errors(self.config.provider, self.config.model):
+            if not self.config.stream:
                 # the SDK hands back a str when the body is not JSON
                 completion: object = await self._client.post(
                     "/chat/completions", body=request, cast_to=ChatCompletion
@@ -81,8 +67,8 @@ class OpenAISDK:
                 if not isinstance(completion, ChatCompletion) or not completion.choices:
                     raise LLMResponseError(
                         f"{self.name}: answer is not a completion with choices",
-                        provider=self._provider,
-                        model=self._model,
+                        provider=self.config.provider,
+                        model=self.config.model,
                     )
                 yield Delta(text=completion.choices[0].message.content or "")
                 if completion.usage is not None:
@@ -110,4 +96,4 @@ class OpenAISDK:
                         usage=Usage(chunk.usage.prompt_tokens, chunk.usage.completion_tokens)
                     )
             if not finished:
-                raise cut_stream(self._provider, self._model)
+                raise cut_stream(self.config.provider, self.config.model)
