@@ -21,6 +21,7 @@ from tests.fakes.anthropic import FakeAnthropic
 from tests.fakes.gemini import FakeGemini
 from tests.fakes.openai import FakeOpenAI
 from tests.stack import running_stack
+from tests.test_openai_provider import model
 from timbridge.bot.media import MediaFetcher
 from timbridge.bot.sentences import APOLOGY, TOO_LONG
 from timbridge.bot.split import json_size, split_reply
@@ -29,8 +30,6 @@ from timbridge.http import http_session
 from timbridge.llm.base import ChatMessage, ChatModel, ModelConfig
 from timbridge.llm.providers.anthropic import AnthropicMessages
 from timbridge.llm.providers.gemini import Gemini
-from timbridge.llm.providers.openai import OpenAICompatible
-from timbridge.llm.providers.openai_sdk import OpenAISDK
 from timbridge.protocol.elements import TextElem
 from timbridge.protocol.rest import SendC2CMsg
 from timbridge.protocol.usersig import UserSigSigner
@@ -152,17 +151,7 @@ Client = Literal["direct", "sdk"]
 
 
 def openai_model(client: Client, base_url: str, *, stream: bool) -> ChatModel:
-    provider_class = OpenAISDK if client == "sdk" else OpenAICompatible
-    return provider_class(
-        ModelConfig(
-            model="m",
-            api_key="sk-test",
-            base_url=base_url,
-            timeout_s=10,
-            stream=stream,
-            max_connections=4,
-        )
-    )
+    return model(client, base_url, stream=stream, timeout_s=10)
 
 
 async def failure_of(chat: ChatModel) -> Exception:

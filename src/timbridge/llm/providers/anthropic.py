@@ -59,14 +59,7 @@ class AnthropicMessages:
 
     def __init__(self, config: ModelConfig) -> None:
         self.config = replace(config, max_tokens=config.max_tokens or DEFAULT_MAX_TOKENS)
-        self._client = sdk_client(
-            anthropic,
-            anthropic.AsyncAnthropic,
-            api_key=config.api_key,
-            base_url=config.base_url,
-            timeout_s=config.timeout_s,
-            max_connections=config.max_connections,
-        )
+        self._client = sdk_client(anthropic, anthropic.AsyncAnthropic, self.config)
 
     @property
     def name(self) -> str:

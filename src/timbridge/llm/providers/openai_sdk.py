@@ -32,14 +32,7 @@ class OpenAISDK:
 
     def __init__(self, config: ModelConfig) -> None:
         self.config = config
-        self._client = sdk_client(
-            openai,
-            openai.AsyncOpenAI,
-            api_key=config.api_key,
-            base_url=config.base_url,
-            timeout_s=config.timeout_s,
-            max_connections=config.max_connections,
-        )
+        self._client = sdk_client(openai, openai.AsyncOpenAI, self.config)
 
     @property
     def name(self) -> str:

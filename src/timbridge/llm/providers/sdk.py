@@ -19,6 +19,7 @@ import httpx2
 
 from timbridge.errors import LLMRateLimited, LLMResponseError, LLMServerError, LLMTimeout
 from timbridge.http import DEFAULT_BODY_LIMIT, BodyTooLarge, capped_decoding
+from timbridge.llm.base import ModelConfig
 
 T = TypeVar("T")
 
@@ -40,24 +41,19 @@ def aiohttp_client(sdk: ModuleType, *, max_connections: int, timeout_s: float) -
     )
 
 
-def sdk_client(
-    sdk: ModuleType,
-    client_class: type[T],
-    *,
-    api_key: str,
-    base_url: str | None,
-    timeout_s: float,
-    max_connections: int,
-) -> T:
-    """An SDK client on its aiohttp transport, with the SDK's own retries off (the engine
-    retries and fails over)."""
+def sdk_client(sdk: ModuleType, client_class: type[T], config: ModelConfig) -> T:
+    """An SDK client for `config` on its aiohttp transport, with the SDK's own retries off
+    (the engine retries and fails over)."""
+    transport = aiohttp_client(
+        sdk, max_connections=config.max_connections, timeout_s=config.timeout_s
+    )
     # both SDK client classes take these keywords; a generic type[T] cannot say so
     return client_class(  # type: ignore[call-arg]
-        api_key=api_key,
-        base_url=base_url,
-        timeout=timeout_s,
+        api_key=config.api_key,
+        base_url=config.base_url,
+        timeout=config.timeout_s,
         max_retries=0,
-        http_client=aiohttp_client(sdk, max_connections=max_connections, timeout_s=timeout_s),
+        http_client=transport,
     )
 
 
