@@ -16,7 +16,7 @@ from tests.fakes.openai import Failure, FakeOpenAI
 from tests.test_cli import _env, timbridge
 from timbridge.emulator import Emulator, EmulatorConfig
 from timbridge.logs import configure_logging
-from timbridge.redact import remember
+from timbridge.redact import public_url, remember
 from timbridge.settings import Settings
 
 APP = 1400000555
@@ -205,14 +205,14 @@ async def test_check_reports_redis_coordination(
         await redis.config_set("appendonly", "no")
         result = await timbridge("check", "--config", str(config), env=good, cwd=tmp_path)
         assert (
-            f"warn coordination: {redis_url.split('://')[1]} answers, but Redis keeps no "
+            f"warn coordination: {public_url(redis_url)} answers, but Redis keeps no "
             "append-only file (appendonly no): messages acknowledged but not yet answered are "
             "lost if Redis restarts"
         ) in " ".join(result.out.split())
         assert "fix: in redis.conf: appendonly yes, appendfsync everysec" in result.out
         await redis.config_set("appendonly", "yes")
         result = await timbridge("check", "--config", str(config), env=good, cwd=tmp_path)
-        shown = redis_url.split("://")[1]
+        shown = public_url(redis_url)
         assert f"ok    coordination: {shown} answers (0 jobs queued)" in result.out
     finally:
         await redis.config_set("appendonly", appendonly)
@@ -280,3 +280,18 @@ async def test_check_says_when_the_environment_hides_a_file_value(
         "warn  config: server.port in the file is not used: TIMBRIDGE_SERVER__PORT overrides it"
         in result.out.splitlines()
     )
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("postgresql://app:pw@db:5432/timbridge?sslmode=require", "postgresql://db:5432/timbridge"),
+        ("redis://:pw@localhost:6379/0", "redis://localhost:6379/0"),
+        ("sqlite:///var/lib/timbridge.db", "sqlite:///var/lib/timbridge.db"),
+        ("https://key@api.example.com/v1?key=sk-1", "https://api.example.com/v1"),
+        ("memory://", "memory://"),
+        ("http://[::1]:8080/im", "http://[::1]:8080/im"),
+    ],
+)
+def test_every_url_shown_in_messages_loses_its_credentials_and_query(url: str, shown: str) -> None:
+    assert public_url(url) == shown

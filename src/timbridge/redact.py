@@ -66,4 +66,6 @@ def public_url(url: str) -> str:
     except ValueError:
         return "(not a URL)"
     host = f"[{host}]" if ":" in host else host
+    if "://" in url:  # kept even with no host (sqlite:///file.db), which urlunsplit drops
+        return f"{parts.scheme}://{host}{port}{parts.path}"
     return urlunsplit((parts.scheme, host + port, parts.path, "", ""))

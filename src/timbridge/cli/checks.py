@@ -145,7 +145,7 @@ async def _store(settings: Settings) -> Check:
         await store.ping()
     finally:
         await store.aclose()
-    return Check("store", "ok", settings.store.url.rsplit("@", maxsplit=1)[-1])
+    return Check("store", "ok", public_url(settings.store.url))
 
 
 async def _coordination(settings: Settings) -> Check:
@@ -162,7 +162,7 @@ async def _coordination(settings: Settings) -> Check:
         return Check("coordination", "fail", str(exc), fix)
     finally:
         await coordinator.close(0)
-    shown = url.split("://", 1)[-1].rsplit("@", maxsplit=1)[-1]
+    shown = public_url(url)
     if problem is not None:
         fix = "in redis.conf: appendonly yes, appendfsync everysec (or always)"
         return Check("coordination", "warn", f"{shown} answers, but {problem}", fix)

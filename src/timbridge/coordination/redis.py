@@ -39,6 +39,7 @@ from timbridge.coordination.base import Handler, Job
 from timbridge.coordination.keys import Keys
 from timbridge.coordination.rate import WINDOW_S, Decision
 from timbridge.errors import CoordinationError, HandBack
+from timbridge.redact import public_url
 
 __all__ = ["RedisCoordinator", "decode_job", "encode_job"]
 
@@ -95,7 +96,7 @@ class RedisCoordinator:
             retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2),
             retry_on_error=[RedisConnectionError, RedisTimeoutError],
         )
-        self._url = url.rsplit("@", maxsplit=1)[-1]
+        self._url = public_url(url)
         self._keys = Keys(prefix)
         self._ttl = dedupe_ttl_s
         self._submit_timeout_s = submit_timeout_s

@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 
 from timbridge.errors import StorageError
+from timbridge.redact import public_url
 
 __all__ = [
     "ID_TYPE",
@@ -36,7 +37,6 @@ __all__ = [
     "map_errors",
     "migration_lock",
     "open_database",
-    "safe_url",
 ]
 
 T = TypeVar("T")
@@ -57,12 +57,6 @@ def async_url(url: str) -> str:
         if url.startswith(prefix):
             return "postgresql+asyncpg://" + url.removeprefix(prefix)
     return url
-
-
-def safe_url(url: str) -> str:
-    """The URL without credentials, for messages and logs."""
-    scheme, sep, rest = url.partition("://")
-    return scheme + sep + rest.rsplit("@", maxsplit=1)[-1]
 
 
 @contextlib.contextmanager
@@ -91,7 +85,7 @@ def create_engine(url: str, *, pool_size: int = 20) -> AsyncEngine:
     SQLite's busy handler, which sleeps up to 100 ms at a time), WAL, and its parent folder.
     """
     full = async_url(url)
-    with map_errors(f"cannot open store {safe_url(url)!r}"):
+    with map_errors(f"cannot open store {public_url(url)!r}"):
         if full.startswith("sqlite+aiosqlite:///") and ":memory:" not in full:
             Path(full.removeprefix("sqlite+aiosqlite:///")).parent.mkdir(
                 parents=True, exist_ok=True
@@ -247,7 +241,7 @@ class InlineSQLite:
     ) -> None:
         plain = url.replace("sqlite+aiosqlite://", "sqlite://", 1)
         self._path: Path | None = None
-        with map_errors(f"cannot open store {safe_url(url)!r}"):
+        with map_errors(f"cannot open store {public_url(url)!r}"):
             if ":memory:" in plain:
                 self._engine = sa.create_engine(
                     plain, poolclass=StaticPool, connect_args={"check_same_thread": False}

@@ -22,7 +22,13 @@ from timbridge.bot.gate import gate
 from timbridge.coordination.base import Job, Queue
 from timbridge.errors import PayloadError, TimbridgeError
 from timbridge.metrics import Metrics
-from timbridge.protocol.callbacks import ACK_OK, KNOWN_COMMANDS, UnknownEvent, parse_event
+from timbridge.protocol.callbacks import (
+    ACK_OK,
+    KNOWN_COMMANDS,
+    UnknownEvent,
+    ack,
+    parse_event,
+)
 from timbridge.settings import Settings
 from timbridge.webhook.verify import Refusal, check_request
 
@@ -37,13 +43,7 @@ def _ok() -> web.Response:
 
 
 def _refuse(refusal: Refusal) -> web.Response:
-    body = orjson.dumps(
-        {
-            "ActionStatus": "FAIL",
-            "ErrorCode": refusal.status,
-            "ErrorInfo": f"{refusal.code}: {refusal.detail}",
-        }
-    )
+    body = ack(refusal.status, f"{refusal.code}: {refusal.detail}")
     return web.Response(status=refusal.status, body=body, content_type=_JSON)
 
 
