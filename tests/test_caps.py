@@ -21,7 +21,7 @@ from tests.fakes.anthropic import FakeAnthropic
 from tests.fakes.gemini import FakeGemini
 from tests.fakes.openai import FakeOpenAI
 from tests.stack import running_stack
-from tests.test_openai_provider import model
+from tests.test_openai import model
 from timbridge.bot.media import MediaFetcher
 from timbridge.bot.sentences import APOLOGY, TOO_LONG
 from timbridge.bot.split import json_size, split_reply
