@@ -9,17 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import sys
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 import orjson
-from aiohttp.test_utils import TestServer
 
 from tests.fakes.openai import FakeOpenAI
-from tests.processes import own_env
+from tests.processes import loopback, own_env, timbridge
 from tests.stack import APP, KEY, TOKEN
 from timbridge.emulator import Emulator, EmulatorConfig
 
@@ -95,14 +93,7 @@ async def _serve(config: Path, cwd: Path) -> Serve:
         "TIMBRIDGE_TENCENT__CALLBACK_TOKEN": TOKEN,
         "FAKE_KEY": "sk-test",
     }
-    proc = await asyncio.create_subprocess_exec(
-        *(sys.executable, "-m", "timbridge", "serve", "--config", str(config)),
-        env=env,
-        cwd=cwd,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    return Serve(proc)
+    return Serve(await timbridge("serve", "--config", str(config), env=env, cwd=cwd))
 
 
 @asynccontextmanager
@@ -117,19 +108,12 @@ async def _world(tmp_path: Path, llm: FakeOpenAI) -> AsyncIterator[tuple[Emulato
             webhook_backoff_s=0.05,
         )
     )
-    emu_server = TestServer(emu.create_app(), host="127.0.0.1", port=0)
-    llm_server = TestServer(llm.app(), host="127.0.0.1", port=0)
-    await emu_server.start_server()
-    await llm_server.start_server()
-    try:
+    async with loopback(emu.create_app(), llm.app()) as (emu_server, llm_server):
         yield (
             emu,
             str(emu_server.make_url("")).rstrip("/"),
             str(llm_server.make_url("")).rstrip("/"),
         )
-    finally:
-        await emu_server.close()
-        await llm_server.close()
 
 
 async def _all_acknowledged(emu: Emulator, count: int) -> None:

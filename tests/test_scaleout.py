@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import sys
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -20,10 +19,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 import pytest
-from aiohttp.test_utils import TestServer
 
 from tests.fakes.openai import FakeOpenAI
-from tests.processes import own_env
+from tests.processes import loopback, own_env, timbridge
 from tests.servers import _free_port
 from timbridge.emulator import Emulator, EmulatorConfig
 from timbridge.protocol.callbacks import callback_sign
@@ -60,27 +58,20 @@ async def world(
         )
     )
     llm = FakeOpenAI(delay_s=0.03)  # replies are in flight when a worker dies
-    emu_server = TestServer(emu.create_app(), host="127.0.0.1", port=0)
-    llm_server = TestServer(llm.app(), host="127.0.0.1", port=0)
-    await emu_server.start_server()
-    await llm_server.start_server()
-    config = tmp_path / "timbridge.toml"
-    config.write_text(
-        f"[tencent]\nsdkappid = {APP}\n"
-        f'api_base = "{str(emu_server.make_url("")).rstrip("/")}"\n'
-        f'[store]\nurl = "{postgres_url}"\n'
-        f'[coordination]\nurl = "{redis_url}"\nprefix = "{redis_prefix}"\nvisibility_s = 2\n'
-        f'[models.default]\nprovider = "openai"\nbase_url = "{llm_server.make_url("/v1")}"\n'
-        f'model = "fake"\nretries = 1\n[[robots]]\nid = "{ROBOT}"\nburst_window_s = 0\n',
-        encoding="utf-8",
-    )
-    env = own_env()
-    env |= {"TIMBRIDGE_TENCENT__SECRET_KEY": KEY, "TIMBRIDGE_TENCENT__CALLBACK_TOKEN": TOKEN}
-    try:
+    async with loopback(emu.create_app(), llm.app()) as (emu_server, llm_server):
+        config = tmp_path / "timbridge.toml"
+        config.write_text(
+            f"[tencent]\nsdkappid = {APP}\n"
+            f'api_base = "{str(emu_server.make_url("")).rstrip("/")}"\n'
+            f'[store]\nurl = "{postgres_url}"\n'
+            f'[coordination]\nurl = "{redis_url}"\nprefix = "{redis_prefix}"\nvisibility_s = 2\n'
+            f'[models.default]\nprovider = "openai"\nbase_url = "{llm_server.make_url("/v1")}"\n'
+            f'model = "fake"\nretries = 1\n[[robots]]\nid = "{ROBOT}"\nburst_window_s = 0\n',
+            encoding="utf-8",
+        )
+        env = own_env()
+        env |= {"TIMBRIDGE_TENCENT__SECRET_KEY": KEY, "TIMBRIDGE_TENCENT__CALLBACK_TOKEN": TOKEN}
         yield World(emu, llm, config, env)
-    finally:
-        await emu_server.close()
-        await llm_server.close()
 
 
 async def _spawn(
@@ -90,15 +81,8 @@ async def _spawn(
     beside the config (pytest keeps it)."""
     logs = sorted(world.config.parent.glob("*.log"))
     with (world.config.parent / f"{args[0]}-{len(logs)}.log").open("wb") as log:
-        return await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "timbridge",
-            "--log-level",
-            "info",
-            *args,
-            "--config",
-            str(world.config),
+        return await timbridge(
+            *("--log-level", "info", *args, "--config", str(world.config)),
             env=world.env | (env or {}),
             stdout=asyncio.subprocess.DEVNULL,
             stderr=log,

@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import signal
 import socket
-import sys
 from pathlib import Path
 
 import aiohttp
@@ -15,7 +14,7 @@ import orjson
 from aiohttp.test_utils import TestServer
 
 from tests.fakes.openai import FakeOpenAI
-from tests.processes import own_env
+from tests.processes import own_env, timbridge
 from tests.stack import APP, KEY, TOKEN
 from timbridge.emulator import Emulator, EmulatorConfig
 
@@ -67,18 +66,7 @@ persona = "You are Helper."
         "TIMBRIDGE_TENCENT__CALLBACK_TOKEN": TOKEN,
         "FAKE_KEY": "sk-test",
     }
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "timbridge",
-        "serve",
-        "--config",
-        str(config),
-        env=env,
-        cwd=tmp_path,
-        stderr=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-    )
+    proc = await timbridge("serve", "--config", str(config), env=env, cwd=tmp_path)
     assert proc.stderr is not None
     lines: list[dict[str, object]] = []
     try:
@@ -127,13 +115,8 @@ def _offline_config(tmp_path: Path, port: int) -> tuple[Path, dict[str, str]]:
 async def _offline_serve(tmp_path: Path, port: int) -> asyncio.subprocess.Process:
     """`serve --log-level warning` on `port` (`_offline_config`)."""
     config, env = _offline_config(tmp_path, port)
-    return await asyncio.create_subprocess_exec(
-        *(sys.executable, "-m", "timbridge", "--log-level", "warning", "serve"),
-        *("--config", str(config)),
-        env=env,
-        cwd=tmp_path,
-        stderr=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
+    return await timbridge(
+        *("--log-level", "warning", "serve", "--config", str(config)), env=env, cwd=tmp_path
     )
 
 
@@ -160,12 +143,7 @@ async def test_an_explicit_log_level_is_kept_by_serve(tmp_path: Path) -> None:
 
 
 async def test_an_unknown_log_level_is_refused(tmp_path: Path) -> None:
-    proc = await asyncio.create_subprocess_exec(
-        *(sys.executable, "-m", "timbridge", "--log-level", "loud", "robots", "list"),
-        cwd=tmp_path,
-        stderr=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-    )
+    proc = await timbridge("--log-level", "loud", "robots", "list", cwd=tmp_path)
     _, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 2
     assert "--log-level must be debug, info, warning or error" in err.decode()
@@ -186,13 +164,7 @@ async def test_a_port_in_use_is_one_line_and_exit_2(tmp_path: Path) -> None:
 
 async def _stderr_until(marker: str, *args: str, env: dict[str, str], cwd: Path) -> str:
     """What ``timbridge *args`` writes to stderr until a line holds `marker` (then SIGTERM)."""
-    proc = await asyncio.create_subprocess_exec(
-        *(sys.executable, "-m", "timbridge", *args),
-        env=env,
-        cwd=cwd,
-        stderr=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-    )
+    proc = await timbridge(*args, env=env, cwd=cwd)
     assert proc.stderr is not None
     seen = ""
     try:
