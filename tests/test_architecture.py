@@ -19,6 +19,7 @@ _ENGINE_DEPS = {
     "storage",
     "coordination",
     "knowledge",
+    "tools",
 }
 
 #: part → parts it may import, lowest layers first. A part always may import itself.
@@ -37,6 +38,7 @@ ALLOWED: dict[str, set[str]] = {
     "coordination": {"storage", "protocol"},
     "knowledge": {"storage"},
     "llm": {"settings"},
+    "tools": {"llm"},
     "bot": _ENGINE_DEPS | {"metrics"},
     "webhook": {"bot", "coordination", "metrics", "protocol", "settings"},
     "emulator": {"protocol"},

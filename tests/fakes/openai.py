@@ -3,21 +3,33 @@
 ``POST /v1/chat/completions``: JSON answers, or, with ``"stream": true``, server-sent
 ``chat.completion.chunk`` events, a usage chunk (``stream_options.include_usage``) and
 ``data: [DONE]``. Failures answer OpenAI's error body (and ``Retry-After`` for 429).
+
+With `tool_calls` set, the fake is a model that uses tools: for a request whose messages it returns
+calls for, it answers with ``tool_calls`` (streamed as OpenAI does: the id and name first, then
+the arguments in fragments, ``finish_reason: "tool_calls"``) instead of text.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from aiohttp import web
 
 from tests.fakes.vendor import SSE, Failure, VendorFake
 
-__all__ = ["Failure", "FakeOpenAI", "echo"]
+__all__ = ["Call", "Calls", "Failure", "FakeOpenAI", "echo"]
+
+#: A tool call the fake makes: the tool's name and its arguments.
+Call = tuple[str, dict[str, Any]]
+#: The calls for a request's messages (None or empty: answer in words).
+Calls = Callable[[list[dict[str, Any]]], list[Call] | None]
+_IDS = itertools.count(1)
 
 
 def echo(messages: list[dict[str, Any]]) -> str:
@@ -40,6 +52,7 @@ class FakeOpenAI(VendorFake):
     stall_s: float = 0.0
     break_after: int | None = None  # pieces sent before the connection is dropped mid-answer
     end_marker: bool = True  # False: the stream ends cleanly with no finish reason nor [DONE]
+    tool_calls: Calls | None = None  # the tools it calls, by request
 
     @property
     def headers(self) -> list[dict[str, str]]:
@@ -61,6 +74,9 @@ class FakeOpenAI(VendorFake):
             return web.json_response(_error(failure), status=failure.status, headers=headers)
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
+        calls = self.tool_calls(body["messages"]) if self.tool_calls and body.get("tools") else None
+        if calls:
+            return await self._call_tools(request, body, calls)
         text = self.reply(body["messages"])
         prompt = sum(len(str(m["content"]).split()) for m in body["messages"])
         usage = {
@@ -104,6 +120,46 @@ class FakeOpenAI(VendorFake):
             if not self.end_marker:
                 return sse.response
             await sse.send(delta({}, "stop"))
+            if (body.get("stream_options") or {}).get("include_usage"):
+                await sse.send({**chunk, "choices": [], "usage": usage})
+            await sse.raw(b"data: [DONE]")
+        return sse.response
+
+    async def _call_tools(
+        self, request: web.Request, body: dict[str, Any], calls: list[Call]
+    ) -> web.StreamResponse:
+        wire = [
+            {
+                "id": f"call_{next(_IDS)}",
+                "type": "function",
+                "function": {"name": name, "arguments": orjson.dumps(arguments).decode()},
+            }
+            for name, arguments in calls
+        ]
+        usage = {"prompt_tokens": 10, "completion_tokens": 5 * len(calls), "total_tokens": 0}
+        base = {"id": "chatcmpl-fake", "created": int(time.time()), "model": body["model"]}
+        if not body.get("stream"):
+            message = {"role": "assistant", "content": None, "tool_calls": wire}
+            choice = {"index": 0, "message": message, "finish_reason": "tool_calls"}
+            return web.json_response(
+                {**base, "object": "chat.completion", "choices": [choice], "usage": usage}
+            )
+        chunk = {**base, "object": "chat.completion.chunk"}
+
+        def delta(content: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+            return {**chunk, "choices": [{"index": 0, "delta": content, "finish_reason": finish}]}
+
+        async with SSE(request) as sse:
+            await sse.send(delta({"role": "assistant", "content": None}))
+            for index, call in enumerate(wire):
+                head = {"index": index, "id": call["id"], "type": "function"}
+                head["function"] = {"name": call["function"]["name"], "arguments": ""}
+                await sse.send(delta({"tool_calls": [head]}))
+                arguments = call["function"]["arguments"]
+                for at in range(0, len(arguments), self.chunk_size):
+                    fragment = {"arguments": arguments[at : at + self.chunk_size]}
+                    await sse.send(delta({"tool_calls": [{"index": index, "function": fragment}]}))
+            await sse.send(delta({}, "tool_calls"))
             if (body.get("stream_options") or {}).get("include_usage"):
                 await sse.send({**chunk, "choices": [], "usage": usage})
             await sse.raw(b"data: [DONE]")

@@ -12,6 +12,7 @@ import time
 import structlog
 
 from timbridge.bot.admission import Admission, ledger_entry
+from timbridge.bot.agent import Agent
 from timbridge.bot.bursts import Bursts
 from timbridge.bot.commands import Commands, parse_command
 from timbridge.bot.context import build_context, cite
@@ -42,12 +43,13 @@ from timbridge.errors import (
 from timbridge.knowledge.library import Library
 from timbridge.knowledge.retrieval import Hit
 from timbridge.llm.base import ChatMessage, Image
-from timbridge.llm.chain import ModelChain
+from timbridge.llm.chain import Answer, ModelChain
 from timbridge.llm.tokens import count_tokens
 from timbridge.metrics import Metrics
 from timbridge.protocol.callbacks import MessageEvent, parse_event
 from timbridge.settings import Settings
 from timbridge.storage.history import History, Turn
+from timbridge.tools.toolbox import Toolbox
 
 __all__ = ["Engine"]
 
@@ -72,6 +74,7 @@ class Engine:
         library: Library | None = None,
         knowledge: dict[str, str] | None = None,
         media: MediaFetcher | None = None,
+        toolboxes: dict[str, Toolbox] | None = None,
     ) -> None:
         self._settings = settings
         self._robots = {r.id: r for r in settings.robots}
@@ -82,6 +85,8 @@ class Engine:
         self._library = library
         self._knowledge = knowledge or {}  # robot → the knowledge base it answers from
         self._media = media
+        self._toolboxes = toolboxes or {}  # robot → the tools it may call
+        self._agent = Agent(models, max_steps=settings.tools.max_steps)
         self._admission = Admission(settings, store, coordination, replies, metrics)
         self._bursts = Bursts(settings, coordination)
         self._summaries = Summaries(settings, store, models)
@@ -195,9 +200,7 @@ class Engine:
         )
         async with self._replies.typing(conv):
             try:
-                answer = await self._models.answer(
-                    robot.model, messages, on_delta=live.feed if live else None
-                )
+                answer = await self._ask(robot.id, robot.model, messages, live)
             except LLMError as exc:
                 await self._model_failed(job, conv, said, live, exc)
                 return
@@ -242,6 +245,16 @@ class Engine:
                 await self._summaries.compact(conv, keep=4)
             except StorageError as exc:  # the reply is out; the next answer tries again
                 _log.error("compact.not_kept", error=str(exc))
+
+    async def _ask(
+        self, robot: str, profile: str, messages: list[ChatMessage], live: LiveReply | None
+    ) -> Answer:
+        """The model's answer: through the agent loop when the robot has tools."""
+        on_delta = live.feed if live else None
+        toolbox = self._toolboxes.get(robot)
+        if toolbox:
+            return await self._agent.answer(profile, messages, toolbox, on_delta=on_delta)
+        return await self._models.answer(profile, messages, on_delta=on_delta)
 
     async def _retrieve(self, robot: str, text: str) -> list[Hit]:
         """The robot's knowledge passages for `text`; none (logged) if the search fails."""

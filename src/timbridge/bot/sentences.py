@@ -17,6 +17,7 @@ __all__ = [
     "LIMIT_TEXT",
     "NOTHING_TO_COMPACT_TEXT",
     "RESET_TEXT",
+    "STEPS_SPENT",
     "STORE_FAILED",
     "TEXT_ONLY",
     "TOO_LONG",
@@ -58,3 +59,9 @@ INTERRUPTED = "\n\n[The answer was cut off: the model stopped responding. Please
 TOO_LONG = "\n\n[The answer was cut here: it was longer than this robot sends.]"
 #: Shown by clients too old to render stream messages.
 COMPATIBLE_TEXT = "Please upgrade your app to see this reply."
+
+#: The end of an answer whose model kept calling tools past `tools.max_steps`.
+STEPS_SPENT = (
+    "\n\n(I stopped here: I had used all the tool steps I may take for one answer without "
+    "reaching a final answer. Ask again more narrowly, or split the question.)"
+)

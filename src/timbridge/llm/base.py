@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from timbridge.errors import LLMServerError
+from timbridge.llm.tools import ToolCall, ToolSpec
 
 __all__ = [
     "ChatMessage",
@@ -20,7 +21,7 @@ __all__ = [
     "cut_stream",
 ]
 
-Role = Literal["system", "user", "assistant"]
+Role = Literal["system", "user", "assistant", "tool"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +55,13 @@ class ChatMessage:
     sources: tuple[Source, ...] = ()
     #: Images the user sent with this message (vision models only).
     images: tuple[Image, ...] = ()
+    #: An assistant message: the tools it called (its `content` is what it said meanwhile).
+    tool_calls: tuple[ToolCall, ...] = ()
+    #: A ``tool`` message: the call it answers (its `content` is the tool's result).
+    tool_call_id: str = ""
+    #: A ``tool`` message: the tool's name (Gemini matches results by name); whether it failed.
+    tool_name: str = ""
+    is_error: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,10 +90,12 @@ class Usage:
 
 @dataclass(frozen=True, slots=True)
 class Delta:
-    """A piece of the answer (`text`), or, last, the call's `usage`."""
+    """A piece of the answer (`text`); the tools the model calls, once each call is complete;
+    or, last, the call's `usage`."""
 
     text: str = ""
     usage: Usage | None = None
+    tool_calls: tuple[ToolCall, ...] = ()
 
 
 class ChatModel(Protocol):
@@ -96,8 +106,16 @@ class ChatModel(Protocol):
         """``provider:model``, for logs and metrics."""
         ...
 
-    def stream(self, messages: Sequence[ChatMessage]) -> AsyncGenerator[Delta, None]:
-        """The answer as it is generated; the last delta may carry `usage`."""
+    @property
+    def supports_tools(self) -> bool:
+        """Whether `stream` takes `tools` (a provider without function calling: False)."""
+        ...
+
+    def stream(
+        self, messages: Sequence[ChatMessage], tools: Sequence[ToolSpec] = ()
+    ) -> AsyncGenerator[Delta, None]:
+        """The answer as it is generated; the last delta may carry `usage`. With `tools`, the
+        model may answer with calls (`Delta.tool_calls`) instead of, or after, text."""
         ...
 
     async def aclose(self) -> None: ...

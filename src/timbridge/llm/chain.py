@@ -20,6 +20,7 @@ import structlog
 
 from timbridge.errors import LLMError, LLMRateLimited, LLMResponseError, LLMTimeout
 from timbridge.llm.base import ChatMessage, ChatModel, Usage
+from timbridge.llm.tools import ToolCall, ToolSpec
 from timbridge.printable import printable
 from timbridge.settings import ModelProfile
 
@@ -38,6 +39,8 @@ class Answer:
     total_s: float
     #: The model said more than the profile's `max_answer_chars`: `text` is the first part.
     cut: bool = False
+    #: The tools the model called (with tools offered); `text` is what it said meanwhile.
+    tool_calls: tuple[ToolCall, ...] = ()
 
 
 @dataclass
@@ -94,8 +97,11 @@ class ModelChain:
         messages: Sequence[ChatMessage],
         *,
         on_delta: Callable[[str], Awaitable[None]] | None = None,
+        tools: Sequence[ToolSpec] = (),
     ) -> Answer:
         """The first answer of the chain; the last `LLMError` when every profile failed.
+
+        `tools` go to the profiles whose provider supports them; the others answer without.
 
         With `on_delta`, each piece of text is handed over as it arrives. Once a piece has been
         handed over, a failure is final: retrying would show the user the start twice.
@@ -117,7 +123,7 @@ class ModelChain:
             for attempt in range(settings.retries + 1):
                 try:
                     answer = await self._once(
-                        name, settings.timeout_s, messages, relay if on_delta else None
+                        name, settings.timeout_s, messages, relay if on_delta else None, tools
                     )
                 except LLMError as exc:
                     if emitted[0]:
@@ -153,22 +159,28 @@ class ModelChain:
         timeout_s: float,
         messages: Sequence[ChatMessage],
         on_delta: Callable[[str], Awaitable[None]] | None,
+        tools: Sequence[ToolSpec] = (),
     ) -> Answer:
         model = self._models[name]
+        offered = tools if tools and model.supports_tools else ()
         started = time.perf_counter()
         first: float | None = None
         pieces: list[str] = []
         left = self._profiles[name].max_answer_chars
         usage = Usage()
+        calls: tuple[ToolCall, ...] = ()
         async with self._concurrency:
             try:
                 async with (
                     asyncio.timeout(timeout_s),
-                    contextlib.aclosing(model.stream(messages)) as deltas,
+                    contextlib.aclosing(
+                        model.stream(messages, offered) if offered else model.stream(messages)
+                    ) as deltas,
                 ):
                     async for delta in deltas:
                         if delta.usage is not None:
                             usage = delta.usage
+                        calls += delta.tool_calls
                         if not delta.text:
                             continue
                         if first is None:
@@ -190,8 +202,10 @@ class ModelChain:
                     f"{model.name}: no complete answer within {timeout_s} s", model=model.name
                 ) from None
         text = "".join(pieces).strip()
-        if not text:
+        if not text and not calls:
             raise LLMResponseError(f"{model.name}: empty answer", model=model.name)
         total = time.perf_counter() - started
         first_s = first if first is not None else total
-        return Answer(text, usage, name, model.name, first_s, total, cut=left <= 0)
+        return Answer(
+            text, usage, name, model.name, first_s, total, cut=left <= 0, tool_calls=calls
+        )

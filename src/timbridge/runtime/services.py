@@ -42,6 +42,8 @@ from timbridge.storage.store import Store
 from timbridge.tencent.client import RetryPolicy, TencentClient
 from timbridge.tencent.limits import CallLimits
 from timbridge.tencent.outbound import Outbound
+from timbridge.tools.builtin import BUILTIN
+from timbridge.tools.toolbox import Toolbox
 from timbridge.webhook.app import create_app
 
 __all__ = [
@@ -51,6 +53,7 @@ __all__ = [
     "open_library",
     "open_tencent",
     "robot_knowledge",
+    "robot_toolboxes",
     "tencent_client",
 ]
 
@@ -141,6 +144,35 @@ def robot_knowledge(settings: Settings) -> dict[str, str]:
     return found
 
 
+def robot_toolboxes(settings: Settings, models: dict[str, ChatModel]) -> dict[str, Toolbox]:
+    """robot → the tools it may call; `ConfigError` for a tool name that does not exist. A
+    robot whose model cannot call tools answers without them (logged once here)."""
+    found: dict[str, Toolbox] = {}
+    for index, robot in enumerate(settings.robots):
+        if not robot.tools:
+            continue
+        unknown = [name for name in robot.tools if name not in BUILTIN]
+        if unknown:
+            raise ConfigError(
+                f"robots[{index}].tools",
+                f"no tool named {', '.join(map(repr, unknown))} (known: {', '.join(BUILTIN)})",
+            )
+        if not models[robot.model].supports_tools:
+            _log.warning(
+                "tools.unsupported",
+                robot=robot.id,
+                provider=settings.models[robot.model].provider,
+                detail="this provider cannot call tools yet; the robot answers without them",
+            )
+            continue
+        found[robot.id] = Toolbox(
+            (BUILTIN[name] for name in robot.tools),
+            timeout_s=settings.tools.timeout_s,
+            max_result_chars=settings.tools.max_result_chars,
+        )
+    return found
+
+
 @asynccontextmanager
 async def open_library(settings: Settings) -> AsyncIterator[Library]:
     """The knowledge library on the configured store and embedder, closed on exit."""
@@ -218,6 +250,7 @@ class Services:
                 library=library,
                 knowledge=knowledge,
                 media=MediaFetcher(session, settings.media),
+                toolboxes=robot_toolboxes(settings, models),
             )
             yield cls(settings, session, tencent, store, coordination, metrics, models, engine)
 

@@ -15,6 +15,7 @@ from timbridge.settings.tree import (
     Settings,
     StoreSettings,
     TencentSettings,
+    ToolsSettings,
     env_name,
 )
 
@@ -31,6 +32,7 @@ __all__ = [
     "Settings",
     "StoreSettings",
     "TencentSettings",
+    "ToolsSettings",
     "config_path",
     "env_name",
     "load_settings",

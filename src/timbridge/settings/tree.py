@@ -34,6 +34,7 @@ __all__ = [
     "Settings",
     "StoreSettings",
     "TencentSettings",
+    "ToolsSettings",
     "env_name",
 ]
 
@@ -197,6 +198,16 @@ class KnowledgeSettings(_Section):
     min_score: Annotated[float, Field(ge=0, le=1)] = 0.35
 
 
+class ToolsSettings(_Section):
+    """How robots with `tools` run them: the model may call tools, read their results and call
+    again, up to `max_steps` model calls per answer; each call within `timeout_s`, its result
+    cut at `max_result_chars`."""
+
+    max_steps: Annotated[int, Field(ge=1, le=16)] = 4
+    timeout_s: Annotated[float, Field(gt=0, le=300)] = 15.0
+    max_result_chars: Annotated[int, Field(ge=100, le=100_000)] = 8000
+
+
 class MediaSettings(_Section):
     """Fetching images users send, for models that can see them."""
 
@@ -279,6 +290,8 @@ class RobotSettings(_Section):
     tokens_per_group_per_day: Annotated[int, Field(ge=0)] = 0
     knowledge: str | None = None
     cite_sources: bool = True
+    #: The tools this robot's model may call (`current_time`, `calculator`); none: it only talks.
+    tools: tuple[str, ...] = ()
     busy_text: str = (
         "Sorry, I'm getting a lot of messages right now and couldn't get to yours in time. "
         "Please try again in a moment."
@@ -313,6 +326,7 @@ class Settings(BaseSettings):
     coordination: CoordinationSettings = CoordinationSettings()
     knowledge: KnowledgeSettings = KnowledgeSettings()
     media: MediaSettings = MediaSettings()
+    tools: ToolsSettings = ToolsSettings()
     models: dict[str, ModelProfile] = Field(default_factory=_default_models)
     robots: tuple[RobotSettings, ...] = ()
 

@@ -18,6 +18,7 @@ import anthropic
 from timbridge.errors import LLMResponseError
 from timbridge.llm.base import ChatMessage, Delta, ModelConfig, Usage, cut_stream
 from timbridge.llm.providers.sdk import map_sdk_errors, sdk_client
+from timbridge.llm.tools import ToolSpec
 
 __all__ = ["DEFAULT_MAX_TOKENS", "AnthropicMessages", "to_anthropic"]
 
@@ -68,7 +69,13 @@ class AnthropicMessages:
     async def aclose(self) -> None:
         await self._client.close()
 
-    async def stream(self, messages: Sequence[ChatMessage]) -> AsyncGenerator[Delta, None]:
+    @property
+    def supports_tools(self) -> bool:
+        return False
+
+    async def stream(
+        self, messages: Sequence[ChatMessage], tools: Sequence[ToolSpec] = ()
+    ) -> AsyncGenerator[Delta, None]:
         system, turns = to_anthropic(messages)
         request: dict[str, Any] = {
             "model": self.config.model,

@@ -21,6 +21,7 @@ from timbridge.errors import (
 )
 from timbridge.http import BodyTooLarge, http_session
 from timbridge.llm.base import ChatMessage, Delta, ModelConfig, Usage, cut_stream
+from timbridge.llm.tools import ToolSpec
 
 __all__ = ["Gemini"]
 
@@ -88,7 +89,13 @@ class Gemini:
         )
         return contents, config
 
-    async def stream(self, messages: Sequence[ChatMessage]) -> AsyncGenerator[Delta, None]:
+    @property
+    def supports_tools(self) -> bool:
+        return False
+
+    async def stream(
+        self, messages: Sequence[ChatMessage], tools: Sequence[ToolSpec] = ()
+    ) -> AsyncGenerator[Delta, None]:
         contents, config = self._request(messages)
         usage = Usage()
         models = self._connected().aio.models

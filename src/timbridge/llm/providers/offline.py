@@ -14,6 +14,7 @@ from collections.abc import AsyncGenerator, Sequence
 
 from timbridge.llm.base import ChatMessage, Delta, Source, Usage
 from timbridge.llm.tokens import count_tokens
+from timbridge.llm.tools import ToolSpec
 
 __all__ = ["NO_MATCH", "OFFLINE_NOTE", "OfflineModel", "reflow"]
 
@@ -86,7 +87,13 @@ class OfflineModel:
 
     name = "offline:retrieval"
 
-    async def stream(self, messages: Sequence[ChatMessage]) -> AsyncGenerator[Delta, None]:
+    @property
+    def supports_tools(self) -> bool:
+        return False
+
+    async def stream(
+        self, messages: Sequence[ChatMessage], tools: Sequence[ToolSpec] = ()
+    ) -> AsyncGenerator[Delta, None]:
         sources = [source for message in messages for source in message.sources]
         question = next((m.content for m in reversed(messages) if m.role == "user"), "")
         answer = (

@@ -28,6 +28,7 @@ from timbridge._version import __version__
 from timbridge.errors import LLMRateLimited, LLMResponseError, LLMServerError, LLMTimeout
 from timbridge.http import BodyTooLarge, http_session, read_capped
 from timbridge.llm.base import ChatMessage, Delta, ModelConfig, Usage, cut_stream
+from timbridge.llm.tools import CallAssembler, ToolCall, ToolSpec
 
 __all__ = ["DEFAULT_BASE_URL", "OpenAICompatible", "chat_request", "stream_fields"]
 
@@ -38,16 +39,46 @@ MAX_EVENT_BYTES = 1024 * 1024
 
 
 def chat_request(
-    model: str, messages: Sequence[ChatMessage], max_tokens: int | None
+    model: str,
+    messages: Sequence[ChatMessage],
+    max_tokens: int | None,
+    tools: Sequence[ToolSpec] = (),
 ) -> dict[str, Any]:
     """The Chat Completions body for `messages` (without the streaming fields)."""
-    request: dict[str, Any] = {
-        "model": model,
-        "messages": [{"role": m.role, "content": _content(m)} for m in messages],
-    }
+    request: dict[str, Any] = {"model": model, "messages": [_message_of(m) for m in messages]}
     if max_tokens is not None:
         request["max_tokens"] = max_tokens
+    if tools:
+        request["tools"] = [
+            {
+                "type": "function",
+                "function": {
+                    "name": t.name,
+                    "description": t.description,
+                    "parameters": dict(t.parameters),
+                },
+            }
+            for t in tools
+        ]
     return request
+
+
+def _message_of(message: ChatMessage) -> dict[str, Any]:
+    """One message in OpenAI's shape: a tool result answers its call by id; an assistant
+    message that called tools carries them, with its text (or null) as content."""
+    if message.role == "tool":
+        return {"role": "tool", "tool_call_id": message.tool_call_id, "content": message.content}
+    if message.tool_calls:
+        calls = [
+            {
+                "id": call.id,
+                "type": "function",
+                "function": {"name": call.name, "arguments": call.arguments_json()},
+            }
+            for call in message.tool_calls
+        ]
+        return {"role": "assistant", "content": message.content or None, "tool_calls": calls}
+    return {"role": message.role, "content": _content(message)}
 
 
 def stream_fields(request: dict[str, Any]) -> dict[str, Any]:
@@ -124,8 +155,14 @@ class OpenAICompatible:
         except (orjson.JSONDecodeError, KeyError, IndexError, TypeError, AttributeError) as exc:
             raise LLMResponseError(f"{self.name}: malformed answer ({exc})", **where) from exc
 
-    async def stream(self, messages: Sequence[ChatMessage]) -> AsyncGenerator[Delta, None]:
-        request = chat_request(self.config.model, messages, self.config.max_tokens)
+    @property
+    def supports_tools(self) -> bool:
+        return True
+
+    async def stream(
+        self, messages: Sequence[ChatMessage], tools: Sequence[ToolSpec] = ()
+    ) -> AsyncGenerator[Delta, None]:
+        request = chat_request(self.config.model, messages, self.config.max_tokens, tools)
         body = orjson.dumps(stream_fields(request) if self.config.stream else request)
         with self._mapped():
             # no redirect: following one would hand the API key to whichever host it names
@@ -134,34 +171,54 @@ class OpenAICompatible:
             ) as response:
                 if response.status != 200:  # a redirect too: it is not followed
                     await self._refuse(response)
-                if not self.config.stream:
-                    answer = orjson.loads(await response.read())
-                    choices = answer.get("choices") or []
-                    if not choices:
-                        raise self._malformed("answer has no choices")
-                    yield Delta(text=choices[0]["message"].get("content") or "")
-                    usage = _usage(answer.get("usage"))
-                    if usage is not None:
-                        yield Delta(usage=usage)
-                    return
-                finished = False
-                async for data in _events(response.content, self._malformed):
-                    if data == b"[DONE]":
-                        finished = True
-                        break
-                    chunk = orjson.loads(data)
-                    if chunk.get("error"):  # some servers report failures as an event
-                        raise self._malformed(_message(chunk))
-                    choices = chunk.get("choices")
-                    if choices and (text := choices[0].get("delta", {}).get("content")):
-                        yield Delta(text=text)
-                    if choices and choices[0].get("finish_reason"):
-                        finished = True
-                    usage = _usage(chunk.get("usage"))
-                    if usage is not None:
-                        yield Delta(usage=usage)
-                if not finished:
-                    raise cut_stream(self.config.provider, self.config.model)
+                answer = self._streamed if self.config.stream else self._whole
+                async for delta in answer(response):
+                    yield delta
+
+    async def _whole(self, response: aiohttp.ClientResponse) -> AsyncIterator[Delta]:
+        answer = orjson.loads(await response.read())
+        choices = answer.get("choices") or []
+        if not choices:
+            raise self._malformed("answer has no choices")
+        message = choices[0]["message"]
+        yield Delta(text=message.get("content") or "")
+        if calls := _tool_calls(message.get("tool_calls")):
+            yield Delta(tool_calls=calls)
+        usage = _usage(answer.get("usage"))
+        if usage is not None:
+            yield Delta(usage=usage)
+
+    async def _streamed(self, response: aiohttp.ClientResponse) -> AsyncIterator[Delta]:
+        finished = False
+        assembler = CallAssembler()
+        async for data in _events(response.content, self._malformed):
+            if data == b"[DONE]":
+                finished = True
+                break
+            chunk = orjson.loads(data)
+            if chunk.get("error"):  # some servers report failures as an event
+                raise self._malformed(_message(chunk))
+            choices = chunk.get("choices")
+            delta = (choices[0].get("delta") or {}) if choices else {}
+            if text := delta.get("content"):
+                yield Delta(text=text)
+            for piece in delta.get("tool_calls") or ():  # a call's id and name, then its args
+                function = piece.get("function") or {}
+                assembler.add(
+                    int(piece.get("index", 0)),
+                    piece.get("id"),
+                    function.get("name"),
+                    function.get("arguments") or "",
+                )
+            if choices and choices[0].get("finish_reason"):
+                finished = True
+                if calls := assembler.calls():
+                    yield Delta(tool_calls=calls)
+            usage = _usage(chunk.get("usage"))
+            if usage is not None:
+                yield Delta(usage=usage)
+        if not finished:
+            raise cut_stream(self.config.provider, self.config.model)
 
     def _malformed(self, what: str) -> LLMResponseError:
         return LLMResponseError(
@@ -222,6 +279,15 @@ async def _events(content: aiohttp.StreamReader, too_long: Any) -> AsyncIterator
                 raise too_long(f"a stream event over {MAX_EVENT_BYTES} bytes")
     if data:
         yield b"\n".join(data)
+
+
+def _tool_calls(found: Any) -> tuple[ToolCall, ...]:
+    """The calls of a whole (not streamed) assistant message."""
+    calls = CallAssembler()
+    for index, call in enumerate(found or ()):
+        function = call.get("function") or {}
+        calls.add(index, call.get("id"), function.get("name"), function.get("arguments") or "")
+    return calls.calls()
 
 
 def _usage(found: Any) -> Usage | None:

@@ -18,6 +18,7 @@ from timbridge.errors import LLMResponseError
 from timbridge.llm.base import ChatMessage, Delta, ModelConfig, Usage, cut_stream
 from timbridge.llm.providers.openai import chat_request, stream_fields
 from timbridge.llm.providers.sdk import map_sdk_errors, sdk_client
+from timbridge.llm.tools import ToolSpec
 
 __all__ = ["OpenAISDK", "map_openai_errors"]
 
@@ -45,7 +46,13 @@ class OpenAISDK:
     async def aclose(self) -> None:
         await self._client.close()
 
-    async def stream(self, messages: Sequence[ChatMessage]) -> AsyncGenerator[Delta, None]:
+    @property
+    def supports_tools(self) -> bool:
+        return False
+
+    async def stream(
+        self, messages: Sequence[ChatMessage], tools: Sequence[ToolSpec] = ()
+    ) -> AsyncGenerator[Delta, None]:
         request = chat_request(self.config.model, messages, self.config.max_tokens)
         # The SDK's typed `chat.completions.create` re-walks every message through its
         # TypedDict transform (measured ~10 ms a call with 20 turns); the body built here is

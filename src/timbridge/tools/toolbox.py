@@ -1,0 +1,83 @@
+"""A robot's tools, and running the calls a model asks for: concurrently, each within a time
+limit and a size cap on its result. A tool that fails, is too slow, is unknown to the robot or
+gets arguments it cannot use answers with an error result, which goes back to the model; the
+loop never crashes and never goes silent for a tool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from timbridge.errors import TimbridgeError
+from timbridge.llm.tools import ToolCall, ToolSpec
+
+__all__ = ["Tool", "ToolError", "ToolResult", "Toolbox"]
+
+_log = structlog.get_logger("timbridge.tools")
+
+Run = Callable[[Mapping[str, Any]], Awaitable[str]]
+
+
+class ToolError(TimbridgeError):
+    """What a tool raises for a call it cannot carry out; its message goes to the model."""
+
+
+@dataclass(frozen=True, slots=True)
+class Tool:
+    spec: ToolSpec
+    run: Run
+
+
+@dataclass(frozen=True, slots=True)
+class ToolResult:
+    call: ToolCall
+    content: str
+    is_error: bool = False
+
+
+class Toolbox:
+    """The tools one robot may call."""
+
+    def __init__(self, tools: Iterable[Tool], *, timeout_s: float, max_result_chars: int) -> None:
+        self._tools = {tool.spec.name: tool for tool in tools}
+        self._timeout_s = timeout_s
+        self._max_chars = max_result_chars
+
+    def __bool__(self) -> bool:
+        return bool(self._tools)
+
+    @property
+    def specs(self) -> tuple[ToolSpec, ...]:
+        return tuple(tool.spec for tool in self._tools.values())
+
+    async def run(self, calls: Iterable[ToolCall]) -> list[ToolResult]:
+        """Every call's result, in the calls' order."""
+        return list(await asyncio.gather(*(self._one(call) for call in calls)))
+
+    async def _one(self, call: ToolCall) -> ToolResult:
+        tool = self._tools.get(call.name)
+        if tool is None:
+            return ToolResult(call, f"error: no tool named {call.name!r}", is_error=True)
+        if call.error:
+            return ToolResult(call, f"error: {call.error}", is_error=True)
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                content = await tool.run(call.arguments)
+        except TimeoutError:
+            _log.warning("tool.timed_out", tool=call.name, timeout_s=self._timeout_s)
+            return ToolResult(call, f"error: no result within {self._timeout_s:g} s", True)
+        except ToolError as exc:
+            _log.info("tool.refused", tool=call.name, error=str(exc))
+            return ToolResult(call, f"error: {exc}", is_error=True)
+        except Exception as exc:  # noqa: BLE001 - a tool's bug must not end the answer
+            _log.exception("tool.failed", tool=call.name)
+            return ToolResult(call, f"error: the tool failed ({type(exc).__name__})", True)
+        if len(content) > self._max_chars:
+            content = content[: self._max_chars] + f"\n[cut at {self._max_chars} characters]"
+        _log.info("tool.ran", tool=call.name, chars=len(content))
+        return ToolResult(call, content)

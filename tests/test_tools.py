@@ -1,0 +1,197 @@
+"""Tools: a robot whose model calls tools gets their results and answers with them
+(emulator → engine → fake OpenAI that calls tools in the real wire format → toolbox → model
+again → emulator); the step budget ends a loop that never stops; failing calls become error
+results the model sees; the built-in tools themselves."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.fakes.openai import Call, FakeOpenAI
+from tests.stack import running_stack
+from timbridge.bot.sentences import STEPS_SPENT
+from timbridge.errors import ConfigError
+from timbridge.llm.tools import ToolCall, ToolSpec
+from timbridge.tools.builtin import calculate, current_time
+from timbridge.tools.toolbox import Tool, Toolbox, ToolError
+
+pytestmark = pytest.mark.usefixtures("clean_env")
+
+ROBOT = [
+    {
+        "id": "@RBT#helper",
+        "persona": "You are Helper.",
+        "tools": ["calculator", "current_time"],
+    }
+]
+
+
+def _tool_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [m for m in messages if m["role"] == "tool"]
+
+
+def two_then_one(messages: list[dict[str, Any]]) -> list[Call] | None:
+    """Two calls in the first step, a third in the second, then the answer."""
+    done = len(_tool_messages(messages))
+    if done == 0:
+        return [
+            ("calculator", {"expression": "17*23"}),
+            ("current_time", {"timezone": "Asia/Shanghai"}),
+        ]
+    if done == 2:
+        return [("calculator", {"expression": "391+9"})]
+    return None
+
+
+def answer_from_results(messages: list[dict[str, Any]]) -> str:
+    results = [m["content"] for m in _tool_messages(messages)]
+    return "results: " + " | ".join(results)
+
+
+@pytest.mark.parametrize("reply_mode", ["off", "stream"])
+@pytest.mark.parametrize("stream", [True, False])
+async def test_two_calls_in_one_step_and_a_third_in_the_next_are_answered_with_their_results(
+    tmp_path: Path, stream: bool, reply_mode: str
+) -> None:
+    llm = FakeOpenAI(tool_calls=two_then_one, reply=answer_from_results, chunk_size=3)
+    robots = [{**ROBOT[0], "reply_mode": reply_mode}]
+    async with running_stack(
+        tmp_path, llm=llm, robots=robots, model_options={"stream": stream}
+    ) as stack:
+        stack.emu.user_send("alice", "@RBT#helper", "what is 17*23+9, and the time in Shanghai?")
+        reply = await stack.emu.wait_message(from_="@RBT#helper", to="alice", limit_s=15)
+    assert reply.text.startswith("results: 391 | ")
+    assert "Asia/Shanghai" in reply.text and reply.text.endswith(" | 400")
+    assert len(llm.requests) == 3  # two steps with calls, one that answers
+    first, second, third = llm.requests
+    assert [t["function"]["name"] for t in first["tools"]] == ["calculator", "current_time"]
+    # the second request carries the first step's calls and both results, by call id
+    calls = second["messages"][-3]["tool_calls"]
+    assert [c["function"]["name"] for c in calls] == ["calculator", "current_time"]
+    assert json.loads(calls[0]["function"]["arguments"]) == {"expression": "17*23"}
+    results = second["messages"][-2:]
+    assert [r["tool_call_id"] for r in results] == [c["id"] for c in calls]
+    assert results[0]["content"] == "391"
+    assert third["messages"][-1] == {
+        "role": "tool",
+        "tool_call_id": third["messages"][-2]["tool_calls"][0]["id"],
+        "content": "400",
+    }
+
+
+async def test_a_model_that_never_stops_calling_is_stopped_by_the_step_budget(
+    tmp_path: Path,
+) -> None:
+    llm = FakeOpenAI(tool_calls=lambda messages: [("calculator", {"expression": "1+1"})])
+    async with running_stack(tmp_path, llm=llm, robots=ROBOT, tools={"max_steps": 3}) as stack:
+        stack.emu.user_send("alice", "@RBT#helper", "loop forever")
+        reply = await stack.emu.wait_message(from_="@RBT#helper", to="alice", limit_s=15)
+    assert len(llm.requests) == 3
+    assert reply.text == STEPS_SPENT.strip()
+
+
+async def test_a_failing_call_is_an_error_result_the_model_answers_from(tmp_path: Path) -> None:
+    def calls(messages: list[dict[str, Any]]) -> list[Call] | None:
+        if _tool_messages(messages):
+            return None
+        return [
+            ("calculator", {"expression": "import os"}),
+            ("current_time", {"timezone": "Mars/Olympus"}),
+            ("fetch_url", {"url": "http://x"}),  # not one of this robot's tools
+        ]
+
+    llm = FakeOpenAI(tool_calls=calls, reply=answer_from_results)
+    async with running_stack(tmp_path, llm=llm, robots=ROBOT) as stack:
+        stack.emu.user_send("alice", "@RBT#helper", "break things")
+        reply = await stack.emu.wait_message(from_="@RBT#helper", to="alice", limit_s=15)
+    results = reply.text.removeprefix("results: ").split(" | ")
+    assert results[0].startswith("error: not an expression")
+    assert results[1].startswith("error: unknown time zone 'Mars/Olympus'")
+    assert results[2] == "error: no tool named 'fetch_url'"
+
+
+async def test_a_robot_without_tools_is_offered_none(tmp_path: Path) -> None:
+    llm = FakeOpenAI(tool_calls=lambda messages: [("calculator", {"expression": "1"})])
+    async with running_stack(tmp_path, llm=llm) as stack:
+        stack.emu.user_send("alice", "@RBT#helper", "hello")
+        reply = await stack.emu.wait_message(from_="@RBT#helper", to="alice")
+    assert reply.text == "echo: hello"
+    assert "tools" not in llm.requests[0]
+
+
+async def test_an_unknown_tool_name_stops_start_up_with_the_key(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        async with running_stack(tmp_path, robots=[{**ROBOT[0], "tools": ["shell"]}]):
+            pass
+    assert caught.value.key == "robots[0].tools"
+    assert "no tool named 'shell'" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("expression", "value"),
+    [("17*23+9", "400"), ("2^10", "1024"), ("sqrt(2)", "1.41421356237"), ("7/2", "3.5")],
+)
+def test_the_calculator_computes_arithmetic(expression: str, value: str) -> None:
+    assert calculate(expression) == value
+
+
+@pytest.mark.parametrize(
+    ("expression", "error"),
+    [
+        ("__import__('os')", "not arithmetic"),
+        ("9**99999999", "exponent over"),
+        ("1/0", "cannot compute"),
+        ("(" * 300, "over 200 characters"),
+        ("True+1", "not arithmetic"),
+    ],
+)
+def test_the_calculator_refuses_anything_else(expression: str, error: str) -> None:
+    with pytest.raises(ToolError, match=error):
+        calculate(expression)
+
+
+async def test_the_current_time_names_its_zone() -> None:
+    assert "Asia/Shanghai (" in await current_time({"timezone": "Asia/Shanghai"})
+    assert " UTC (" in await current_time({})
+
+
+async def test_a_slow_or_broken_tool_gives_an_error_result_and_big_results_are_cut() -> None:
+    import asyncio
+
+    async def slow(arguments: Any) -> str:
+        await asyncio.sleep(5)
+        return "late"
+
+    async def broken(arguments: Any) -> str:
+        raise RuntimeError("bug")
+
+    async def big(arguments: Any) -> str:
+        return "x" * 10_000
+
+    toolbox = Toolbox(
+        [
+            Tool(ToolSpec(n, n), run)
+            for n, run in (("slow", slow), ("broken", broken), ("big", big))
+        ],
+        timeout_s=0.2,
+        max_result_chars=100,
+    )
+    results = await toolbox.run(
+        [
+            ToolCall("1", "slow", {}),
+            ToolCall("2", "broken", {}),
+            ToolCall.parsed("3", "big", "[1]"),
+            ToolCall("4", "big", {}),
+        ]
+    )
+    assert [r.is_error for r in results] == [True, True, True, False]
+    assert results[0].content == "error: no result within 0.2 s"
+    assert results[1].content == "error: the tool failed (RuntimeError)"
+    assert results[2].content == "error: arguments are not a JSON object"
+    assert results[3].content.startswith("x" * 100) and results[3].content.endswith(
+        "[cut at 100 characters]"
+    )
