@@ -6,13 +6,17 @@ results the model sees; the built-in tools themselves."""
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.fakes.anthropic import FakeAnthropic
 from tests.fakes.openai import Call, FakeOpenAI
-from tests.stack import running_stack
+from tests.processes import loopback
+from tests.stack import Stack, running_stack
 from timbridge.bot.sentences import STEPS_SPENT
 from timbridge.errors import ConfigError
 from timbridge.llm.tools import ToolCall, ToolSpec
@@ -30,13 +34,21 @@ ROBOT = [
 ]
 
 
-def _tool_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [m for m in messages if m["role"] == "tool"]
+def _results(messages: list[dict[str, Any]]) -> list[str]:
+    """The tool results a request carries, in order, in OpenAI's shape (``tool`` messages) or
+    Anthropic's (``tool_result`` blocks in the user's turn)."""
+    found = []
+    for message in messages:
+        if message["role"] == "tool":
+            found.append(message["content"])
+        elif isinstance(message["content"], list):
+            found += [b["content"] for b in message["content"] if b["type"] == "tool_result"]
+    return found
 
 
 def two_then_one(messages: list[dict[str, Any]]) -> list[Call] | None:
     """Two calls in the first step, a third in the second, then the answer."""
-    done = len(_tool_messages(messages))
+    done = len(_results(messages))
     if done == 0:
         return [
             ("calculator", {"expression": "17*23"}),
@@ -48,8 +60,7 @@ def two_then_one(messages: list[dict[str, Any]]) -> list[Call] | None:
 
 
 def answer_from_results(messages: list[dict[str, Any]]) -> str:
-    results = [m["content"] for m in _tool_messages(messages)]
-    return "results: " + " | ".join(results)
+    return "results: " + " | ".join(_results(messages))
 
 
 @pytest.mark.parametrize("reply_mode", ["off", "stream"])
@@ -83,6 +94,51 @@ async def test_two_calls_in_one_step_and_a_third_in_the_next_are_answered_with_t
     }
 
 
+@asynccontextmanager
+async def anthropic_stack(tmp: Path, fake: FakeAnthropic, **overrides: Any) -> AsyncIterator[Stack]:
+    async with loopback(fake.app()) as (server,):
+        models = {
+            "default": {
+                "provider": "anthropic",
+                "model": "claude-test",
+                "base_url": str(server.make_url("")).rstrip("/"),
+                "retries": 0,
+                "api_key_env": "FAKE_ANTHROPIC_KEY",
+                **overrides.pop("model_options", {}),
+            }
+        }
+        async with running_stack(tmp, models=models, **overrides) as stack:
+            yield stack
+
+
+@pytest.mark.parametrize("stream", [True, False])
+async def test_anthropic_calls_tools_in_steps_and_answers_with_their_results(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stream: bool
+) -> None:
+    monkeypatch.setenv("FAKE_ANTHROPIC_KEY", "sk-ant-test")
+    fake = FakeAnthropic(tool_calls=two_then_one, reply=answer_from_results)
+    async with anthropic_stack(
+        tmp_path, fake, robots=ROBOT, model_options={"stream": stream}
+    ) as stack:
+        stack.emu.user_send("alice", "@RBT#helper", "what is 17*23+9, and the time in Shanghai?")
+        reply = await stack.emu.wait_message(from_="@RBT#helper", to="alice", limit_s=15)
+    assert reply.text.startswith("results: 391 | ") and reply.text.endswith(" | 400")
+    assert len(fake.requests) == 3
+    first, second, _ = fake.requests
+    assert [t["name"] for t in first["tools"]] == ["calculator", "current_time"]
+    assert first["tools"][0]["input_schema"]["required"] == ["expression"]
+    # the calls go back as the assistant's tool_use blocks, the results in the user's turn
+    uses = second["messages"][-2]["content"]
+    assert [(b["type"], b["name"]) for b in uses] == [
+        ("tool_use", "calculator"),
+        ("tool_use", "current_time"),
+    ]
+    assert uses[0]["input"] == {"expression": "17*23"}
+    results = second["messages"][-1]
+    assert results["role"] == "user"
+    assert [b["tool_use_id"] for b in results["content"]] == [b["id"] for b in uses]
+
+
 async def test_a_model_that_never_stops_calling_is_stopped_by_the_step_budget(
     tmp_path: Path,
 ) -> None:
@@ -96,7 +152,7 @@ async def test_a_model_that_never_stops_calling_is_stopped_by_the_step_budget(
 
 async def test_a_failing_call_is_an_error_result_the_model_answers_from(tmp_path: Path) -> None:
     def calls(messages: list[dict[str, Any]]) -> list[Call] | None:
-        if _tool_messages(messages):
+        if _results(messages):
             return None
         return [
             ("calculator", {"expression": "import os"}),

@@ -3,12 +3,15 @@
 The persona goes into ``system``; the conversation must open with a user turn (older assistant
 turns cut by the budget are dropped), and consecutive turns of one role are merged, as the API
 expects alternating roles. ``max_tokens`` is required by the API: 1024 when the profile sets none.
+Tools go as ``tools`` with ``input_schema``; calls come back as ``tool_use`` blocks (streamed as
+``input_json_delta`` fragments), and their results go back in the user's turn as ``tool_result``.
 Usage comes from ``message_start`` (input) and ``message_delta`` (output). The SDK's retries are
 off: the engine retries and fails over.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import replace
 from typing import Any
@@ -18,40 +21,61 @@ import anthropic
 from timbridge.errors import LLMResponseError
 from timbridge.llm.base import ChatMessage, Delta, ModelConfig, Usage, cut_stream
 from timbridge.llm.providers.sdk import map_sdk_errors, sdk_client
-from timbridge.llm.tools import ToolSpec
+from timbridge.llm.tools import CallAssembler, ToolCall, ToolSpec
 
 __all__ = ["DEFAULT_MAX_TOKENS", "AnthropicMessages", "to_anthropic"]
 
 DEFAULT_MAX_TOKENS = 1024
 
 
+def _blocks(message: ChatMessage) -> str | list[dict[str, Any]]:
+    """A message's content: plain text, or blocks (images, tool calls, tool results)."""
+    if message.role == "tool":
+        result = {"type": "tool_result", "tool_use_id": message.tool_call_id}
+        result["content"] = message.content
+        return [result | ({"is_error": True} if message.is_error else {})]
+    if message.tool_calls:
+        text = [{"type": "text", "text": message.content}] if message.content else []
+        return text + [
+            {"type": "tool_use", "id": c.id, "name": c.name, "input": dict(c.arguments)}
+            for c in message.tool_calls
+        ]
+    if message.images:  # the images, then the text
+        images: list[dict[str, Any]] = [
+            {
+                "type": "image",
+                "source": {"type": "base64", "media_type": i.mime, "data": i.base64()},
+            }
+            for i in message.images
+        ]
+        return [*images, {"type": "text", "text": message.content}]
+    return message.content
+
+
+def _as_blocks(content: str | list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{"type": "text", "text": content}] if isinstance(content, str) else content
+
+
 def to_anthropic(messages: Sequence[ChatMessage]) -> tuple[str, list[dict[str, Any]]]:
-    """``(system, messages)`` in the Messages API's shape."""
+    """``(system, messages)`` in the Messages API's shape: tool results travel in the user's
+    turn, and consecutive turns of one role are merged."""
     system = "\n\n".join(m.content for m in messages if m.role == "system")
     turns: list[dict[str, Any]] = []
     for message in messages:
         if message.role == "system":
             continue
-        if not turns and message.role == "assistant":
+        role = "user" if message.role == "tool" else message.role
+        if not turns and role == "assistant":
             continue  # the API wants the first turn to be the user's
-        if message.images:  # content blocks: the images, then the text
-            blocks: list[dict[str, Any]] = [
-                {
-                    "type": "image",
-                    "source": {"type": "base64", "media_type": i.mime, "data": i.base64()},
-                }
-                for i in message.images
-            ]
-            turns.append(
-                {
-                    "role": message.role,
-                    "content": [*blocks, {"type": "text", "text": message.content}],
-                }
-            )
-        elif turns and turns[-1]["role"] == message.role and isinstance(turns[-1]["content"], str):
-            turns[-1]["content"] += "\n\n" + message.content
+        content = _blocks(message)
+        if turns and turns[-1]["role"] == role:
+            previous = turns[-1]["content"]
+            if isinstance(previous, str) and isinstance(content, str):
+                turns[-1]["content"] = previous + "\n\n" + content
+            else:
+                turns[-1]["content"] = _as_blocks(previous) + _as_blocks(content)
         else:
-            turns.append({"role": message.role, "content": message.content})
+            turns.append({"role": role, "content": content})
     return system, turns
 
 
@@ -71,7 +95,7 @@ class AnthropicMessages:
 
     @property
     def supports_tools(self) -> bool:
-        return False
+        return True
 
     async def stream(
         self, messages: Sequence[ChatMessage], tools: Sequence[ToolSpec] = ()
@@ -84,31 +108,53 @@ class AnthropicMessages:
         }
         if system:
             request["system"] = system
+        if tools:
+            request["tools"] = [
+                {"name": t.name, "description": t.description, "input_schema": dict(t.parameters)}
+                for t in tools
+            ]
         with map_sdk_errors(anthropic, anthropic.AnthropicError, "anthropic", self.config.model):
             if not self.config.stream:
                 message = await self._client.messages.create(**request)
                 text = "".join(b.text for b in message.content if b.type == "text")
+                calls = tuple(
+                    ToolCall.parsed(b.id, b.name, json.dumps(b.input))
+                    for b in message.content
+                    if b.type == "tool_use"
+                )
                 if not text and message.stop_reason == "refusal":
                     raise LLMResponseError(
                         f"{self.name}: the model refused",
                         provider="anthropic",
                         model=self.config.model,
                     )
-                yield Delta(text=text)
+                yield Delta(text=text, tool_calls=calls)
                 yield Delta(usage=Usage(message.usage.input_tokens, message.usage.output_tokens))
                 return
-            input_tokens = output_tokens = 0
-            finished = False
-            events = await self._client.messages.create(**request, stream=True)
-            async for event in events:
-                if event.type == "message_stop":
-                    finished = True
-                elif event.type == "message_start":
-                    input_tokens = event.message.usage.input_tokens
-                elif event.type == "content_block_delta" and event.delta.type == "text_delta":
-                    yield Delta(text=event.delta.text)
-                elif event.type == "message_delta":
-                    output_tokens = event.usage.output_tokens
-            if not finished:
-                raise cut_stream("anthropic", self.config.model)
-            yield Delta(usage=Usage(input_tokens, output_tokens))
+            async for delta in self._streamed(request):
+                yield delta
+
+    async def _streamed(self, request: dict[str, Any]) -> AsyncGenerator[Delta, None]:
+        input_tokens = output_tokens = 0
+        finished = False
+        assembler = CallAssembler()
+        events = await self._client.messages.create(**request, stream=True)
+        async for event in events:
+            if event.type == "message_stop":
+                finished = True
+            elif event.type == "message_start":
+                input_tokens = event.message.usage.input_tokens
+            elif event.type == "content_block_start" and event.content_block.type == "tool_use":
+                block = event.content_block
+                assembler.add(event.index, block.id, block.name, "")
+            elif event.type == "content_block_delta" and event.delta.type == "text_delta":
+                yield Delta(text=event.delta.text)
+            elif event.type == "content_block_delta" and event.delta.type == "input_json_delta":
+                assembler.add(event.index, None, None, event.delta.partial_json)
+            elif event.type == "message_delta":
+                output_tokens = event.usage.output_tokens
+        if not finished:
+            raise cut_stream("anthropic", self.config.model)
+        if calls := assembler.calls():
+            yield Delta(tool_calls=calls)
+        yield Delta(usage=Usage(input_tokens, output_tokens))
