@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from tests.fakes.anthropic import FakeAnthropic
+from tests.fakes.gemini import FakeGemini
 from tests.fakes.openai import Call, FakeOpenAI
 from tests.processes import loopback
 from tests.stack import Stack, running_stack
@@ -35,11 +36,17 @@ ROBOT = [
 
 
 def _results(messages: list[dict[str, Any]]) -> list[str]:
-    """The tool results a request carries, in order, in OpenAI's shape (``tool`` messages) or
-    Anthropic's (``tool_result`` blocks in the user's turn)."""
+    """The tool results a request carries, in order, in OpenAI's shape (``tool`` messages),
+    Anthropic's (``tool_result`` blocks in the user's turn) or Gemini's (``functionResponse``)."""
     found = []
     for message in messages:
-        if message["role"] == "tool":
+        if "parts" in message:  # Gemini: functionResponse parts
+            parts = message["parts"]
+            responses = [
+                p["functionResponse"]["response"] for p in parts if "functionResponse" in p
+            ]
+            found += [r.get("result") or r["error"] for r in responses]
+        elif message["role"] == "tool":
             found.append(message["content"])
         elif isinstance(message["content"], list):
             found += [b["content"] for b in message["content"] if b["type"] == "tool_result"]
@@ -137,6 +144,43 @@ async def test_anthropic_calls_tools_in_steps_and_answers_with_their_results(
     results = second["messages"][-1]
     assert results["role"] == "user"
     assert [b["tool_use_id"] for b in results["content"]] == [b["id"] for b in uses]
+
+
+async def test_gemini_calls_tools_in_steps_and_answers_with_their_results(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAKE_GEMINI_KEY", "gm-test")
+    fake = FakeGemini(tool_calls=two_then_one, reply=answer_from_results)
+    async with loopback(fake.app()) as (server,):
+        models = {
+            "default": {
+                "provider": "gemini",
+                "model": "gemini-test",
+                "base_url": str(server.make_url("")).rstrip("/"),
+                "retries": 0,
+                "api_key_env": "FAKE_GEMINI_KEY",
+            }
+        }
+        async with running_stack(tmp_path, models=models, robots=ROBOT) as stack:
+            stack.emu.user_send("alice", "@RBT#helper", "17*23+9, and the time in Shanghai?")
+            reply = await stack.emu.wait_message(from_="@RBT#helper", to="alice", limit_s=15)
+    assert reply.text.startswith("results: 391 | ") and reply.text.endswith(" | 400")
+    assert len(fake.requests) == 3
+    first, second, _ = fake.requests
+    declared = first["tools"][0]["functionDeclarations"]
+    assert [d["name"] for d in declared] == ["calculator", "current_time"]
+    # the SDK writes the proto field name; Google's JSON parsing takes it as well as camelCase
+    schema = declared[0].get("parametersJsonSchema") or declared[0]["parameters_json_schema"]
+    assert schema["required"] == ["expression"]
+    calls, results = second["contents"][-2:]
+    assert calls["role"] == "model"
+    assert [p["functionCall"]["name"] for p in calls["parts"]] == ["calculator", "current_time"]
+    assert results["role"] == "user"  # both results in one turn, matched by name and id
+    responses = [p["functionResponse"] for p in results["parts"]]
+    assert [(r["name"], r["id"]) for r in responses] == [
+        (p["functionCall"]["name"], p["functionCall"]["id"]) for p in calls["parts"]
+    ]
+    assert responses[0]["response"] == {"result": "391"}
 
 
 async def test_a_model_that_never_stops_calling_is_stopped_by_the_step_budget(

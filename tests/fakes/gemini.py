@@ -4,6 +4,9 @@
 ``:streamGenerateContent?alt=sse`` answers ``data: {GenerateContentResponse}`` events, the last
 with ``finishReason`` and ``usageMetadata``. Errors are Google's envelope,
 ``{"error": {"code", "message", "status", "details"}}``, a 429 with a ``RetryInfo`` delay.
+
+With `tool_calls` set, a request that declares functions is answered, for the contents it
+returns calls for, with ``functionCall`` parts (each call whole, as Gemini sends them).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.fakes.openai import Calls
 from tests.fakes.vendor import SSE, Failure, VendorFake
 
 __all__ = ["Failure", "FakeGemini", "spec"]
@@ -57,6 +61,7 @@ class FakeGemini(VendorFake):
     reply: Callable[[list[dict[str, Any]]], str] = _gemini
     chunk_size: int = 6
     end_marker: bool = True  # False: no chunk carries a finishReason
+    tool_calls: Calls | None = None
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         body = await self.record(request)
@@ -64,8 +69,10 @@ class FakeGemini(VendorFake):
         failure = await self.next_failure()
         if failure is not None:
             return web.json_response(_error(failure), status=failure.status)
-        text = self.reply(body["contents"])
-        prompt = sum(len(p["text"].split()) for c in body["contents"] for p in c["parts"])
+        declared = any(t.get("functionDeclarations") for t in body.get("tools") or ())
+        calls = self.tool_calls(body["contents"]) if self.tool_calls and declared else None
+        text = "" if calls else self.reply(body["contents"])
+        prompt = sum(len(p.get("text", "").split()) for c in body["contents"] for p in c["parts"])
         usage = {
             "promptTokenCount": prompt,
             "candidatesTokenCount": len(text.split()),
@@ -73,10 +80,13 @@ class FakeGemini(VendorFake):
         }
 
         def response(piece: str, *, last: bool) -> dict[str, Any]:
-            candidate: dict[str, Any] = {
-                "content": {"parts": [{"text": piece}], "role": "model"},
-                "index": 0,
-            }
+            parts: list[dict[str, Any]] = [{"text": piece}] if piece else []
+            if last and calls:
+                parts += [
+                    {"functionCall": {"id": f"fc_{n}", "name": name, "args": args}}
+                    for n, (name, args) in enumerate(calls)
+                ]
+            candidate: dict[str, Any] = {"content": {"parts": parts, "role": "model"}, "index": 0}
             out: dict[str, Any] = {"candidates": [candidate], "modelVersion": model}
             if last:
                 candidate["finishReason"] = "STOP"
@@ -91,6 +101,7 @@ class FakeGemini(VendorFake):
                 status=404,
             )
         pieces = [text[i : i + self.chunk_size] for i in range(0, len(text), self.chunk_size)]
+        pieces = pieces or [""]  # a call alone comes in one chunk
         async with SSE(request, separator=b"\r\n\r\n") as sse:
             for number, piece in enumerate(pieces):
                 await sse.send(response(piece, last=self.end_marker and number == len(pieces) - 1))

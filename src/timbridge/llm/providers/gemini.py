@@ -2,10 +2,14 @@
 ``streamGenerateContent?alt=sse``), streamed. The SDK's own retries are off: the engine retries
 and fails over. System messages become ``system_instruction``; assistant turns the ``model``
 role. A 429 becomes `LLMRateLimited` with the ``RetryInfo`` delay when the server gives one.
+Tools are function declarations (their JSON Schema as ``parametersJsonSchema``); calls come back
+whole as ``functionCall`` parts, and their results go back in one user turn as
+``functionResponse`` parts (``{"result": ...}`` or ``{"error": ...}``), matched by name and id.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import AsyncGenerator, Sequence
 from typing import Any
@@ -21,7 +25,7 @@ from timbridge.errors import (
 )
 from timbridge.http import BodyTooLarge, http_session
 from timbridge.llm.base import ChatMessage, Delta, ModelConfig, Usage, cut_stream
-from timbridge.llm.tools import ToolSpec
+from timbridge.llm.tools import MAX_CALLS_PER_STEP, ToolCall, ToolSpec
 
 __all__ = ["Gemini"]
 
@@ -70,33 +74,70 @@ class Gemini:
     def name(self) -> str:
         return self.config.name
 
-    def _request(self, messages: Sequence[ChatMessage]) -> tuple[list[Any], Any]:
+    def _parts(self, message: ChatMessage) -> list[Any]:
+        types = self._types
+        if message.role == "tool":
+            outcome = "error" if message.is_error else "result"
+            response = types.FunctionResponse(
+                id=message.tool_call_id or None,
+                name=message.tool_name,
+                response={outcome: message.content},
+            )
+            return [types.Part(function_response=response)]
+        parts = [types.Part.from_bytes(data=i.data, mime_type=i.mime) for i in message.images]
+        if message.content or not message.tool_calls:
+            parts.append(types.Part(text=message.content))
+        parts += [
+            types.Part(
+                function_call=types.FunctionCall(
+                    id=call.id or None, name=call.name, args=dict(call.arguments)
+                )
+            )
+            for call in message.tool_calls
+        ]
+        return parts
+
+    def _request(
+        self, messages: Sequence[ChatMessage], tools: Sequence[ToolSpec]
+    ) -> tuple[list[Any], Any]:
         types = self._types
         system = "\n\n".join(m.content for m in messages if m.role == "system")
-        contents = [
-            types.Content(
-                role="model" if m.role == "assistant" else "user",
-                parts=[
-                    *(types.Part.from_bytes(data=i.data, mime_type=i.mime) for i in m.images),
-                    types.Part(text=m.content),
-                ],
+        contents: list[Any] = []
+        for message in messages:
+            if message.role == "system":
+                continue
+            role = "model" if message.role == "assistant" else "user"
+            parts = self._parts(message)
+            if (
+                message.role == "tool"
+                and contents
+                and contents[-1].role == "user"
+                and all(p.function_response is not None for p in contents[-1].parts)
+            ):  # the results of one step travel together
+                contents[-1].parts.extend(parts)
+            else:
+                contents.append(types.Content(role=role, parts=parts))
+        declarations = [
+            types.FunctionDeclaration(
+                name=t.name, description=t.description, parameters_json_schema=dict(t.parameters)
             )
-            for m in messages
-            if m.role != "system"
+            for t in tools
         ]
         config = types.GenerateContentConfig(
-            system_instruction=system or None, max_output_tokens=self.config.max_tokens
+            system_instruction=system or None,
+            max_output_tokens=self.config.max_tokens,
+            tools=[types.Tool(function_declarations=declarations)] if declarations else None,
         )
         return contents, config
 
     @property
     def supports_tools(self) -> bool:
-        return False
+        return True
 
     async def stream(
         self, messages: Sequence[ChatMessage], tools: Sequence[ToolSpec] = ()
     ) -> AsyncGenerator[Delta, None]:
-        contents, config = self._request(messages)
+        contents, config = self._request(messages, tools)
         usage = Usage()
         models = self._connected().aio.models
         try:
@@ -109,6 +150,8 @@ class Gemini:
                     text = _text(chunk)
                     if text:
                         yield Delta(text=text)
+                    if calls := _calls(chunk):
+                        yield Delta(tool_calls=calls)
                     usage = _usage(chunk) or usage
                     finished = finished or _finished(chunk)
                 if not finished:
@@ -117,7 +160,7 @@ class Gemini:
                 reply = await models.generate_content(
                     model=self.config.model, contents=contents, config=config
                 )
-                yield Delta(text=_text(reply))
+                yield Delta(text=_text(reply), tool_calls=_calls(reply))
                 usage = _usage(reply) or usage
         except self._errors.APIError as exc:
             raise self._mapped(exc) from exc
@@ -163,6 +206,20 @@ def _text(response: Any) -> str:
     if not candidates or candidates[0].content is None:
         return ""
     return "".join(part.text for part in candidates[0].content.parts or [] if part.text)
+
+
+def _calls(response: Any) -> tuple[ToolCall, ...]:
+    """The function calls of a response's first candidate (Gemini sends each one whole)."""
+    candidates = getattr(response, "candidates", None) or []
+    if not candidates or candidates[0].content is None:
+        return ()
+    found = [p.function_call for p in candidates[0].content.parts or [] if p.function_call]
+    return tuple(
+        ToolCall.parsed(
+            call.id or f"{call.name}_{index}", call.name or "", json.dumps(call.args or {})
+        )
+        for index, call in enumerate(found[:MAX_CALLS_PER_STEP])
+    )
 
 
 def _finished(response: Any) -> bool:
