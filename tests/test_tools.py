@@ -183,6 +183,41 @@ async def test_gemini_calls_tools_in_steps_and_answers_with_their_results(
     assert responses[0]["response"] == {"result": "391"}
 
 
+async def test_the_tool_steps_are_kept_and_replayed_with_the_next_message(tmp_path: Path) -> None:
+    def first_message_only(messages: list[dict[str, Any]]) -> list[Call] | None:
+        users = [m for m in messages if m["role"] == "user"]
+        return two_then_one(messages) if len(users) == 1 else None
+
+    llm = FakeOpenAI(tool_calls=first_message_only, reply=answer_from_results)
+    async with running_stack(tmp_path, llm=llm, robots=ROBOT) as stack:
+        stack.emu.user_send("alice", "@RBT#helper", "what is 17*23+9?")
+        await stack.emu.wait_message(from_="@RBT#helper", to="alice", limit_s=15)
+        mark = stack.emu.mark()
+        stack.emu.user_send("alice", "@RBT#helper", "and what did you compute?")
+        await stack.emu.wait_message(from_="@RBT#helper", to="alice", after=mark, limit_s=15)
+        kept = await stack.services.store.history.recent_turns("c2c:@RBT#helper:alice")
+    assert [t.role for t in kept] == ["user", "tools", "assistant", "user", "assistant"]
+    replayed = llm.requests[-1]["messages"]
+    roles = [m["role"] for m in replayed]
+    assert roles == [
+        "system",
+        "user",
+        "assistant",
+        "tool",
+        "tool",
+        "assistant",
+        "tool",
+        "assistant",
+        "user",
+    ]
+    assert [c["function"]["name"] for c in replayed[2]["tool_calls"]] == [
+        "calculator",
+        "current_time",
+    ]
+    assert replayed[3]["content"] == "391" and replayed[6]["content"] == "400"
+    assert replayed[3]["tool_call_id"] == replayed[2]["tool_calls"][0]["id"]
+
+
 async def test_a_model_that_never_stops_calling_is_stopped_by_the_step_budget(
     tmp_path: Path,
 ) -> None:

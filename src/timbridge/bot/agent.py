@@ -38,9 +38,11 @@ class Agent:
         toolbox: Toolbox,
         *,
         on_delta: Callable[[str], Awaitable[None]] | None = None,
-    ) -> Answer:
+    ) -> tuple[Answer, list[ChatMessage]]:
+        """The answer, and the messages of its tool steps (the calls and their results)."""
         conversation = list(messages)
         said: list[str] = []
+        steps: list[ChatMessage] = []
         spent = Usage()
         answer: Answer | None = None
         for step in range(1, self._max_steps + 1):
@@ -54,7 +56,8 @@ class Agent:
             if answer.text:
                 said.append(answer.text)
             if not answer.tool_calls:
-                return replace(answer, text="\n\n".join(said), usage=spent)
+                return replace(answer, text="\n\n".join(said), usage=spent), steps
+
             results = await toolbox.run(answer.tool_calls)
             _log.info(
                 "agent.step",
@@ -62,8 +65,8 @@ class Agent:
                 tools=[call.name for call in answer.tool_calls],
                 errors=sum(r.is_error for r in results),
             )
-            conversation.append(ChatMessage("assistant", answer.text, tool_calls=answer.tool_calls))
-            conversation += [
+            steps.append(ChatMessage("assistant", answer.text, tool_calls=answer.tool_calls))
+            steps += [
                 ChatMessage(
                     "tool",
                     result.content,
@@ -73,9 +76,10 @@ class Agent:
                 )
                 for result in results
             ]
+            conversation = [*messages, *steps]
         assert answer is not None
         _log.warning("agent.steps_spent", steps=self._max_steps)
         if on_delta is not None:
             await on_delta(STEPS_SPENT)
         text = "\n\n".join(said) + STEPS_SPENT
-        return replace(answer, text=text.strip(), usage=spent, tool_calls=())
+        return replace(answer, text=text.strip(), usage=spent, tool_calls=()), steps

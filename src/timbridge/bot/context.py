@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from timbridge.bot import tool_turns
 from timbridge.bot.summaries import SUMMARY_INTRO, split_summary
 from timbridge.knowledge.retrieval import Hit
 from timbridge.llm.base import ChatMessage, Source
@@ -75,11 +76,20 @@ def build_context(
     if summary is not None:
         left -= summary.tokens
         head.append(ChatMessage("system", f"{SUMMARY_INTRO} {summary.content}"))
-    kept: list[ChatMessage] = []
+    kept: list[Turn] = []
     for turn in reversed(recent):
         if turn.tokens > left:
             break
         left -= turn.tokens
-        kept.append(ChatMessage("assistant" if turn.role == "assistant" else "user", turn.content))
+        kept.append(turn)
     kept.reverse()
-    return [*head, *kept, ChatMessage("user", message)], len(recent) - len(kept)
+    while kept and kept[0].role == tool_turns.ROLE:  # its question did not fit: nor do its calls
+        kept.pop(0)
+    replayed = [m for turn in kept for m in _messages(turn)]
+    return [*head, *replayed, ChatMessage("user", message)], len(recent) - len(kept)
+
+
+def _messages(turn: Turn) -> list[ChatMessage]:
+    if turn.role == tool_turns.ROLE:
+        return tool_turns.decode(turn.content)
+    return [ChatMessage("assistant" if turn.role == "assistant" else "user", turn.content)]

@@ -11,6 +11,7 @@ import time
 
 import structlog
 
+from timbridge.bot import tool_turns
 from timbridge.bot.admission import Admission, ledger_entry
 from timbridge.bot.agent import Agent
 from timbridge.bot.bursts import Bursts
@@ -57,6 +58,14 @@ __all__ = ["Engine"]
 STORE_RETRY_S = 0.5
 
 _log = structlog.get_logger("timbridge.engine")
+
+
+def _tools_turn(steps: list[ChatMessage]) -> list[Turn]:
+    """The history turn that keeps an answer's tool steps (none without steps)."""
+    if not steps:
+        return []
+    content = tool_turns.encode(steps)
+    return [Turn(tool_turns.ROLE, content, count_tokens(content))]
 
 
 class Engine:
@@ -200,7 +209,7 @@ class Engine:
         )
         async with self._replies.typing(conv):
             try:
-                answer = await self._ask(robot.id, robot.model, messages, live)
+                answer, steps = await self._ask(robot.id, robot.model, messages, live)
             except LLMError as exc:
                 await self._model_failed(job, conv, said, live, exc)
                 return
@@ -225,6 +234,7 @@ class Engine:
                 job.identity,
                 [
                     Turn("user", said, count_tokens(said)),
+                    *_tools_turn(steps),
                     Turn("assistant", reply, answer.usage.output_tokens or count_tokens(reply)),
                 ],
                 usage_record=ledger_entry(conv, job.identity, answer, "answer"),
@@ -248,13 +258,14 @@ class Engine:
 
     async def _ask(
         self, robot: str, profile: str, messages: list[ChatMessage], live: LiveReply | None
-    ) -> Answer:
-        """The model's answer: through the agent loop when the robot has tools."""
+    ) -> tuple[Answer, list[ChatMessage]]:
+        """The model's answer, and its tool steps: through the agent loop when the robot has
+        tools."""
         on_delta = live.feed if live else None
         toolbox = self._toolboxes.get(robot)
         if toolbox:
             return await self._agent.answer(profile, messages, toolbox, on_delta=on_delta)
-        return await self._models.answer(profile, messages, on_delta=on_delta)
+        return await self._models.answer(profile, messages, on_delta=on_delta), []
 
     async def _retrieve(self, robot: str, text: str) -> list[Hit]:
         """The robot's knowledge passages for `text`; none (logged) if the search fails."""

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 import structlog
 
+from timbridge.bot import tool_turns
 from timbridge.bot.admission import ledger_entry
 from timbridge.bot.conversation import Conversation
 from timbridge.errors import LLMError
@@ -50,10 +51,16 @@ def split_summary(history: Sequence[Turn]) -> tuple[Turn | None, list[Turn]]:
     return summary, [t for t in history[last + 1 :] if t.role != "summary"]
 
 
+def _line(turn: Turn) -> str:
+    if turn.role == tool_turns.ROLE:
+        return f"tools: {tool_turns.as_text(turn.content)}"
+    return f"{'assistant' if turn.role == 'assistant' else 'user'}: {turn.content}"
+
+
 def summary_request(previous: Turn | None, turns: Sequence[Turn]) -> list[ChatMessage]:
     """The messages that ask a model to fold `turns` (and an earlier summary) into one."""
     lines = [f"{SUMMARY_INTRO} {previous.content}"] if previous is not None else []
-    lines += [f"{'assistant' if t.role == 'assistant' else 'user'}: {t.content}" for t in turns]
+    lines += [_line(t) for t in turns]
     return [ChatMessage("system", SUMMARY_PROMPT), ChatMessage("user", "\n\n".join(lines))]
 
 

@@ -29,7 +29,7 @@ from timbridge.storage.sql import Database, fetch_all
 
 __all__ = ["History", "Purpose", "Turn", "UsageRecord", "Window", "utc_day"]
 
-Role = Literal["user", "assistant", "summary"]
+Role = Literal["user", "assistant", "summary", "tools"]
 T = TypeVar("T")
 
 Purpose = Literal["answer", "summary"]
