@@ -70,16 +70,16 @@ def answer_from_results(messages: list[dict[str, Any]]) -> str:
     return "results: " + " | ".join(_results(messages))
 
 
+@pytest.mark.parametrize("client", ["direct", "sdk"])
 @pytest.mark.parametrize("reply_mode", ["off", "stream"])
 @pytest.mark.parametrize("stream", [True, False])
 async def test_two_calls_in_one_step_and_a_third_in_the_next_are_answered_with_their_results(
-    tmp_path: Path, stream: bool, reply_mode: str
+    tmp_path: Path, stream: bool, reply_mode: str, client: str
 ) -> None:
     llm = FakeOpenAI(tool_calls=two_then_one, reply=answer_from_results, chunk_size=3)
     robots = [{**ROBOT[0], "reply_mode": reply_mode}]
-    async with running_stack(
-        tmp_path, llm=llm, robots=robots, model_options={"stream": stream}
-    ) as stack:
+    options = {"stream": stream, "client": client}
+    async with running_stack(tmp_path, llm=llm, robots=robots, model_options=options) as stack:
         stack.emu.user_send("alice", "@RBT#helper", "what is 17*23+9, and the time in Shanghai?")
         reply = await stack.emu.wait_message(from_="@RBT#helper", to="alice", limit_s=15)
     assert reply.text.startswith("results: 391 | ")
