@@ -5,6 +5,7 @@ wires: commands and the webhook app receive what they need from here.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import time
 from collections.abc import AsyncIterator
@@ -43,6 +44,7 @@ from timbridge.tencent.client import RetryPolicy, TencentClient
 from timbridge.tencent.limits import CallLimits
 from timbridge.tencent.outbound import Outbound
 from timbridge.tools.builtin import BUILTIN
+from timbridge.tools.mcp import McpServer
 from timbridge.tools.toolbox import Toolbox
 from timbridge.webhook.app import create_app
 
@@ -51,6 +53,7 @@ __all__ = [
     "build_coordinator",
     "build_embedder",
     "open_library",
+    "open_mcp",
     "open_tencent",
     "robot_knowledge",
     "robot_toolboxes",
@@ -144,33 +147,59 @@ def robot_knowledge(settings: Settings) -> dict[str, str]:
     return found
 
 
-def robot_toolboxes(settings: Settings, models: dict[str, ChatModel]) -> dict[str, Toolbox]:
-    """robot → the tools it may call; `ConfigError` for a tool name that does not exist. A
-    robot whose model cannot call tools answers without them (logged once here)."""
+def robot_toolboxes(
+    settings: Settings, models: dict[str, ChatModel], servers: dict[str, McpServer]
+) -> dict[str, Toolbox]:
+    """robot → the tools it may call: built-in ones, and MCP servers' tools as they are while
+    connected. `ConfigError` for a built-in name that does not exist. A robot whose model cannot
+    call tools answers without them (logged once here)."""
     found: dict[str, Toolbox] = {}
     for index, robot in enumerate(settings.robots):
         if not robot.tools:
             continue
-        unknown = [name for name in robot.tools if name not in BUILTIN]
+        unknown = [n for n in robot.tools if not n.startswith("mcp:") and n not in BUILTIN]
         if unknown:
             raise ConfigError(
                 f"robots[{index}].tools",
-                f"no tool named {', '.join(map(repr, unknown))} (known: {', '.join(BUILTIN)})",
+                f"no tool named {', '.join(map(repr, unknown))} "
+                f"(known: {', '.join(BUILTIN)}, or mcp:NAME/*)",
             )
         if not models[robot.model].supports_tools:
             _log.warning(
                 "tools.unsupported",
                 robot=robot.id,
                 provider=settings.models[robot.model].provider,
-                detail="this provider cannot call tools yet; the robot answers without them",
+                detail="this model cannot call tools; the robot answers without them",
             )
             continue
+        sources = []
+        for name in robot.tools:
+            if name.startswith("mcp:"):
+                server, wanted = name.removeprefix("mcp:").split("/", 1)
+                sources.append(functools.partial(servers[server].tools, wanted))
         found[robot.id] = Toolbox(
-            (BUILTIN[name] for name in robot.tools),
+            (BUILTIN[name] for name in robot.tools if name in BUILTIN),
             timeout_s=settings.tools.timeout_s,
             max_result_chars=settings.tools.max_result_chars,
+            sources=sources,
         )
     return found
+
+
+async def open_mcp(settings: Settings, stack: AsyncExitStack) -> dict[str, McpServer]:
+    """The MCP servers robots use, connecting (each waits a few seconds at most), closed with
+    `stack`."""
+    used = {
+        tool.removeprefix("mcp:").split("/", 1)[0]
+        for robot in settings.robots
+        for tool in robot.tools
+        if tool.startswith("mcp:")
+    }
+    servers = {name: McpServer(name, settings.mcp[name]) for name in sorted(used)}
+    for server in servers.values():
+        stack.push_async_callback(server.close)
+    await asyncio.gather(*(server.start() for server in servers.values()))
+    return servers
 
 
 @asynccontextmanager
@@ -203,6 +232,8 @@ class Services:
     metrics: Metrics
     models: dict[str, ChatModel]
     engine: Engine
+    #: The MCP servers robots use, by name, kept connected in the background.
+    mcp: dict[str, McpServer] = field(default_factory=dict)
     _tencent_checked: tuple[float, str | None] = field(default=(0.0, None))
 
     @classmethod
@@ -240,6 +271,7 @@ class Services:
                 library = await stack.enter_async_context(open_library(settings))
                 if BUILTIN_KB in knowledge.values():
                     await library.ensure_builtin()
+            servers = await open_mcp(settings, stack)
             engine = Engine(
                 settings,
                 store.history,
@@ -250,9 +282,11 @@ class Services:
                 library=library,
                 knowledge=knowledge,
                 media=MediaFetcher(session, settings.media),
-                toolboxes=robot_toolboxes(settings, models),
+                toolboxes=robot_toolboxes(settings, models, servers),
             )
-            yield cls(settings, session, tencent, store, coordination, metrics, models, engine)
+            yield cls(
+                settings, session, tencent, store, coordination, metrics, models, engine, servers
+            )
 
     async def start_workers(self) -> None:
         await self.coordination.start(self.engine.handle)

@@ -27,6 +27,7 @@ __all__ = [
     "REGION_HOSTS",
     "CoordinationSettings",
     "KnowledgeSettings",
+    "McpServerSettings",
     "MediaSettings",
     "ModelProfile",
     "RobotSettings",
@@ -208,6 +209,29 @@ class ToolsSettings(_Section):
     max_result_chars: Annotated[int, Field(ge=100, le=100_000)] = 8000
 
 
+class McpServerSettings(_Section):
+    """One MCP server whose tools robots may call: a command run over stdio, or a streamable
+    HTTP endpoint. Secrets never go in the file: `pass_env` names variables of timbridge's own
+    environment handed to the command, `headers_env` the variables that hold header values."""
+
+    command: str | None = None
+    args: tuple[str, ...] = ()
+    env: dict[str, str] = Field(default_factory=dict)
+    pass_env: tuple[str, ...] = ()
+    url: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    headers_env: dict[str, str] = Field(default_factory=dict)
+    timeout_s: Annotated[float, Field(gt=0, le=600)] = 30.0
+
+    @model_validator(mode="after")
+    def _one_transport(self) -> McpServerSettings:
+        if (self.command is None) == (self.url is None):
+            raise ValueError("give either command (stdio) or url (streamable HTTP)")
+        if self.url is not None and urlsplit(self.url).scheme not in ("http", "https"):
+            raise ValueError(f"url must be http:// or https:// (got {self.url!r})")
+        return self
+
+
 class MediaSettings(_Section):
     """Fetching images users send, for models that can see them."""
 
@@ -290,7 +314,8 @@ class RobotSettings(_Section):
     tokens_per_group_per_day: Annotated[int, Field(ge=0)] = 0
     knowledge: str | None = None
     cite_sources: bool = True
-    #: The tools this robot's model may call (`current_time`, `calculator`); none: it only talks.
+    #: The tools this robot's model may call: built-in names (`current_time`, `calculator`) and
+    #: MCP servers' tools (``mcp:NAME/*`` for all of a server's, ``mcp:NAME/TOOL`` for one).
     tools: tuple[str, ...] = ()
     busy_text: str = (
         "Sorry, I'm getting a lot of messages right now and couldn't get to yours in time. "
@@ -327,6 +352,7 @@ class Settings(BaseSettings):
     knowledge: KnowledgeSettings = KnowledgeSettings()
     media: MediaSettings = MediaSettings()
     tools: ToolsSettings = ToolsSettings()
+    mcp: dict[str, McpServerSettings] = Field(default_factory=dict)
     models: dict[str, ModelProfile] = Field(default_factory=_default_models)
     robots: tuple[RobotSettings, ...] = ()
 
@@ -361,6 +387,14 @@ class Settings(BaseSettings):
                     f"robots[{index}].model: names unknown profile {robot.model!r}; "
                     f"known: {', '.join(sorted(self.models))}"
                 )
+            for tool in robot.tools:
+                server = tool.removeprefix("mcp:").split("/", 1)[0]
+                if tool.startswith("mcp:") and ("/" not in tool or server not in self.mcp):
+                    raise ValueError(
+                        f"robots[{index}].tools: {tool!r} names no configured MCP server "
+                        f"(mcp:NAME/* or mcp:NAME/TOOL, with [mcp.NAME]; configured: "
+                        f"{', '.join(sorted(self.mcp)) or 'none'})"
+                    )
         return self
 
     def secrets(self) -> list[str]:
@@ -377,6 +411,9 @@ class Settings(BaseSettings):
             for profile in self.models.values()
             if profile.api_key_env
         ]
+        for server in self.mcp.values():  # what MCP servers get from the environment
+            found += [os.environ.get(name, "") for name in server.pass_env]
+            found += [os.environ.get(name, "") for name in server.headers_env.values()]
         for url in (self.store.url, self.coordination.url):
             try:
                 password = urlsplit(url).password

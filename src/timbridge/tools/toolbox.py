@@ -21,6 +21,8 @@ __all__ = ["Tool", "ToolError", "ToolResult", "Toolbox"]
 _log = structlog.get_logger("timbridge.tools")
 
 Run = Callable[[Mapping[str, Any]], Awaitable[str]]
+#: Tools that come and go (an MCP server's, while it is connected), asked for at each step.
+Source = Callable[[], Iterable["Tool"]]
 
 
 class ToolError(TimbridgeError):
@@ -43,24 +45,40 @@ class ToolResult:
 class Toolbox:
     """The tools one robot may call."""
 
-    def __init__(self, tools: Iterable[Tool], *, timeout_s: float, max_result_chars: int) -> None:
+    def __init__(
+        self,
+        tools: Iterable[Tool],
+        *,
+        timeout_s: float,
+        max_result_chars: int,
+        sources: Iterable[Source] = (),
+    ) -> None:
         self._tools = {tool.spec.name: tool for tool in tools}
+        self._sources = tuple(sources)
         self._timeout_s = timeout_s
         self._max_chars = max_result_chars
 
     def __bool__(self) -> bool:
-        return bool(self._tools)
+        return bool(self._tools or self._sources)
+
+    def _current(self) -> dict[str, Tool]:
+        found = dict(self._tools)
+        for source in self._sources:
+            found |= {tool.spec.name: tool for tool in source()}
+        return found
 
     @property
     def specs(self) -> tuple[ToolSpec, ...]:
-        return tuple(tool.spec for tool in self._tools.values())
+        """The tools offered now (a disconnected server's are not)."""
+        return tuple(tool.spec for tool in self._current().values())
 
     async def run(self, calls: Iterable[ToolCall]) -> list[ToolResult]:
         """Every call's result, in the calls' order."""
-        return list(await asyncio.gather(*(self._one(call) for call in calls)))
+        tools = self._current()
+        return list(await asyncio.gather(*(self._one(call, tools) for call in calls)))
 
-    async def _one(self, call: ToolCall) -> ToolResult:
-        tool = self._tools.get(call.name)
+    async def _one(self, call: ToolCall, tools: dict[str, Tool]) -> ToolResult:
+        tool = tools.get(call.name)
         if tool is None:
             return ToolResult(call, f"error: no tool named {call.name!r}", is_error=True)
         if call.error:
