@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 
 from tests.fakes.openai import Call, FakeOpenAI
-from tests.processes import own_env
+from tests.processes import own_env, timbridge
 from tests.stack import running_stack
 
 pytestmark = pytest.mark.usefixtures("clean_env")
@@ -171,3 +171,43 @@ def test_a_robot_naming_an_unconfigured_server_is_refused_with_the_key(tmp_path:
         caught.value
     )
     _ = ConfigError
+
+
+def _config(tmp_path: Path) -> Path:
+    config = tmp_path / "timbridge.toml"
+    config.write_text(
+        f'[mcp.calc]\ncommand = "{sys.executable}"\nargs = ["{SERVER}", "stdio"]\n'
+        f'[mcp.gone]\ncommand = "{tmp_path / "missing"}"\n'
+        '[[robots]]\nid = "@RBT#helper"\ntools = ["calculator", "mcp:calc/add", "mcp:gone/*"]\n'
+        '[[robots]]\nid = "@RBT#quiet"\n',
+        encoding="utf-8",
+    )
+    return config
+
+
+async def test_tools_list_shows_each_robot_s_tools_and_why_a_server_is_missing(
+    tmp_path: Path,
+) -> None:
+    proc = await timbridge("tools", "list", "--config", str(_config(tmp_path)), cwd=tmp_path)
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, err.decode()
+    lines = out.decode().splitlines()
+    assert lines[0] == "@RBT#helper:"
+    assert lines[1].startswith("  calculator  Evaluate an arithmetic expression")
+    assert lines[2] == "  calc__add  Add two numbers."
+    assert lines[3].startswith("  mcp:gone/*  unreachable: ")
+    assert lines[4] == "@RBT#quiet: no tools"
+
+
+def test_check_lists_a_server_s_tools_or_says_why_it_cannot_reach_it(tmp_path: Path) -> None:
+    from timbridge.cli.checks import _mcp
+    from timbridge.settings import load_settings
+
+    checks = asyncio.run(_mcp(load_settings(_config(tmp_path))))
+    by_item = {c.item: c for c in checks}
+    assert by_item["mcp calc"].verdict == "ok"
+    assert by_item["mcp calc"].detail == (
+        "connected; tools: calc__add, calc__shout, calc__slow, calc__die"
+    )
+    assert by_item["mcp gone"].verdict == "fail"
+    assert "mcp.gone" in by_item["mcp gone"].fix

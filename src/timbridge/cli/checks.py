@@ -34,6 +34,7 @@ from timbridge.runtime.services import (
 from timbridge.settings import Settings, overridden
 from timbridge.storage.store import Store
 from timbridge.tencent.codes import describe
+from timbridge.tools.mcp import McpServer
 
 __all__ = ["Check", "run_checks"]
 
@@ -220,6 +221,25 @@ def _overrides(config: Path | None) -> list[Check]:
     ]
 
 
+async def _mcp(settings: Settings) -> list[Check]:
+    """Each configured MCP server: connected, with its tools, or why not."""
+    found = []
+    for name, server_settings in settings.mcp.items():
+        server = McpServer(name, server_settings)
+        try:
+            await server.start()
+            if server.connected:
+                tools = ", ".join(t.spec.name for t in server.tools("*")) or "no tools"
+                found.append(Check(f"mcp {name}", "ok", f"connected; tools: {tools}"))
+            else:
+                where = server_settings.url or server_settings.command
+                fix = f"check mcp.{name} ({where}): the command must start, the URL answer"
+                found.append(Check(f"mcp {name}", "fail", server.error or "timed out", fix))
+        finally:
+            await server.close()
+    return found
+
+
 async def run_checks(
     settings: Settings, *, model_timeout_s: float = 30.0, config: Path | None = None
 ) -> list[Check]:
@@ -241,5 +261,6 @@ async def run_checks(
     checks.append(await _store(settings))
     checks.append(await _coordination(settings))
     checks += await _knowledge(settings)
+    checks += await _mcp(settings)
     checks.append(_webhook(settings))
     return [replace(c, detail=redact(c.detail), fix=redact(c.fix)) for c in checks]

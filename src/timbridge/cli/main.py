@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from timbridge.cli import kb, serve, setup, tencent
+from timbridge.cli import kb, serve, setup, tencent, tools
 from timbridge.cli.common import fail, log_format, log_level, set_root_options
 
 __all__ = ["app", "main"]
@@ -37,6 +37,7 @@ for command in (
     app.command()(command)
 app.add_typer(tencent.robots_app, name="robots", no_args_is_help=True)
 app.add_typer(kb.kb_app, name="kb", no_args_is_help=True)
+app.add_typer(tools.tools_app, name="tools", no_args_is_help=True)
 
 
 @app.callback()
