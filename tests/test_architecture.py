@@ -38,7 +38,7 @@ ALLOWED: dict[str, set[str]] = {
     "coordination": {"storage", "protocol"},
     "knowledge": {"storage"},
     "llm": {"settings"},
-    "tools": {"llm", "settings"},
+    "tools": {"knowledge", "llm", "settings"},
     "bot": _ENGINE_DEPS | {"metrics"},
     "webhook": {"bot", "coordination", "metrics", "protocol", "settings"},
     "emulator": {"protocol"},

@@ -96,3 +96,36 @@ async def test_offline_model_quotes_the_best_passages_or_says_nothing_matched() 
     )
     alone = [ChatMessage("system", "persona"), ChatMessage("user", "q")]
     assert "".join([d.text async for d in model.stream(alone)]) == NO_MATCH
+
+
+async def test_with_knowledge_search_the_model_searches_instead_of_being_given_passages(
+    tmp_path: Path,
+) -> None:
+    await _ingest_shop(tmp_path / "timbridge.db")
+
+    def search_once(messages: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]] | None:
+        if messages[-1]["role"] == "tool":
+            return None
+        return [("knowledge_search", {"query": "refund to card"})]
+
+    def from_results(messages: list[dict[str, Any]]) -> str:
+        return messages[-1]["content"]
+
+    llm = FakeOpenAI(tool_calls=search_once, reply=from_results)
+    robots = _robot(knowledge="shop", tools=["knowledge_search"], cite_sources=False)
+    async with running_stack(tmp_path, llm=llm, robots=robots) as stack:
+        stack.emu.user_send("alice", "@RBT#helper", "when will I get my money back?")
+        reply = await stack.emu.wait_message(from_="@RBT#helper", to="alice", limit_s=20)
+    assert reply.text.startswith("[1] returns.md › Returns › Refunds")
+    assert "five working days" in reply.text
+    first = llm.requests[0]["messages"]
+    assert [m["role"] for m in first] == ["system", "user"]  # no passages put in by timbridge
+    assert [t["function"]["name"] for t in llm.requests[0]["tools"]] == ["knowledge_search"]
+
+
+async def test_knowledge_search_without_a_knowledge_base_stops_start_up(tmp_path: Path) -> None:
+    from timbridge.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="knowledge_search needs the robot's knowledge = NAME"):
+        async with running_stack(tmp_path, robots=_robot(tools=["knowledge_search"])):
+            pass

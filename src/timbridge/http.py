@@ -55,12 +55,15 @@ def http_session(
     limit: int = 256,
     headers: Mapping[str, str] | None = None,
     timeout: aiohttp.ClientTimeout | None = None,
+    resolver: aiohttp.abc.AbstractResolver | None = None,
 ) -> aiohttp.ClientSession:
     """A pooled session: keep-alive, at most `limit` connections, no cookie jar, and no
     whole-body read (`read`, `json`, `text`, by us or by an SDK on this session) past
     `DEFAULT_BODY_LIMIT` decompressed bytes: past it they raise `BodyTooLarge` (readers with a
     smaller cap use `read_capped`)."""
-    connector = aiohttp.TCPConnector(limit=limit, limit_per_host=limit, ttl_dns_cache=300)
+    connector = aiohttp.TCPConnector(
+        limit=limit, limit_per_host=limit, ttl_dns_cache=300, resolver=resolver
+    )
     return aiohttp.ClientSession(
         connector=connector,
         headers=headers,

@@ -190,7 +190,8 @@ class Engine:
             return
         started = time.monotonic()
         history = await self._store.recent_turns(conv.key)
-        hits = await self._retrieve(conv.robot, text)
+        searches = "knowledge_search" in robot.tools and robot.id in self._toolboxes
+        hits = [] if searches else await self._retrieve(conv.robot, text)  # else the model asks
         profile = self._settings.models[robot.model]
         messages, dropped = build_context(
             robot.persona,

@@ -8,7 +8,7 @@ import asyncio
 import functools
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
@@ -44,8 +44,10 @@ from timbridge.tencent.client import RetryPolicy, TencentClient
 from timbridge.tencent.limits import CallLimits
 from timbridge.tencent.outbound import Outbound
 from timbridge.tools.builtin import BUILTIN
+from timbridge.tools.fetch import UrlFetcher
+from timbridge.tools.knowledge_search import knowledge_tool
 from timbridge.tools.mcp import McpServer
-from timbridge.tools.toolbox import Toolbox
+from timbridge.tools.toolbox import Tool, Toolbox
 from timbridge.webhook.app import create_app
 
 __all__ = [
@@ -147,8 +149,15 @@ def robot_knowledge(settings: Settings) -> dict[str, str]:
     return found
 
 
+#: Tools that need the deployment's parts (an HTTP session, the knowledge library).
+CONFIGURED_TOOLS = ("fetch_url", "knowledge_search")
+
+
 def robot_toolboxes(
-    settings: Settings, models: dict[str, ChatModel], servers: dict[str, McpServer]
+    settings: Settings,
+    models: dict[str, ChatModel],
+    servers: dict[str, McpServer],
+    configured: Mapping[str, Mapping[str, Tool]] | None = None,
 ) -> dict[str, Toolbox]:
     """robot → the tools it may call: built-in ones, and MCP servers' tools as they are while
     connected. `ConfigError` for a built-in name that does not exist. A robot whose model cannot
@@ -157,12 +166,18 @@ def robot_toolboxes(
     for index, robot in enumerate(settings.robots):
         if not robot.tools:
             continue
-        unknown = [n for n in robot.tools if not n.startswith("mcp:") and n not in BUILTIN]
+        known = [*BUILTIN, *CONFIGURED_TOOLS]
+        unknown = [n for n in robot.tools if not n.startswith("mcp:") and n not in known]
         if unknown:
             raise ConfigError(
                 f"robots[{index}].tools",
                 f"no tool named {', '.join(map(repr, unknown))} "
-                f"(known: {', '.join(BUILTIN)}, or mcp:NAME/*)",
+                f"(known: {', '.join(known)}, or mcp:NAME/*)",
+            )
+        mine = (configured or {}).get(robot.id, {})
+        if "knowledge_search" in robot.tools and "knowledge_search" not in mine:
+            raise ConfigError(
+                f"robots[{index}].tools", "knowledge_search needs the robot's knowledge = NAME"
             )
         if not models[robot.model].supports_tools:
             _log.warning(
@@ -178,11 +193,34 @@ def robot_toolboxes(
                 server, wanted = name.removeprefix("mcp:").split("/", 1)
                 sources.append(functools.partial(servers[server].tools, wanted))
         found[robot.id] = Toolbox(
-            (BUILTIN[name] for name in robot.tools if name in BUILTIN),
+            [BUILTIN[name] for name in robot.tools if name in BUILTIN]
+            + [mine[name] for name in robot.tools if name in mine],
             timeout_s=settings.tools.timeout_s,
             max_result_chars=settings.tools.max_result_chars,
             sources=sources,
         )
+    return found
+
+
+async def _configured_tools(
+    settings: Settings,
+    stack: AsyncExitStack,
+    library: Library | None,
+    knowledge: Mapping[str, str],
+) -> dict[str, dict[str, Tool]]:
+    """robot → its tools that need the deployment's parts: `fetch_url` (one fetcher, closed with
+    `stack`) and `knowledge_search` (over the robot's own knowledge base)."""
+    fetcher: UrlFetcher | None = None
+    found: dict[str, dict[str, Tool]] = {}
+    for robot in settings.robots:
+        mine = found.setdefault(robot.id, {})
+        if "fetch_url" in robot.tools:
+            if fetcher is None:
+                fetcher = UrlFetcher(settings.tools)
+                stack.push_async_callback(fetcher.aclose)
+            mine["fetch_url"] = fetcher.tool
+        if "knowledge_search" in robot.tools and library is not None and robot.id in knowledge:
+            mine["knowledge_search"] = knowledge_tool(library, knowledge[robot.id])
     return found
 
 
@@ -272,6 +310,7 @@ class Services:
                 if BUILTIN_KB in knowledge.values():
                     await library.ensure_builtin()
             servers = await open_mcp(settings, stack)
+            configured = await _configured_tools(settings, stack, library, knowledge)
             engine = Engine(
                 settings,
                 store.history,
@@ -282,7 +321,7 @@ class Services:
                 library=library,
                 knowledge=knowledge,
                 media=MediaFetcher(session, settings.media),
-                toolboxes=robot_toolboxes(settings, models, servers),
+                toolboxes=robot_toolboxes(settings, models, servers, configured),
             )
             yield cls(
                 settings, session, tencent, store, coordination, metrics, models, engine, servers

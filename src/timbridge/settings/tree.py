@@ -207,6 +207,12 @@ class ToolsSettings(_Section):
     max_steps: Annotated[int, Field(ge=1, le=16)] = 4
     timeout_s: Annotated[float, Field(gt=0, le=300)] = 15.0
     max_result_chars: Annotated[int, Field(ge=100, le=100_000)] = 8000
+    #: Hosts `fetch_url` may fetch from (shell patterns: ``docs.example.com``, ``*.gov.cn``).
+    fetch_allowed_hosts: tuple[str, ...] = ()
+    #: Whether those hosts may resolve to loopback or private addresses (an intranet wiki).
+    fetch_allow_private: bool = False
+    fetch_max_bytes: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = 2 * 1024 * 1024
+    fetch_timeout_s: Annotated[float, Field(gt=0, le=120)] = 10.0
 
 
 class McpServerSettings(_Section):
