@@ -130,9 +130,8 @@ class Gemini:
         )
         return contents, config
 
-    @property
-    def supports_tools(self) -> bool:
-        return True
+    #: Whether `stream` takes tools (function calling).
+    supports_tools = True
 
     async def stream(
         self, messages: Sequence[ChatMessage], tools: Sequence[ToolSpec] = ()

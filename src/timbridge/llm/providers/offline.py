@@ -87,9 +87,8 @@ class OfflineModel:
 
     name = "offline:retrieval"
 
-    @property
-    def supports_tools(self) -> bool:
-        return False
+    #: Whether `stream` takes tools (function calling).
+    supports_tools = False
 
     async def stream(
         self, messages: Sequence[ChatMessage], tools: Sequence[ToolSpec] = ()

@@ -155,9 +155,8 @@ class OpenAICompatible:
         except (orjson.JSONDecodeError, KeyError, IndexError, TypeError, AttributeError) as exc:
             raise LLMResponseError(f"{self.name}: malformed answer ({exc})", **where) from exc
 
-    @property
-    def supports_tools(self) -> bool:
-        return True
+    #: Whether `stream` takes tools (function calling).
+    supports_tools = True
 
     async def stream(
         self, messages: Sequence[ChatMessage], tools: Sequence[ToolSpec] = ()

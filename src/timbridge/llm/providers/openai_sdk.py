@@ -46,9 +46,8 @@ class OpenAISDK:
     async def aclose(self) -> None:
         await self._client.close()
 
-    @property
-    def supports_tools(self) -> bool:
-        return True
+    #: Whether `stream` takes tools (function calling).
+    supports_tools = True
 
     async def stream(
         self, messages: Sequence[ChatMessage], tools: Sequence[ToolSpec] = ()
