@@ -102,19 +102,20 @@ async def test_two_calls_in_one_step_and_a_third_in_the_next_are_answered_with_t
 
 
 @asynccontextmanager
-async def anthropic_stack(tmp: Path, fake: FakeAnthropic, **overrides: Any) -> AsyncIterator[Stack]:
+async def vendor_stack(
+    tmp: Path, fake: FakeAnthropic | FakeGemini, provider: str, **options: Any
+) -> AsyncIterator[Stack]:
+    """The stack with the robot's model on `fake`, a vendor SDK's fake server (key: FAKE_KEY)."""
     async with loopback(fake.app()) as (server,):
-        models = {
-            "default": {
-                "provider": "anthropic",
-                "model": "claude-test",
-                "base_url": str(server.make_url("")).rstrip("/"),
-                "retries": 0,
-                "api_key_env": "FAKE_ANTHROPIC_KEY",
-                **overrides.pop("model_options", {}),
-            }
+        profile = {
+            "provider": provider,
+            "model": f"{provider}-test",
+            "base_url": str(server.make_url("")).rstrip("/"),
+            "retries": 0,
+            "api_key_env": "FAKE_KEY",
+            **options,
         }
-        async with running_stack(tmp, models=models, **overrides) as stack:
+        async with running_stack(tmp, models={"default": profile}, robots=ROBOT) as stack:
             yield stack
 
 
@@ -122,11 +123,9 @@ async def anthropic_stack(tmp: Path, fake: FakeAnthropic, **overrides: Any) -> A
 async def test_anthropic_calls_tools_in_steps_and_answers_with_their_results(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stream: bool
 ) -> None:
-    monkeypatch.setenv("FAKE_ANTHROPIC_KEY", "sk-ant-test")
+    monkeypatch.setenv("FAKE_KEY", "sk-ant-test")
     fake = FakeAnthropic(tool_calls=two_then_one, reply=answer_from_results)
-    async with anthropic_stack(
-        tmp_path, fake, robots=ROBOT, model_options={"stream": stream}
-    ) as stack:
+    async with vendor_stack(tmp_path, fake, "anthropic", stream=stream) as stack:
         stack.emu.user_send("alice", "@RBT#helper", "what is 17*23+9, and the time in Shanghai?")
         reply = await stack.emu.wait_message(from_="@RBT#helper", to="alice", limit_s=15)
     assert reply.text.startswith("results: 391 | ") and reply.text.endswith(" | 400")
@@ -149,21 +148,11 @@ async def test_anthropic_calls_tools_in_steps_and_answers_with_their_results(
 async def test_gemini_calls_tools_in_steps_and_answers_with_their_results(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("FAKE_GEMINI_KEY", "gm-test")
+    monkeypatch.setenv("FAKE_KEY", "gm-test")
     fake = FakeGemini(tool_calls=two_then_one, reply=answer_from_results)
-    async with loopback(fake.app()) as (server,):
-        models = {
-            "default": {
-                "provider": "gemini",
-                "model": "gemini-test",
-                "base_url": str(server.make_url("")).rstrip("/"),
-                "retries": 0,
-                "api_key_env": "FAKE_GEMINI_KEY",
-            }
-        }
-        async with running_stack(tmp_path, models=models, robots=ROBOT) as stack:
-            stack.emu.user_send("alice", "@RBT#helper", "17*23+9, and the time in Shanghai?")
-            reply = await stack.emu.wait_message(from_="@RBT#helper", to="alice", limit_s=15)
+    async with vendor_stack(tmp_path, fake, "gemini") as stack:
+        stack.emu.user_send("alice", "@RBT#helper", "17*23+9, and the time in Shanghai?")
+        reply = await stack.emu.wait_message(from_="@RBT#helper", to="alice", limit_s=15)
     assert reply.text.startswith("results: 391 | ") and reply.text.endswith(" | 400")
     assert len(fake.requests) == 3
     first, second, _ = fake.requests
