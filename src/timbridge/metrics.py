@@ -85,6 +85,12 @@ class Metrics:
             ["robot"],
             registry=r,
         )
+        self.stopped = Counter(
+            "timbridge_stopped_answers",
+            "Answers stopped: their question was recalled, or its sender wrote /cancel",
+            ["robot", "why"],
+            registry=r,
+        )
         self.rest_calls = Counter(
             "timbridge_rest_calls",
             "Tencent REST calls by command and ErrorCode (-1: no answer)",

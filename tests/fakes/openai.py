@@ -108,15 +108,21 @@ class FakeOpenAI(VendorFake):
 
         async with SSE(request) as sse:
             await sse.send(delta({"role": "assistant", "content": ""}))
-            for number, start in enumerate(range(0, len(text), self.chunk_size)):
-                if number == self.break_after:
-                    sse.drop()  # the model's server dies mid-answer
-                    return sse.response
-                if number == self.stall_after:
-                    await asyncio.sleep(self.stall_s)
-                elif self.chunk_interval_s:
-                    await asyncio.sleep(self.chunk_interval_s)
-                await sse.send(delta({"content": text[start : start + self.chunk_size]}))
+            try:
+                for number, start in enumerate(range(0, len(text), self.chunk_size)):
+                    if number == self.break_after:
+                        sse.drop()  # the model's server dies mid-answer
+                        return sse.response
+                    if number == self.stall_after:
+                        await asyncio.sleep(self.stall_s)
+                    elif self.chunk_interval_s:
+                        await asyncio.sleep(self.chunk_interval_s)
+                    await sse.send(delta({"content": text[start : start + self.chunk_size]}))
+            except (asyncio.CancelledError, ConnectionResetError):
+                # aiohttp cancels a handler whose client went away (or a write fails)
+                if request.transport is None or request.transport.is_closing():
+                    self.hangups += 1
+                raise
             if not self.end_marker:
                 return sse.response
             await sse.send(delta({}, "stop"))

@@ -44,6 +44,7 @@ class VendorFake:
 
     calls: list[Call] = field(default_factory=list)
     failures: deque[Failure] = field(default_factory=deque)
+    hangups: int = 0  # streams the client closed before their end
 
     @property
     def requests(self) -> list[dict[str, Any]]:

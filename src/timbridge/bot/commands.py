@@ -1,4 +1,5 @@
-"""Chat commands a user can send a robot (``/help``, ``/reset``, ``/compact``, ``/usage``):
+"""Chat commands a user can send a robot (``/help``, ``/reset``, ``/compact``, ``/usage``,
+``/cancel``):
 how a message is recognised as one, and what each does. Their texts are in `bot.sentences`."""
 
 from __future__ import annotations
@@ -8,22 +9,28 @@ from dataclasses import dataclass
 
 import structlog
 
+from timbridge.bot.cancels import Cancels
 from timbridge.bot.conversation import Conversation
 from timbridge.bot.replies import ReplySender
 from timbridge.bot.sentences import (
+    CANCEL_TEXT,
     COMMANDS,
     COMPACT_TEXT,
     HELP_TEXT,
+    NOTHING_TO_CANCEL_TEXT,
     NOTHING_TO_COMPACT_TEXT,
     RESET_TEXT,
     UNKNOWN_TEXT,
 )
 from timbridge.bot.summaries import Summaries
+from timbridge.bot.text import message_text
 from timbridge.coordination.base import Job
+from timbridge.protocol.callbacks import MessageEvent
+from timbridge.protocol.elements import TextElem
 from timbridge.settings import Settings
 from timbridge.storage.history import History, utc_day
 
-__all__ = ["COMMANDS", "Command", "Commands", "parse_command", "usage_text"]
+__all__ = ["COMMANDS", "Command", "Commands", "is_cancel", "parse_command", "usage_text"]
 
 _log = structlog.get_logger("timbridge.commands")
 
@@ -45,6 +52,17 @@ def parse_command(text: str) -> Command | None:
     return Command("/" + match.group(1).lower()) if match else None
 
 
+def is_cancel(event: MessageEvent) -> bool:
+    """Whether `event` is a ``/cancel`` (the webhook asks of every message: most are told
+    apart by a substring test, without extracting their text)."""
+    if not any(
+        isinstance(e, TextElem) and "/cancel" in e.msg_content.text.lower() for e in event.msg_body
+    ):
+        return False
+    command = parse_command(message_text(event))
+    return command is not None and command.name == "/cancel"
+
+
 def usage_text(used: int, limit: int, group_used: int | None, group_limit: int) -> str:
     """The answer to ``/usage``."""
     mine = f"Today (UTC) you have used {used} tokens"
@@ -59,12 +77,18 @@ class Commands:
     """Runs a command and answers it."""
 
     def __init__(
-        self, settings: Settings, store: History, replies: ReplySender, summaries: Summaries
+        self,
+        settings: Settings,
+        store: History,
+        replies: ReplySender,
+        summaries: Summaries,
+        cancels: Cancels,
     ) -> None:
         self._robots = {r.id: r for r in settings.robots}
         self._store = store
         self._replies = replies
         self._summaries = summaries
+        self._cancels = cancels
 
     async def run(self, job: Job, conv: Conversation, command: Command) -> None:
         if command.name == "/reset":
@@ -78,6 +102,9 @@ class Commands:
             reply = await self._usage(conv)
         elif command.name == "/help":
             reply = HELP_TEXT
+        elif command.name == "/cancel":  # the webhook noted it; the answers ahead have stopped
+            stopped = await self._cancels.stopped_by(conv.key, conv.sender, job.identity)
+            reply = CANCEL_TEXT if stopped else NOTHING_TO_CANCEL_TEXT
         else:
             reply = UNKNOWN_TEXT.format(name=command.name)
         await self._replies.send(conv, job.identity, reply)

@@ -7,6 +7,7 @@ reply and the parts already sent, and sends only what is missing.
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import structlog
@@ -15,6 +16,7 @@ from timbridge.bot import tool_turns
 from timbridge.bot.admission import Admission, ledger_entry
 from timbridge.bot.agent import Agent
 from timbridge.bot.bursts import Bursts
+from timbridge.bot.cancels import Cancels, Stop
 from timbridge.bot.commands import Commands, parse_command
 from timbridge.bot.context import build_context, cite
 from timbridge.bot.conversation import Conversation
@@ -26,6 +28,7 @@ from timbridge.bot.sentences import (
     EMPTY_TEXT,
     IMAGE_FAILED,
     INTERRUPTED,
+    STOPPED,
     STORE_FAILED,
     TEXT_ONLY,
     TOO_LONG,
@@ -98,8 +101,9 @@ class Engine:
         self._agent = Agent(models, max_steps=settings.tools.max_steps)
         self._admission = Admission(settings, store, coordination, replies, metrics)
         self._bursts = Bursts(settings, coordination)
+        self._cancels = Cancels(coordination)
         self._summaries = Summaries(settings, store, models)
-        self._commands = Commands(settings, store, replies, self._summaries)
+        self._commands = Commands(settings, store, replies, self._summaries, self._cancels)
 
     def _conversation(self, robot: str, event: MessageEvent) -> Conversation:
         member = self._robots[robot].group_context == "member"
@@ -121,6 +125,10 @@ class Engine:
             return
         text = message_text(event)
         command = parse_command(text)
+        if command is None and (why := await self._cancels.check(job, conv.sender)):
+            self._metrics.stopped.labels(conv.robot, why.value).inc()
+            _log.info("answer.stopped", why=why.value, shown=False)
+            return
         try:
             if command is not None:
                 await self._commands.run(job, conv, command)
@@ -177,6 +185,35 @@ class Engine:
         else:
             await self._replies.send(conv, job.identity, APOLOGY)
 
+    async def _stopped(
+        self, job: Job, conv: Conversation, said: str, live: LiveReply | None, why: Stop
+    ) -> None:
+        """The answer was stopped midway. A recalled question takes what was shown of its
+        answer with it (withdrawn, nothing kept); a /cancel ends what was shown with a note,
+        and it is kept as the answer."""
+        self._metrics.stopped.labels(conv.robot, why.value).inc()
+        shown = bool(live and live.text)
+        _log.info("answer.stopped", why=why.value, shown=shown)
+        if live is None:
+            return
+        if why is Stop.CANCELLED and shown:
+            await live.feed(STOPPED)
+            await live.close()
+            reply = live.text.strip()
+            turns = [
+                Turn("user", said, count_tokens(said)),
+                Turn("assistant", reply, count_tokens(reply)),
+            ]
+            await self._store.add_turns(conv.key, job.identity, turns)
+            await self._replies.mark_sent(conv, job.identity, reply)
+            return
+        await live.abort()
+        for handle in live.handles:
+            try:
+                await self._replies.outbound.withdraw(conv.destination, handle)
+            except TencentError as exc:  # the rest are still withdrawn
+                _log.error("reply.not_withdrawn", handle=handle, error=str(exc))
+
     async def _chat(
         self, job: Job, conv: Conversation, text: str, *, images: tuple[Image, ...] = ()
     ) -> None:
@@ -210,20 +247,15 @@ class Engine:
         )
         async with self._replies.typing(conv):
             try:
-                answer, steps = await self._ask(robot.id, robot.model, messages, live)
+                asked = await self._watched(job, conv, robot.model, messages, live)
             except LLMError as exc:
                 await self._model_failed(job, conv, said, live, exc)
                 return
-        self._metrics.model_answers.labels(answer.profile).inc()
-        self._metrics.model_latency.labels(answer.profile).observe(answer.total_s)
-        self._metrics.model_first_token.labels(answer.profile).observe(answer.first_token_s)
-        _log.info(
-            "model.answered",
-            profile=answer.profile,
-            model=answer.model,
-            input_tokens=answer.usage.input_tokens,
-            output_tokens=answer.usage.output_tokens,
-        )
+        if isinstance(asked, Stop):
+            await self._stopped(job, conv, said, live, asked)
+            return
+        answer, steps = asked
+        self._observe(answer)
         text = answer.text + TOO_LONG if answer.cut else answer.text
         reply = cite(text, hits) if robot.cite_sources else text
         if live is not None:
@@ -256,6 +288,38 @@ class Engine:
                 await self._summaries.compact(conv, keep=4)
             except StorageError as exc:  # the reply is out; the next answer tries again
                 _log.error("compact.not_kept", error=str(exc))
+
+    def _observe(self, answer: Answer) -> None:
+        self._metrics.model_answers.labels(answer.profile).inc()
+        self._metrics.model_latency.labels(answer.profile).observe(answer.total_s)
+        self._metrics.model_first_token.labels(answer.profile).observe(answer.first_token_s)
+        _log.info(
+            "model.answered",
+            profile=answer.profile,
+            model=answer.model,
+            input_tokens=answer.usage.input_tokens,
+            output_tokens=answer.usage.output_tokens,
+        )
+
+    async def _watched(
+        self,
+        job: Job,
+        conv: Conversation,
+        profile: str,
+        messages: list[ChatMessage],
+        live: LiveReply | None,
+    ) -> tuple[Answer, list[ChatMessage]] | Stop:
+        """The answer and its tool steps, or why it was stopped midway: the model and the tools
+        run in a task of their own, which a recall or a /cancel cancels (so the model's
+        connection closes). `LLMError` propagates."""
+        ask = asyncio.ensure_future(self._ask(conv.robot, profile, messages, live))
+        with self._cancels.watching(job, conv.sender, ask) as watched:
+            try:
+                return await ask
+            except asyncio.CancelledError:
+                if watched.why is None:  # this job itself is cancelled (shutdown)
+                    raise
+                return watched.why
 
     async def _ask(
         self, robot: str, profile: str, messages: list[ChatMessage], live: LiveReply | None

@@ -106,7 +106,9 @@ class _StreamWriter(_Writer):
             chunks=(StreamChunk(index=self._index, markdown=markdown, is_last=last),),
         )
         part = Part(live.identity, _PART_BASE + self._message)
-        stream_id = await live.replies.outbound.stream(live.destination, part, content)
+        stream_id, handle = await live.replies.outbound.stream(live.destination, part, content)
+        if self._stream_id is None:
+            live.handles.append(handle)
         self._bytes += len(markdown.encode())
         self._stream_id = None if last else (self._stream_id or stream_id)
 
@@ -124,9 +126,11 @@ class _MessageWriter(_Writer):
         mention = self._messages == 0
         self._messages += 1
         live = self.live
-        return await live.replies.send_part(
+        handle = await live.replies.send_part(
             live.conversation, live.identity, part, text, mention=mention
         )
+        live.handles.append(handle)
+        return handle
 
     async def modify(self, handle: str, text: str, *, first: bool) -> None:
         live = self.live
@@ -248,11 +252,14 @@ class LiveReply:
         self.identity = identity
         self.mode: Mode = mode
         self.text = ""
+        #: Every message shown so far (its ``MsgKey`` or group ``MsgSeq``), to withdraw them.
+        self.handles: list[str] = []
         self.first_visible: float | None = None
         self._writer = _WRITERS[mode](self)
         self._fell_back = False
         self._wake = asyncio.Event()
         self._closing = False
+        self._aborted = False
         self._task: asyncio.Task[None] | None = None
         self._last_call = 0.0
 
@@ -273,12 +280,22 @@ class LiveReply:
             self._task = asyncio.get_running_loop().create_task(self._run())
         await self._task
 
+    async def abort(self) -> None:
+        """Show nothing more: the call under way finishes (so that its message is known in
+        `handles`), no other is made."""
+        self._aborted = True
+        self._wake.set()
+        if self._task is not None:
+            await self._task
+
     async def _run(self) -> None:
         while True:
             every = _EVERY.get(self.mode, 0.0)
             wait = max(0.0, self._last_call + every - time.monotonic())
-            if wait:  # the pace holds for the last call too
+            if wait and not self._aborted:  # the pace holds for the last call too
                 await asyncio.sleep(wait)
+            if self._aborted:
+                return
             if self._closing:
                 await self._step(final=True)
                 return

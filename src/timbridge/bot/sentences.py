@@ -7,6 +7,7 @@ from __future__ import annotations
 __all__ = [
     "APOLOGY",
     "BUDGET_TEXT",
+    "CANCEL_TEXT",
     "COMMANDS",
     "COMPACT_TEXT",
     "COMPATIBLE_TEXT",
@@ -15,9 +16,11 @@ __all__ = [
     "IMAGE_FAILED",
     "INTERRUPTED",
     "LIMIT_TEXT",
+    "NOTHING_TO_CANCEL_TEXT",
     "NOTHING_TO_COMPACT_TEXT",
     "RESET_TEXT",
     "STEPS_SPENT",
+    "STOPPED",
     "STORE_FAILED",
     "TEXT_ONLY",
     "TOO_LONG",
@@ -30,6 +33,7 @@ COMMANDS: dict[str, str] = {
     "/reset": "forget our conversation so far",
     "/compact": "summarise our conversation so far, to keep it short",
     "/usage": "show the tokens you have used today",
+    "/cancel": "stop the answer I am writing for you",
 }
 
 HELP_TEXT = "Commands:\n" + "\n".join(f"{name} — {what}" for name, what in COMMANDS.items())
@@ -41,6 +45,10 @@ BUDGET_TEXT = (
 )
 COMPACT_TEXT = "Done: I summarised our conversation ({turns} turns) to keep it short."
 NOTHING_TO_COMPACT_TEXT = "There is nothing to summarise yet."
+CANCEL_TEXT = "Stopped: I did not finish that answer."
+NOTHING_TO_CANCEL_TEXT = "There was no answer in progress to stop."
+#: Ends what was shown of an answer its sender stopped with /cancel.
+STOPPED = "\n\n(stopped)"
 LIMIT_TEXT = (
     "You are writing faster than I can answer (at most {limit} messages a minute). "
     "Please write again in {seconds} s; messages until then go unanswered."

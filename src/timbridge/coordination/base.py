@@ -98,6 +98,14 @@ class Flags(Protocol):
         """Count one message for `key` if `limit` per minute allows it (0: no limit)."""
         ...
 
+    async def note(self, key: str, value: str, ttl_s: float) -> None:
+        """Keep `value` under `key` for `ttl_s` seconds (a later note replaces it)."""
+        ...
+
+    async def notes(self, keys: Sequence[str]) -> list[str | None]:
+        """What is noted under each of `keys`, in order (None: nothing, or expired)."""
+        ...
+
 
 class Coordinator(Queue, Flags, Protocol):
     """Both roles, as every backend provides them."""

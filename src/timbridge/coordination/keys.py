@@ -10,7 +10,8 @@
 * ``rate:{key}`` / ``told:{key}``: a per-minute window (a sorted set of message times) and
   whether its sender was told of the limit in the current window.
 * ``claim:{key}``: who holds a claim (bursts). ``once:{key}``: something done within a while
-  (the busy notice, the budget notice).
+  (the busy notice, the budget notice). ``note:{key}``: a small fact kept for a while (a
+  recalled message, a ``/cancel``).
 """
 
 from __future__ import annotations
@@ -44,3 +45,6 @@ class Keys:
 
     def once(self, key: str) -> str:
         return f"{self.prefix}once:{key}"
+
+    def note(self, key: str) -> str:
+        return f"{self.prefix}note:{key}"

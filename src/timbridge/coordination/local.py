@@ -25,7 +25,7 @@ from timbridge.coordination.rate import Decision, MessageRate
 from timbridge.errors import CoordinationError, HandBack, StorageError
 from timbridge.storage.inbox import Inbox, InboxEntry
 
-__all__ = ["LocalCoordinator", "TTLSet"]
+__all__ = ["Expiring", "LocalCoordinator", "TTLSet"]
 
 _log = structlog.get_logger("timbridge.coordination")
 
@@ -59,6 +59,28 @@ class TTLSet:
 
     def __len__(self) -> int:
         return len(self._items)
+
+
+class Expiring:
+    """Values that expire, at most `max_items` (past that, the expired ones are forgotten,
+    then the oldest)."""
+
+    def __init__(self, max_items: int = 100_000) -> None:
+        self._max = max_items
+        self._items: OrderedDict[str, tuple[str, float]] = OrderedDict()
+
+    def get(self, key: str) -> str | None:
+        held = self._items.get(key)
+        return held[0] if held is not None and held[1] > time.monotonic() else None
+
+    def put(self, key: str, value: str, ttl_s: float) -> None:
+        now = time.monotonic()
+        self._items[key] = (value, now + ttl_s)
+        self._items.move_to_end(key)
+        if len(self._items) > self._max:
+            self._items = OrderedDict((k, v) for k, v in self._items.items() if v[1] > now)
+            while len(self._items) > self._max:
+                self._items.popitem(last=False)
 
 
 class LocalCoordinator:
@@ -98,8 +120,9 @@ class LocalCoordinator:
         self._taken_up = False  # the inbox's jobs from before are counted (`_take_up`)
         self._taking_up = asyncio.Lock()
         self._rate = MessageRate()
-        self._once: dict[str, float] = {}
-        self._claims: dict[str, tuple[str, float]] = {}
+        self._once = Expiring()
+        self._claims = Expiring()
+        self._notes = Expiring()
 
     async def submit(self, identity: str, jobs: Sequence[Job]) -> bool:
         if self._closing:
@@ -209,23 +232,23 @@ class LocalCoordinator:
         return list(mailbox)[1:] if mailbox else []
 
     async def claim(self, key: str, owner: str, ttl_s: float) -> str:
-        now = time.monotonic()
         held = self._claims.get(key)
-        if held is not None and held[1] > now:
-            return held[0]
-        if len(self._claims) > 100_000:  # forget the expired ones
-            self._claims = {k: v for k, v in self._claims.items() if v[1] > now}
-        self._claims[key] = (owner, now + ttl_s)
+        if held is not None:
+            return held
+        self._claims.put(key, owner, ttl_s)
         return owner
 
     async def once(self, key: str, ttl_s: float) -> bool:
-        now = time.monotonic()
-        if len(self._once) > 100_000:  # forget the expired ones
-            self._once = {k: until for k, until in self._once.items() if until > now}
-        if self._once.get(key, 0.0) > now:
+        if self._once.get(key) is not None:
             return False
-        self._once[key] = now + ttl_s
+        self._once.put(key, "1", ttl_s)
         return True
+
+    async def note(self, key: str, value: str, ttl_s: float) -> None:
+        self._notes.put(key, value, ttl_s)
+
+    async def notes(self, keys: Sequence[str]) -> list[str | None]:
+        return [self._notes.get(key) for key in keys]
 
     def _spawn(self, conversation: str) -> None:
         task = asyncio.get_running_loop().create_task(self._drain(conversation))

@@ -197,6 +197,18 @@ class RedisCoordinator:
         px = max(1, int(ttl_s * 1000))
         return bool(await self._call("once", lambda: self._redis.set(name, "1", nx=True, px=px)))
 
+    async def note(self, key: str, value: str, ttl_s: float) -> None:
+        name = self._keys.note(key)
+        px = max(1, int(ttl_s * 1000))
+        await self._call("note", lambda: self._redis.set(name, value, px=px))
+
+    async def notes(self, keys: Sequence[str]) -> list[str | None]:
+        if not keys:
+            return []
+        names = [self._keys.note(key) for key in keys]
+        found = await self._call("notes", lambda: self._redis.mget(names))
+        return [None if value is None else _text(value) for value in found]
+
     def depth(self) -> int:
         """Jobs queued over every process, as last read (`queued` reads it afresh)."""
         return self._depth_seen

@@ -45,7 +45,8 @@ def message_json(message: Message, world: World) -> dict[str, Any]:
         "from_nick": sender.nick if sender else message.from_account,
         "to": message.to_account,
         "group": message.group_id,
-        "text": message.text,
+        "text": "" if message.recalled else message.text,
+        "recalled": message.recalled,
         "time": message.time,
         "at": list(message.at_accounts),
         "streaming": message.stream is not None and not message.stream.ended(world.clock()),
@@ -153,6 +154,7 @@ class PageAPI:
             web.get("/api/events", g(self._events)),
             web.post("/api/users", g(self._create_user)),
             web.post("/api/send", g(self._send)),
+            web.post("/api/recall", g(self._recall)),
             web.post("/api/groups", g(self._create_group)),
             web.post("/api/members", g(self._add_members)),
             web.get("/emulator/stats", g(self._stats)),
@@ -288,6 +290,19 @@ class PageAPI:
                 message = self.world.user_send_group(sender, group.group_id, text, mentions)
             else:
                 message = self.world.user_send(sender, self._user(data.get("to")), text)
+        except TencentAPIError as exc:
+            return self._error(400, f"tencent_{exc.error_code}", exc.error_info)
+        return self._ok(message_json(message, self.world))
+
+    async def _recall(self, request: web.Request) -> web.Response:
+        """`user` recalls message `id` (theirs, within the recall period), as a client would."""
+        data = await self._json(request)
+        user = self._user(data.get("user"))
+        message_id = data.get("id")
+        if not isinstance(message_id, int) or isinstance(message_id, bool):
+            return self._error(400, "bad_id", "id must be the message's number")
+        try:
+            message = self.world.user_recall(user, message_id)
         except TencentAPIError as exc:
             return self._error(400, f"tencent_{exc.error_code}", exc.error_info)
         return self._ok(message_json(message, self.world))

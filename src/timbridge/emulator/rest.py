@@ -94,6 +94,8 @@ class RestAPI:
             (rest.SendGroupMsg, self._send_group_msg),
             (rest.ModifyC2CMsg, self._modify_c2c),
             (rest.ModifyGroupMsg, self._modify_group),
+            (rest.AdminMsgWithdraw, self._withdraw),
+            (rest.GroupMsgRecall, self._group_recall),
             (rest.SendC2CStreamMsg, self._c2c_stream),
             (rest.SendGroupStreamMsg, self._group_stream),
             (rest.RobotSendStreamMsg, self._robot_stream),
@@ -255,6 +257,15 @@ class RestAPI:
         self.world.modify_group(req.group_id, req.msg_seq, body, req.cloud_custom_data)
         return {}
 
+    async def _withdraw(self, req: rest.AdminMsgWithdraw) -> dict[str, Any]:
+        self.world.recall_c2c(req.from_account, req.to_account, req.msg_key, self.world.admin)
+        return {}
+
+    async def _group_recall(self, req: rest.GroupMsgRecall) -> dict[str, Any]:
+        seqs = [item.msg_seq for item in req.msg_seq_list]
+        results = self.world.recall_group(req.group_id, seqs, self.world.admin)
+        return {"RecallRetList": [{"MsgSeq": seq, "RetCode": code} for seq, code in results]}
+
     @staticmethod
     def _stream_element(body: tuple[Any, ...]) -> dict[str, Any]:
         elements = _elements(body)
@@ -345,7 +356,7 @@ class RestAPI:
                     "MsgSeq": m.msg_seq,
                     "MsgRandom": m.random,
                     "MsgTimeStamp": m.time,
-                    "MsgFlagBits": 0,
+                    "MsgFlagBits": 8 if m.recalled else 0,
                     "IsPeerRead": 0,
                     "MsgKey": m.key,
                     "MsgBody": m.body,
@@ -361,8 +372,8 @@ class RestAPI:
         for m in page:
             item = {
                 "From_Account": m.from_account,
-                "IsPlaceMsg": 0,
-                "MsgBody": m.body,
+                "IsPlaceMsg": 2 if m.recalled else 0,
+                "MsgBody": [] if m.recalled else m.body,
                 "MsgPriority": 2,
                 "MsgRandom": m.random,
                 "MsgSeq": m.msg_seq,

@@ -28,6 +28,8 @@ from timbridge.protocol.callbacks import (
     BOT_C2C_MESSAGE,
     BOT_GROUP_MESSAGE,
     C2C_AFTER_SEND,
+    C2C_AFTER_WITHDRAW,
+    GROUP_AFTER_RECALL,
     GROUP_AFTER_SEND,
 )
 
@@ -49,8 +51,10 @@ class EmulatorConfig:
     callback_token: str | None = None
     robots: tuple[str, ...] = ()
     users: tuple[str, ...] = ()
-    #: Callbacks switched on; only the robot event webhook by default (reference §5).
-    callbacks: frozenset[str] = frozenset({BOT_C2C_MESSAGE, BOT_GROUP_MESSAGE})
+    #: Callbacks switched on: the robot events and the two recall callbacks by default.
+    callbacks: frozenset[str] = frozenset(
+        {BOT_C2C_MESSAGE, BOT_GROUP_MESSAGE, C2C_AFTER_WITHDRAW, GROUP_AFTER_RECALL}
+    )
     per_api_limit: int = 200
     per_group_limit: int = 40
     webhook_attempts: int = 4
@@ -165,7 +169,42 @@ class Emulator:
         self.live.publish(change, self.world)
         if change.kind is ChangeKind.MESSAGE and change.message is not None:
             self._webhooks_for(change.message)
+        elif change.kind is ChangeKind.RECALL and change.message is not None:
+            self._recall_webhook(change.message, change.operator)
         self._wake()
+
+    def _recall_webhook(self, message: Message, operator: str) -> None:
+        """``C2C.CallbackAfterMsgWithDraw`` / ``Group.CallbackAfterRecallMsg``, behind the
+        conversation's earlier webhooks (so a recall never overtakes its message)."""
+        platform = "RESTAPI" if operator == self.world.admin else "Web"
+        if message.kind == "c2c":
+            assert message.to_account is not None
+            if C2C_AFTER_WITHDRAW not in self.config.callbacks:
+                return
+            pair = "|".join(sorted((message.from_account, message.to_account)))
+            body: dict[str, Any] = {
+                "CallbackCommand": C2C_AFTER_WITHDRAW,
+                "From_Account": message.from_account,
+                "To_Account": message.to_account,
+                "MsgKey": message.key,
+                "UnreadMsgNum": 0,
+            }
+            self.webhooks.submit(C2C_AFTER_WITHDRAW, f"c2c:{pair}", body, platform)
+            return
+        assert message.group_id is not None
+        if GROUP_AFTER_RECALL not in self.config.callbacks:
+            return
+        body = {
+            "CallbackCommand": GROUP_AFTER_RECALL,
+            "Operator_Account": operator,
+            "Type": self.world.groups[message.group_id].type,
+            "GroupId": message.group_id,
+            "MsgSeqList": [{"MsgSeq": message.msg_seq}],
+            "EventTime": int(self.world.clock() * 1000),
+        }
+        if message.topic_id:
+            body["TopicId"] = message.topic_id
+        self.webhooks.submit(GROUP_AFTER_RECALL, f"group:{message.group_id}", body, platform)
 
     def _wake(self) -> None:
         self._changed.set()

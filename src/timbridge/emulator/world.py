@@ -44,6 +44,8 @@ GROUP_DEDUPE_S = 300.0
 TOO_LONG = 80002  # Tencent: message content too long (the 12 KB limit)
 BAD_PARAMETER = 10004
 NOT_IMPORTED = 70107
+RECALL_EXPIRED = 20016  # a client may recall its own message within `RECALL_LIMIT_S`
+RECALL_LIMIT_S = 120.0  # Tencent's default recall period for clients (the console can change it)
 GROUP_TYPES = frozenset(
     {"Public", "Private", "Work", "ChatRoom", "Meeting", "AVChatRoom", "Community"}
 )
@@ -103,6 +105,7 @@ class Message:
     platform: str = "RESTAPI"
     stream: StreamState | None = None
     edits: int = 0
+    recalled: bool = False
 
     @property
     def key(self) -> str:
@@ -139,6 +142,7 @@ class ChangeKind(enum.StrEnum):
     TYPING = "typing"
     ACCOUNT = "account"
     GROUP = "group"
+    RECALL = "recall"
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +152,7 @@ class Change:
     account: Account | None = None
     group: Group | None = None
     typing: bool = False
+    operator: str = ""  # who recalled the message (RECALL)
 
 
 @dataclass(slots=True)
@@ -266,7 +271,7 @@ class World:
         now = self.clock()
         crc = zlib.crc32(orjson.dumps(body))
         dedupe_key = (from_account, to_account, seq, msg_random, crc)
-        duplicate = self._recall(self._dedupe_c2c, dedupe_key, now)
+        duplicate = self._duplicate(self._dedupe_c2c, dedupe_key, now)
         if duplicate is not None:
             return duplicate, False
         message = Message(
@@ -428,7 +433,7 @@ class World:
         _check_body(body)
         now = self.clock()
         dedupe_key = (group_id, topic_id, random_value, zlib.crc32(orjson.dumps(body)))
-        duplicate = self._recall(self._dedupe_group, dedupe_key, now)
+        duplicate = self._duplicate(self._dedupe_group, dedupe_key, now)
         if duplicate is not None:
             return duplicate, False
         mentions = at or []
@@ -611,6 +616,61 @@ class World:
             elif state.finished and now - state.last_chunk_at > 300:
                 del self._streams[stream_id]  # late calls now get "unknown StreamMsgID"
 
+    # --- recall -------------------------------------------------------------------------
+
+    def recall_c2c(
+        self, from_account: str, to_account: str, msg_key: str, operator: str
+    ) -> Message:
+        """``admin_msgwithdraw`` (or a client's recall): mark the message recalled and tell
+        listeners (the ``C2C.CallbackAfterMsgWithDraw`` webhook follows)."""
+        message = self._by_key.get(msg_key)
+        if message is None or _pair(from_account, to_account) != _pair(
+            message.from_account, message.to_account or ""
+        ):
+            raise _fail(BAD_PARAMETER, f"no message {msg_key!r} between these accounts")
+        return self._recall(message, operator)
+
+    def recall_group(self, group_id: str, seqs: list[int], operator: str) -> list[tuple[int, int]]:
+        """``group_msg_recall``: each sequence number with its result code (0: recalled)."""
+        group = self.group(group_id)
+        by_seq = {m.msg_seq: m for m in group.messages}
+        results: list[tuple[int, int]] = []
+        for seq in seqs:
+            message = by_seq.get(seq)
+            if message is None or message.recalled:
+                results.append((seq, BAD_PARAMETER))
+                continue
+            self._recall(message, operator)
+            results.append((seq, 0))
+        return results
+
+    def user_recall(self, user: str, message_id: int) -> Message:
+        """`user` recalls a message of theirs from a client app: within `RECALL_LIMIT_S`, and
+        in a group also a group admin's or owner's recall of anyone's message."""
+        message = next((m for m in reversed(self.messages) if m.id == message_id), None)
+        if message is None or message.recalled:
+            raise _fail(BAD_PARAMETER, f"no message {message_id} to recall")
+        own = message.from_account == user
+        if message.kind == "group":
+            assert message.group_id is not None
+            role = self.group(message.group_id).members.get(user)
+            if not own and role not in ("Owner", "Admin"):
+                raise _fail(10004, "only the sender or a group admin can recall this message")
+        elif not own:
+            raise _fail(BAD_PARAMETER, "only the sender can recall a one-to-one message")
+        if own and self.clock() - message.time > RECALL_LIMIT_S:
+            raise _fail(RECALL_EXPIRED, f"messages can be recalled within {RECALL_LIMIT_S:.0f} s")
+        return self._recall(message, user)
+
+    def _recall(self, message: Message, operator: str) -> Message:
+        if message.recalled:
+            raise _fail(BAD_PARAMETER, "the message was already recalled")
+        message.recalled = True
+        if message.stream is not None:
+            message.stream.finished = True
+        self._emit(Change(ChangeKind.RECALL, message=message, operator=operator))
+        return message
+
     # --- acting as a client app -----------------------------------------------------------
 
     def user_send(self, sender: str, to: str, text: str) -> Message:
@@ -647,7 +707,7 @@ class World:
         return [g for g in self.groups.values() if user in g.members]
 
     @staticmethod
-    def _recall(
+    def _duplicate(
         table: dict[tuple[Any, ...], tuple[float, Message]], key: tuple[Any, ...], now: float
     ) -> Message | None:
         """The message stored under `key` within its dedupe window; purges when the table grows."""

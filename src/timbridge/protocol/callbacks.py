@@ -1,9 +1,10 @@
 """Webhook callbacks Tencent POSTs to the app (reference §5), and the acknowledgement.
 
 `parse_event` turns a body into a typed event. Events timbridge acts on are the robot events
-``Bot.OnC2CMessage`` and ``Bot.OnGroupMessage``, and the ordinary after-send callbacks that can
-stand in for them (§5.5). Any other command parses into `UnknownEvent`, to be acknowledged and
-ignored.
+``Bot.OnC2CMessage`` and ``Bot.OnGroupMessage``, the ordinary after-send callbacks that can
+stand in for them (§5.5), and the recall callbacks ``C2C.CallbackAfterMsgWithDraw`` and
+``Group.CallbackAfterRecallMsg`` (a recalled question stops its answer). Any other command parses
+into `UnknownEvent`, to be acknowledged and ignored.
 """
 
 from __future__ import annotations
@@ -24,16 +25,22 @@ __all__ = [
     "BOT_C2C_MESSAGE",
     "BOT_GROUP_MESSAGE",
     "C2C_AFTER_SEND",
+    "C2C_AFTER_WITHDRAW",
+    "GROUP_AFTER_RECALL",
     "GROUP_AFTER_SEND",
     "KNOWN_COMMANDS",
     "Ack",
     "C2CAfterSendEvent",
     "C2CMessageEvent",
+    "C2CRecallEvent",
     "CallbackEvent",
     "GroupAfterSendEvent",
     "GroupAtInfo",
     "GroupMessageEvent",
+    "GroupRecallEvent",
     "MessageEvent",
+    "RecallEvent",
+    "RecalledSeq",
     "UnknownEvent",
     "ack",
     "callback_sign",
@@ -44,6 +51,8 @@ BOT_C2C_MESSAGE: Final = "Bot.OnC2CMessage"
 BOT_GROUP_MESSAGE: Final = "Bot.OnGroupMessage"
 C2C_AFTER_SEND: Final = "C2C.CallbackAfterSendMsg"
 GROUP_AFTER_SEND: Final = "Group.CallbackAfterSendMsg"
+C2C_AFTER_WITHDRAW: Final = "C2C.CallbackAfterMsgWithDraw"
+GROUP_AFTER_RECALL: Final = "Group.CallbackAfterRecallMsg"
 
 
 # Identifiers become keys of history, usage and dedupe rows, so they are bounded at the edge and
@@ -117,8 +126,7 @@ class _GroupFields(WireModel):
     @property
     def identity(self) -> str:
         """``GroupId|MsgSeq`` (+``|TopicId``): the message's unique identity (§7.1)."""
-        base = f"{self.group_id}|{self.msg_seq}"
-        return f"{base}|{self.topic_id}" if self.topic_id else base
+        return group_identity(self.group_id, self.msg_seq, self.topic_id)
 
 
 class GroupMessageEvent(_GroupFields):
@@ -135,6 +143,55 @@ class GroupAfterSendEvent(_GroupFields):
     group_at_info: tuple[GroupAtInfo, ...] = ()
 
 
+def group_identity(group_id: str, msg_seq: int, topic_id: str | None) -> str:
+    """A group message's identity, ``GroupId|MsgSeq`` (+``|TopicId``) (§7.1)."""
+    base = f"{group_id}|{msg_seq}"
+    return f"{base}|{topic_id}" if topic_id else base
+
+
+class C2CRecallEvent(WireModel):
+    """``C2C.CallbackAfterMsgWithDraw``: a one-to-one message was recalled (by its sender on a
+    client, or by the app admin through ``admin_msgwithdraw``)."""
+
+    callback_command: Literal["C2C.CallbackAfterMsgWithDraw"] = C2C_AFTER_WITHDRAW
+    from_account: Account = Field(alias="From_Account")
+    to_account: Account = Field(alias="To_Account")
+    msg_key: MsgKey = Field(min_length=1)
+    unread_msg_num: int = 0
+
+    @property
+    def identities(self) -> tuple[str, ...]:
+        """The identities of the recalled messages, as their message events have them."""
+        return (self.msg_key,)
+
+
+class RecalledSeq(WireModel):
+    """One recalled group message: its ``MsgSeq`` (and the client's ``MsgId``, when given)."""
+
+    msg_seq: Counter
+    msg_id: MsgKey = ""
+
+
+class GroupRecallEvent(WireModel):
+    """``Group.CallbackAfterRecallMsg``: group messages were recalled (by their sender, a group
+    admin, or the app admin through ``group_msg_recall``)."""
+
+    callback_command: Literal["Group.CallbackAfterRecallMsg"] = GROUP_AFTER_RECALL
+    operator_account: Account = Field(default="", alias="Operator_Account")
+    type: str = ""
+    group_id: GroupId
+    msg_seq_list: tuple[RecalledSeq, ...] = Field(min_length=1, max_length=256)
+    topic_id: TopicId | None = None
+    event_time: int = 0  # milliseconds; Tencent's examples send it as a number or a string
+
+    @property
+    def identities(self) -> tuple[str, ...]:
+        """The identities of the recalled messages, as their message events have them."""
+        return tuple(
+            group_identity(self.group_id, m.msg_seq, self.topic_id) for m in self.msg_seq_list
+        )
+
+
 class UnknownEvent(WireModel):
     """A callback timbridge does not handle; acknowledged and ignored."""
 
@@ -144,13 +201,18 @@ class UnknownEvent(WireModel):
 MessageEvent = C2CMessageEvent | C2CAfterSendEvent | GroupMessageEvent | GroupAfterSendEvent
 """Every callback that carries a message a robot may answer."""
 
-CallbackEvent = MessageEvent | UnknownEvent
+RecallEvent = C2CRecallEvent | GroupRecallEvent
+"""Every callback that says messages were recalled."""
+
+CallbackEvent = MessageEvent | RecallEvent | UnknownEvent
 
 _MODELS: dict[str, type[WireModel]] = {
     BOT_C2C_MESSAGE: C2CMessageEvent,
     BOT_GROUP_MESSAGE: GroupMessageEvent,
     C2C_AFTER_SEND: C2CAfterSendEvent,
     GROUP_AFTER_SEND: GroupAfterSendEvent,
+    C2C_AFTER_WITHDRAW: C2CRecallEvent,
+    GROUP_AFTER_RECALL: GroupRecallEvent,
 }
 #: The callback commands timbridge parses; any other is acknowledged and ignored.
 KNOWN_COMMANDS: frozenset[str] = frozenset(_MODELS)

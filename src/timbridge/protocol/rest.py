@@ -23,6 +23,7 @@ __all__ = [
     "AddGroupMemberResponse",
     "AdminGetRoamMsg",
     "AdminGetRoamMsgResponse",
+    "AdminMsgWithdraw",
     "CreateGroup",
     "CreateGroupResponse",
     "CreateRobot",
@@ -34,12 +35,16 @@ __all__ = [
     "GroupMemberResult",
     "GroupMsgGetSimple",
     "GroupMsgGetSimpleResponse",
+    "GroupMsgRecall",
+    "GroupMsgRecallResponse",
     "ImportedAccount",
     "ModifyC2CMsg",
     "ModifyGroupMsg",
     "MultiAccountImport",
     "MultiAccountImportResponse",
     "OfflinePushInfo",
+    "RecallResult",
+    "RecallSeq",
     "RestRequest",
     "RestResponse",
     "RoamMsg",
@@ -218,6 +223,40 @@ class ModifyGroupMsg(RestRequest[RestResponse]):
     msg_seq: int
     msg_body: MsgBody | None = None
     cloud_custom_data: str | None = None
+    topic_id: str | None = None
+
+
+class AdminMsgWithdraw(RestRequest[RestResponse]):
+    """``openim/admin_msgwithdraw``: recall a C2C message by its ``MsgKey`` (no time limit;
+    Tencent then sends ``C2C.CallbackAfterMsgWithDraw``)."""
+
+    command = "openim/admin_msgwithdraw"
+    from_account: str = Field(alias="From_Account")
+    to_account: str = Field(alias="To_Account")
+    msg_key: str
+
+
+class RecallSeq(WireModel):
+    msg_seq: int
+
+
+class RecallResult(WireModel):
+    msg_seq: int
+    ret_code: int = 0
+
+
+class GroupMsgRecallResponse(RestResponse):
+    recall_ret_list: tuple[RecallResult, ...] = ()
+
+
+class GroupMsgRecall(RestRequest[GroupMsgRecallResponse]):
+    """``group_open_http_svc/group_msg_recall``: recall group messages by ``MsgSeq`` (Tencent
+    then sends ``Group.CallbackAfterRecallMsg``)."""
+
+    command = "group_open_http_svc/group_msg_recall"
+    group_id: str
+    msg_seq_list: tuple[RecallSeq, ...]
+    reason: str | None = None
     topic_id: str | None = None
 
 

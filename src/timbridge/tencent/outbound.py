@@ -1,4 +1,5 @@
-"""The one door for what a robot writes into a chat: text, stream chunks, edits, "typing…".
+"""The one door for what a robot writes into a chat: text, stream chunks, edits, "typing…",
+and the recall of what it wrote.
 
 Every message a reply sends is built here, from a `Destination` (the chat and the user being
 answered) and a `Part` (which message of which reply). The C2C/group difference, the @-mention
@@ -22,6 +23,7 @@ from typing import Literal
 
 import orjson
 
+from timbridge.errors import TencentAPIError
 from timbridge.protocol.callbacks import GroupAtInfo
 from timbridge.protocol.elements import (
     TYPING_BUSINESS_ID,
@@ -33,9 +35,12 @@ from timbridge.protocol.elements import (
 )
 from timbridge.protocol.rest import (
     FORBID_CALLBACKS,
+    AdminMsgWithdraw,
+    GroupMsgRecall,
     ModifyC2CMsg,
     ModifyGroupMsg,
     OfflinePushInfo,
+    RecallSeq,
     SendC2CMsg,
     SendC2CStreamMsg,
     SendGroupMsg,
@@ -207,8 +212,27 @@ class Outbound:
             return (await self._tencent.call(request)).msg_key
         return str((await self._tencent.call(request)).msg_seq)
 
-    async def stream(self, dest: Destination, part: Part, content: StreamContent) -> str:
-        return (await self._tencent.call(stream_message(dest, part, content))).stream_msg_id
+    async def stream(
+        self, dest: Destination, part: Part, content: StreamContent
+    ) -> tuple[str, str]:
+        """Send a stream chunk; the stream's ``StreamMsgID`` and the message's handle."""
+        sent = await self._tencent.call(stream_message(dest, part, content))
+        return sent.stream_msg_id, sent.msg_key if dest.kind == "c2c" else str(sent.msg_seq)
+
+    async def withdraw(self, dest: Destination, handle: str) -> None:
+        """Recall a message the robot sent (`handle`: its ``MsgKey`` or group ``MsgSeq``)."""
+        if dest.kind == "c2c":
+            request = AdminMsgWithdraw(
+                from_account=dest.robot, to_account=dest.peer, msg_key=handle
+            )
+            await self._tencent.call(request)
+            return
+        recall = GroupMsgRecall(
+            group_id=dest.peer, msg_seq_list=(RecallSeq(msg_seq=int(handle)),), topic_id=dest.topic
+        )
+        for result in (await self._tencent.call(recall)).recall_ret_list:
+            if result.ret_code:
+                raise TencentAPIError(result.ret_code, f"MsgSeq {result.msg_seq}", recall.command)
 
     async def modify(self, dest: Destination, handle: str, text: str, *, mention: bool) -> None:
         await self._tencent.call(modify_message(dest, handle, text, mention=mention))

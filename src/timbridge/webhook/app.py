@@ -17,14 +17,19 @@ import structlog
 from aiohttp import web
 from prometheus_client import Counter
 
+from timbridge.bot.cancels import Cancels
+from timbridge.bot.commands import is_cancel
 from timbridge.bot.conversation import Conversation
 from timbridge.bot.gate import gate
-from timbridge.coordination.base import Job, Queue
+from timbridge.coordination.base import Coordinator, Job
 from timbridge.errors import PayloadError, TimbridgeError
 from timbridge.metrics import Metrics
 from timbridge.protocol.callbacks import (
     ACK_OK,
     KNOWN_COMMANDS,
+    C2CRecallEvent,
+    GroupRecallEvent,
+    RecallEvent,
     UnknownEvent,
     ack,
     parse_event,
@@ -52,8 +57,9 @@ ReadyCheck = Callable[[], Awaitable[list[str]]]
 
 
 class WebhookHandler:
-    def __init__(self, settings: Settings, queue: Queue, metrics: Metrics) -> None:
+    def __init__(self, settings: Settings, queue: Coordinator, metrics: Metrics) -> None:
         self._queue = queue
+        self._cancels = Cancels(queue)
         self._metrics = metrics
         self._sdkappid = settings.tencent.sdkappid
         token = settings.tencent.callback_token
@@ -106,6 +112,8 @@ class WebhookHandler:
                 return "alert", _ok()
             _log.info("webhook.ignored", callback_command=event.callback_command)
             return "ignored", _ok()
+        if isinstance(event, C2CRecallEvent | GroupRecallEvent):
+            return await self._recalled(event)
         verdict = gate(event, self._robots, self._admin)
         if not verdict.robots:
             _log.info("webhook.dropped", reason=verdict.reason, callback_command=command)
@@ -113,12 +121,14 @@ class WebhookHandler:
         identity = event.identity
         trace_id = f"{random.getrandbits(64):016x}"
         now = time.time()
+        conversations = [
+            Conversation.of(robot, event, member_scoped=self._member_scoped[robot])
+            for robot in verdict.robots
+        ]
         jobs = [
             Job(
-                conversation=Conversation.of(
-                    robot, event, member_scoped=self._member_scoped[robot]
-                ).key,
-                robot=robot,
+                conversation=conversation.key,
+                robot=conversation.robot,
                 command=event.callback_command,
                 body=body,
                 identity=identity,
@@ -126,7 +136,7 @@ class WebhookHandler:
                 received_at=now,
                 event=event,
             )
-            for robot in verdict.robots
+            for conversation in conversations
         ]
         try:
             accepted = await self._queue.submit(identity, jobs)
@@ -138,7 +148,33 @@ class WebhookHandler:
         if not accepted:
             _log.info("webhook.duplicate", identity=identity)
             return "duplicate", _ok()
+        if is_cancel(event):  # stops the sender's answers ahead of it in the conversation
+            await self._note_cancel(conversations, now, identity)
         return "accepted", _ok()
+
+    async def _note_cancel(
+        self, conversations: list[Conversation], now: float, identity: str
+    ) -> None:
+        try:
+            for conversation in conversations:
+                await self._cancels.cancel(conversation.key, conversation.sender, now, identity)
+        except TimbridgeError as exc:  # the command is queued; it will say nothing was stopped
+            _log.error("webhook.cancel_not_noted", error=str(exc))
+
+    async def _recalled(self, event: RecallEvent) -> tuple[str, web.Response]:
+        """A recall: noted, so that the answer to the recalled message stops or never starts.
+        A C2C recall between two people, not a robot, is not noted."""
+        if isinstance(event, C2CRecallEvent) and event.to_account not in self._robots:
+            return "ignored", _ok()
+        try:
+            await self._cancels.recalled(event.identities)
+        except TimbridgeError as exc:
+            _log.error("webhook.recall_not_noted", error=str(exc))
+            return "unavailable", _refuse(
+                Refusal(503, "unavailable", "cannot note the recall now; retry")
+            )
+        _log.info("webhook.recalled", identities=len(event.identities))
+        return "recalled", _ok()
 
 
 ALERT_OVER_LIMIT = "Alert.RequestOverLimit"
@@ -165,7 +201,7 @@ async def _healthz(request: web.Request) -> web.Response:
 
 def create_app(
     settings: Settings,
-    queue: Queue,
+    queue: Coordinator,
     metrics: Metrics,
     *,
     ready: ReadyCheck,

@@ -116,17 +116,25 @@ function renderMessage(m) {
     li = document.createElement("li");
     li.className = "message";
     li.dataset.key = m.key;
-    li.innerHTML = "<div class=from></div><div class=text></div><div class=edited></div>";
+    li.innerHTML = "<div class=from></div><div class=text></div><div class=edited></div><button class=recall type=button hidden>Recall</button>";
+    li.querySelector(".recall").addEventListener("click", () => recall(m.id));
     $("#messages").appendChild(li);
   }
   li.classList.toggle("mine", m.from === state.user);
   li.classList.toggle("streaming", m.streaming);
+  li.classList.toggle("recalled", Boolean(m.recalled));
   li.dataset.from = m.from;
   li.querySelector(".from").textContent = m.from_nick;
-  showText(li.querySelector(".text"), m);
-  li.querySelector(".edited").textContent = m.edits && !m.streaming ? "edited" : "";
+  if (m.recalled) li.querySelector(".text").textContent = (m.from === state.user ? "You" : m.from_nick) + " recalled a message";
+  else showText(li.querySelector(".text"), m);
+  li.querySelector(".edited").textContent = m.edits && !m.streaming && !m.recalled ? "edited" : "";
+  li.querySelector(".recall").hidden = m.from !== state.user || Boolean(m.recalled);
   const box = $("#messages");
   box.scrollTop = box.scrollHeight;
+}
+
+async function recall(id) {
+  try { renderMessage(await api("/api/recall", { user: state.user, id })); showError(null); } catch (e) { showError(e); }
 }
 
 async function openConversation(c) {
