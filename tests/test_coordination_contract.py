@@ -148,3 +148,14 @@ async def test_a_handed_back_job_runs_again_in_its_place_with_its_tries_counted(
     await coordinator.idle()
     assert runs == [("a", 0, 0), ("a", 0, 1), ("a", 0, 2), ("a", 1, 0), ("a", 2, 0)]
     assert coordinator.depth() == 0
+
+
+async def test_notes_are_kept_replaced_and_forgotten_when_they_expire(make: Coordinators) -> None:
+    coordinator = await make()
+    assert await coordinator.notes([]) == []
+    await coordinator.note("a", "first", 30)
+    await coordinator.note("a", "second", 30)  # a later note replaces the earlier
+    await coordinator.note("brief", "x", 0.05)
+    assert await coordinator.notes(["a", "brief", "never"]) == ["second", "x", None]
+    await asyncio.sleep(0.1)
+    assert await coordinator.notes(["brief", "a"]) == [None, "second"]

@@ -17,8 +17,14 @@ from pytest_aiohttp import AiohttpServer
 from tests.fakes.receiver import Receiver
 from timbridge.emulator import Emulator, EmulatorConfig, Fault
 from timbridge.emulator.guard import TOKEN_HEADER
+from timbridge.errors import TencentAPIError
 from timbridge.protocol import parse_event
-from timbridge.protocol.callbacks import C2CMessageEvent, GroupMessageEvent
+from timbridge.protocol.callbacks import (
+    C2CMessageEvent,
+    C2CRecallEvent,
+    GroupMessageEvent,
+    GroupRecallEvent,
+)
 
 APP = 1400000123
 KEY = "emulator-test-secret"
@@ -747,3 +753,87 @@ async def test_robot_send_stream_msg_appends_text(setup: Setup) -> None:
         },
     )
     assert late["ErrorCode"] != 0
+
+
+async def test_admin_msgwithdraw_recalls_and_delivers_the_withdraw_callback(setup: Setup) -> None:
+    sent = await setup.call(
+        "openim/sendmsg",
+        {
+            "From_Account": "alice",
+            "To_Account": "@RBT#helper",
+            "MsgRandom": 5,
+            "MsgBody": text("oops"),
+        },
+    )
+    await setup.receiver.wait(1)
+    body = {"From_Account": "alice", "To_Account": "@RBT#helper", "MsgKey": sent["MsgKey"]}
+    answer = await setup.call("openim/admin_msgwithdraw", body)
+    assert answer["ErrorCode"] == 0
+    _, hook = await setup.receiver.wait(2)
+    assert hook.query["CallbackCommand"] == "C2C.CallbackAfterMsgWithDraw"
+    assert hook.body | {"UnreadMsgNum": 0} == {
+        "CallbackCommand": "C2C.CallbackAfterMsgWithDraw",
+        **body,
+        "UnreadMsgNum": 0,
+    }
+    event = parse_event(orjson.dumps(hook.body), hook.query["CallbackCommand"])
+    assert isinstance(event, C2CRecallEvent) and event.identities == (sent["MsgKey"],)
+    # recalled messages stay listed in the roaming history, flagged (MsgFlagBits 8)
+    roam = await setup.call(
+        "openim/admin_getroammsg",
+        {
+            "Operator_Account": "alice",
+            "Peer_Account": "@RBT#helper",
+            "MaxCnt": 10,
+            "MinTime": 0,
+            "MaxTime": 2**31,
+        },
+    )
+    assert [m["MsgFlagBits"] for m in roam["MsgList"]] == [8]
+    again = await setup.call("openim/admin_msgwithdraw", body)
+    assert again["ErrorCode"] == 10004 and "already recalled" in again["ErrorInfo"]
+
+
+async def test_group_msg_recall_answers_per_message_and_delivers_the_recall_callback(
+    setup: Setup,
+) -> None:
+    group = setup.emu.world.create_group(
+        type="Public", name="G", owner="alice", group_id="g1", members=["bob", "@RBT#helper"]
+    )
+    message = setup.emu.user_send_group("bob", group.group_id, "@helper hi", ("@RBT#helper",))
+    await setup.receiver.wait(1)
+    answer = await setup.call(
+        "group_open_http_svc/group_msg_recall",
+        {"GroupId": "g1", "MsgSeqList": [{"MsgSeq": message.msg_seq}, {"MsgSeq": 999}]},
+    )
+    assert answer["RecallRetList"] == [
+        {"MsgSeq": message.msg_seq, "RetCode": 0},
+        {"MsgSeq": 999, "RetCode": 10004},
+    ]
+    _, hook = await setup.receiver.wait(2)
+    event = parse_event(orjson.dumps(hook.body), hook.query["CallbackCommand"])
+    assert isinstance(event, GroupRecallEvent)
+    assert event.operator_account == ADMIN and event.identities == (f"g1|{message.msg_seq}",)
+    history = await setup.call(
+        "group_open_http_svc/group_msg_get_simple", {"GroupId": "g1", "ReqMsgNumber": 5}
+    )
+    assert [(m["IsPlaceMsg"], m["MsgBody"]) for m in history["RspMsgList"]] == [(2, [])]
+
+
+async def test_a_user_recalls_only_their_own_recent_messages(setup: Setup) -> None:
+    world = setup.emu.world
+    mine = setup.emu.user_send("alice", "bob", "hi")
+    with pytest.raises(TencentAPIError, match="only the sender"):
+        world.user_recall("bob", mine.id)
+    group = world.create_group(type="Work", name="G", owner="alice", group_id="g2", members=["bob"])
+    bobs = setup.emu.user_send_group("bob", group.group_id, "in the group")
+    world.user_recall("alice", bobs.id)  # the owner may recall anyone's group message
+    assert bobs.recalled
+    late = setup.emu.user_send("alice", "bob", "old news")
+    late.time -= 121  # past the two-minute recall period
+    with pytest.raises(TencentAPIError) as caught:
+        world.user_recall("alice", late.id)
+    assert caught.value.error_code == 20016
+    world.user_recall("alice", mine.id)
+    with pytest.raises(TencentAPIError, match="no message"):
+        world.user_recall("alice", mine.id)

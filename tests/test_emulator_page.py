@@ -16,7 +16,7 @@ from tests.browser import chromium
 from timbridge.emulator import Emulator, EmulatorConfig
 from timbridge.emulator.guard import TOKEN_HEADER
 from timbridge.protocol.elements import StreamChunk, StreamContent, StreamElem, TextElem
-from timbridge.protocol.rest import ModifyC2CMsg, SendC2CMsg, SendC2CStreamMsg
+from timbridge.protocol.rest import AdminMsgWithdraw, ModifyC2CMsg, SendC2CMsg, SendC2CStreamMsg
 from timbridge.protocol.usersig import UserSigSigner
 from timbridge.tencent.client import TencentClient
 from timbridge.tencent.outbound import typing_notice
@@ -314,3 +314,57 @@ async def test_chromium_opens_the_robots_chat_and_renders_its_markdown_safely(
             "**not markdown** from a person"
         )
     assert missing == []  # nothing the page asks for is missing (no 404 on load)
+
+
+async def test_chromium_recall_takes_back_my_message_and_the_robots_answer_live(
+    served: tuple[Emulator, str], tencent: TencentClient
+) -> None:
+    emu, base = served
+    async with chromium() as browser:
+        page = await browser.new_page()
+        await _open_chat(page, base, "helper")
+        await page.locator("#text").fill("a question I regret")
+        await page.locator("#text").press("Enter")
+        mine = page.locator(".message.mine")
+        await expect(mine.locator(".text")).to_have_text("a question I regret")
+        reply = await tencent.call(
+            SendC2CMsg(
+                from_account="@RBT#helper",
+                to_account="alice",
+                msg_random=3,
+                msg_body=(TextElem.of("half an answer"),),
+            )
+        )
+        theirs = page.locator(".message:not(.mine)")
+        await expect(theirs.locator(".text")).to_have_text("half an answer")
+        await expect(theirs.locator(".recall")).to_be_hidden()  # only my own messages
+
+        await mine.locator(".recall").click()
+        await expect(mine.locator(".text")).to_have_text("You recalled a message")
+        await expect(mine.locator(".recall")).to_be_hidden()
+        stored = await emu.wait_message(from_="alice", to="@RBT#helper")
+        assert stored.recalled
+        # the robot's answer withdrawn through the REST API disappears live as well
+        await tencent.call(
+            AdminMsgWithdraw(from_account="@RBT#helper", to_account="alice", msg_key=reply.msg_key)
+        )
+        await expect(theirs.locator(".text")).to_have_text("helper recalled a message")
+
+
+async def test_page_api_recall_refuses_what_the_user_may_not_recall(
+    served: tuple[Emulator, str],
+) -> None:
+    emu, base = served
+    message = emu.user_send("bob", "alice", "bob's words")
+    async with aiohttp.ClientSession(headers={TOKEN_HEADER: emu.token}) as http:
+        for body, error in [
+            ({"user": "alice", "id": message.id}, "tencent_10004"),  # not hers
+            ({"user": "alice", "id": "1"}, "bad_id"),
+            ({"user": "alice", "id": 10_000}, "tencent_10004"),
+        ]:
+            async with http.post(f"{base}/api/recall", json=body) as resp:
+                assert resp.status == 400
+                assert (await resp.json())["error"] == error
+        async with http.post(f"{base}/api/recall", json={"user": "bob", "id": message.id}) as r:
+            assert r.status == 200 and (await r.json())["recalled"] is True
+    assert message.recalled

@@ -291,3 +291,54 @@ async def test_health_ready_metrics(stack: Stack) -> None:
         async with http.get(base + "/readyz") as resp:  # the cached verdict, for 30 s
             assert resp.status == 503
             assert (await resp.json())["problems"] == problems
+
+
+@pytest.mark.parametrize(
+    ("command", "body", "status", "fragment"),
+    [
+        (
+            "C2C.CallbackAfterMsgWithDraw",
+            {"From_Account": "alice", "To_Account": "@RBT#helper"},
+            400,
+            "MsgKey",
+        ),
+        (
+            "C2C.CallbackAfterMsgWithDraw",
+            {"From_Account": "alice", "To_Account": "@RBT#helper", "MsgKey": ""},
+            400,
+            "MsgKey",
+        ),
+        ("Group.CallbackAfterRecallMsg", {"GroupId": "g1", "MsgSeqList": []}, 400, "MsgSeqList"),
+        (
+            "Group.CallbackAfterRecallMsg",
+            {"GroupId": "g1", "MsgSeqList": [{"MsgSeq": "x"}]},
+            400,
+            "MsgSeqList.0.MsgSeq",
+        ),
+    ],
+)
+async def test_malformed_recalls_are_refused_naming_the_field(
+    stack: Stack, command: str, body: dict[str, Any], status: int, fragment: str
+) -> None:
+    got, answer = await post(stack, signed(command), orjson.dumps(body))
+    assert got == status and answer["ActionStatus"] == "FAIL"
+    assert fragment in answer["ErrorInfo"]
+
+
+async def test_recalls_are_noted_and_a_recall_between_people_is_ignored(stack: Stack) -> None:
+    group = {  # Tencent's examples send EventTime as a string as well as a number
+        "GroupId": "g1",
+        "Operator_Account": "bob",
+        "MsgSeqList": [{"MsgSeq": 130, "MsgId": "144115213033478435-1739361321-2512805311"}],
+        "EventTime": "1670574414123",
+    }
+    got, answer = await post(stack, signed("Group.CallbackAfterRecallMsg"), orjson.dumps(group))
+    assert (got, answer["ErrorCode"]) == (200, 0)
+    people = {"From_Account": "alice", "To_Account": "bob", "MsgKey": "1_2_3"}
+    got, answer = await post(stack, signed("C2C.CallbackAfterMsgWithDraw"), orjson.dumps(people))
+    assert (got, answer["ErrorCode"]) == (200, 0)
+    metrics = stack.services.metrics.render().decode()
+    assert 'command="Group.CallbackAfterRecallMsg",outcome="recalled"} 1.0' in metrics
+    assert 'command="C2C.CallbackAfterMsgWithDraw",outcome="ignored"} 1.0' in metrics
+    noted = await stack.services.coordination.notes(["recall:g1|130", "recall:1_2_3"])
+    assert noted == ["1", None]
