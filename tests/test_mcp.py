@@ -65,6 +65,7 @@ async def test_a_stdio_server_s_tools_are_offered_and_called(
         reply = await stack.emu.wait_message(from_="@RBT#helper", to="alice", limit_s=20)
     assert reply.text == "results: 5 | HI (from the environment)"
     offered = [t["function"]["name"] for t in llm.requests[0]["tools"]]
+    # (forget, annotated destructive, is for a robot's admins, and this robot has none)
     assert offered == ["calc__add", "calc__shout", "calc__slow", "calc__die"]
     schema = llm.requests[0]["tools"][0]["function"]["parameters"]
     assert sorted(schema["required"]) == ["a", "b"]
@@ -78,6 +79,31 @@ async def test_an_allow_list_offers_only_the_named_tool(tmp_path: Path) -> None:
         reply = await stack.emu.wait_message(from_="@RBT#helper", to="alice", limit_s=20)
     assert [t["function"]["name"] for t in llm.requests[0]["tools"]] == ["calculator", "calc__add"]
     assert reply.text == "results: error: no tool named 'calc__die'"
+
+
+async def test_tools_with_side_effects_are_offered_and_run_for_the_robot_s_admins_only(
+    tmp_path: Path,
+) -> None:
+    """``forget`` is annotated destructive by its server; ``add`` is named in `admin_tools`."""
+    llm = FakeOpenAI(
+        tool_calls=calling(("calc__forget", {}), ("calc__add", {"a": 1, "b": 1})), reply=results
+    )
+    robots = [{**_robot("mcp:calc/*")[0], "admins": ["alice"]}]
+    mcp = {"calc": {**STDIO, "admin_tools": ["add"]}}
+    async with running_stack(tmp_path, llm=llm, robots=robots, mcp=mcp) as stack:
+        stack.emu.user_send("bob", "@RBT#helper", "forget it all")
+        refused = await stack.emu.wait_message(from_="@RBT#helper", to="bob", limit_s=20)
+        offered_to_bob = [t["function"]["name"] for t in llm.requests[0]["tools"]]
+        stack.emu.user_send("alice", "@RBT#helper", "forget it all")
+        done = await stack.emu.wait_message(from_="@RBT#helper", to="alice", limit_s=20)
+        offered_to_alice = [t["function"]["name"] for t in llm.requests[2]["tools"]]
+    assert offered_to_bob == ["calc__shout", "calc__slow", "calc__die"]
+    assert "calc__forget" in offered_to_alice and "calc__add" in offered_to_alice
+    assert refused.text == (
+        "results: error: only this robot's admins may use calc__forget"
+        " | error: only this robot's admins may use calc__add"
+    )
+    assert done.text == "results: forgotten | 2"
 
 
 async def test_a_server_that_dies_mid_call_is_an_error_result_and_comes_back(
@@ -178,7 +204,8 @@ def _config(tmp_path: Path) -> Path:
     config.write_text(
         f'[mcp.calc]\ncommand = "{sys.executable}"\nargs = ["{SERVER}", "stdio"]\n'
         f'[mcp.gone]\ncommand = "{tmp_path / "missing"}"\n'
-        '[[robots]]\nid = "@RBT#helper"\ntools = ["calculator", "mcp:calc/add", "mcp:gone/*"]\n'
+        '[[robots]]\nid = "@RBT#helper"\n'
+        'tools = ["calculator", "mcp:calc/add", "mcp:calc/forget", "mcp:gone/*"]\n'
         '[[robots]]\nid = "@RBT#quiet"\n',
         encoding="utf-8",
     )
@@ -195,8 +222,9 @@ async def test_tools_list_shows_each_robot_s_tools_and_why_a_server_is_missing(
     assert lines[0] == "@RBT#helper:"
     assert lines[1].startswith("  calculator  Evaluate an arithmetic expression")
     assert lines[2] == "  calc__add  Add two numbers."
-    assert lines[3].startswith("  mcp:gone/*  unreachable: ")
-    assert lines[4] == "@RBT#quiet: no tools"
+    assert lines[3] == "  calc__forget  Forget everything (a side effect).  [admins only]"
+    assert lines[4].startswith("  mcp:gone/*  unreachable: ")
+    assert lines[5] == "@RBT#quiet: no tools"
 
 
 def test_check_lists_a_server_s_tools_or_says_why_it_cannot_reach_it(tmp_path: Path) -> None:
@@ -207,7 +235,8 @@ def test_check_lists_a_server_s_tools_or_says_why_it_cannot_reach_it(tmp_path: P
     by_item = {c.item: c for c in checks}
     assert by_item["mcp calc"].verdict == "ok"
     assert by_item["mcp calc"].detail == (
-        "connected; tools: calc__add, calc__shout, calc__slow, calc__die"
+        "connected; tools: calc__add, calc__shout, calc__slow,"
+        " calc__forget [admins only], calc__die"
     )
     assert by_item["mcp gone"].verdict == "fail"
     assert "mcp.gone" in by_item["mcp gone"].fix

@@ -310,7 +310,8 @@ async def test_a_slow_or_broken_tool_gives_an_error_result_and_big_results_are_c
             ToolCall("2", "broken", {}),
             ToolCall.parsed("3", "big", "[1]"),
             ToolCall("4", "big", {}),
-        ]
+        ],
+        admin=False,
     )
     assert [r.is_error for r in results] == [True, True, True, False]
     assert results[0].content == "error: no result within 0.2 s"

@@ -1,6 +1,7 @@
 """A small MCP server on the official SDK, for the tests: ``python -m tests.fakes.mcp_server
 stdio`` or ``… http PORT``. Its tools: ``add`` (two numbers), ``shout`` (upper-cases text),
-``slow`` (sleeps), and ``die`` (the process exits mid-call, as a crashing server does)."""
+``slow`` (sleeps), ``forget`` (annotated destructive), and ``die`` (the process exits
+mid-call, as a crashing server does)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import os
 import sys
 
 from mcp.server import MCPServer
+from mcp.types import ToolAnnotations
 
 server = MCPServer("test-tools")
 
@@ -30,6 +32,14 @@ def shout(text: str) -> str:
 async def slow(seconds: float) -> str:
     await asyncio.sleep(seconds)
     return "done"
+
+
+@server.tool(
+    description="Forget everything (a side effect).",
+    annotations=ToolAnnotations(destructive_hint=True),
+)
+def forget() -> str:
+    return "forgotten"
 
 
 @server.tool(description="Crash the server.")

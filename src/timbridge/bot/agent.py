@@ -37,9 +37,11 @@ class Agent:
         messages: Sequence[ChatMessage],
         toolbox: Toolbox,
         *,
+        admin: bool = False,
         on_delta: Callable[[str], Awaitable[None]] | None = None,
     ) -> tuple[Answer, list[ChatMessage]]:
-        """The answer, and the messages of its tool steps (the calls and their results)."""
+        """The answer, and the messages of its tool steps (the calls and their results).
+        Tools with side effects are offered only when the asker is an `admin` of the robot."""
         conversation = list(messages)
         said: list[str] = []
         steps: list[ChatMessage] = []
@@ -47,7 +49,7 @@ class Agent:
         answer: Answer | None = None
         for step in range(1, self._max_steps + 1):
             answer = await self._models.answer(
-                profile, conversation, on_delta=on_delta, tools=toolbox.specs
+                profile, conversation, on_delta=on_delta, tools=toolbox.specs(admin=admin)
             )
             spent = Usage(
                 spent.input_tokens + answer.usage.input_tokens,
@@ -58,7 +60,7 @@ class Agent:
             if not answer.tool_calls:
                 return replace(answer, text="\n\n".join(said), usage=spent), steps
 
-            results = await toolbox.run(answer.tool_calls)
+            results = await toolbox.run(answer.tool_calls, admin=admin)
             _log.info(
                 "agent.step",
                 step=step,

@@ -312,7 +312,7 @@ class Engine:
         """The answer and its tool steps, or why it was stopped midway: the model and the tools
         run in a task of their own, which a recall or a /cancel cancels (so the model's
         connection closes). `LLMError` propagates."""
-        ask = asyncio.ensure_future(self._ask(conv.robot, profile, messages, live))
+        ask = asyncio.ensure_future(self._ask(conv, profile, messages, live))
         with self._cancels.watching(job, conv.sender, ask) as watched:
             try:
                 return await ask
@@ -322,14 +322,17 @@ class Engine:
                 return watched.why
 
     async def _ask(
-        self, robot: str, profile: str, messages: list[ChatMessage], live: LiveReply | None
+        self, conv: Conversation, profile: str, messages: list[ChatMessage], live: LiveReply | None
     ) -> tuple[Answer, list[ChatMessage]]:
         """The model's answer, and its tool steps: through the agent loop when the robot has
         tools."""
         on_delta = live.feed if live else None
-        toolbox = self._toolboxes.get(robot)
+        toolbox = self._toolboxes.get(conv.robot)
         if toolbox:
-            return await self._agent.answer(profile, messages, toolbox, on_delta=on_delta)
+            admin = conv.sender in self._robots[conv.robot].admins
+            return await self._agent.answer(
+                profile, messages, toolbox, admin=admin, on_delta=on_delta
+            )
         return await self._models.answer(profile, messages, on_delta=on_delta), []
 
     async def _retrieve(self, robot: str, text: str) -> list[Hit]:

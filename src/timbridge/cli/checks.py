@@ -229,8 +229,11 @@ async def _mcp(settings: Settings) -> list[Check]:
         try:
             await server.start()
             if server.connected:
-                tools = ", ".join(t.spec.name for t in server.tools("*")) or "no tools"
-                found.append(Check(f"mcp {name}", "ok", f"connected; tools: {tools}"))
+                tools = ", ".join(
+                    t.spec.name + (" [admins only]" if t.admin_only else "")
+                    for t in server.tools("*")
+                )
+                found.append(Check(f"mcp {name}", "ok", f"connected; tools: {tools or 'none'}"))
             else:
                 where = server_settings.url or server_settings.command
                 fix = f"check mcp.{name} ({where}): the command must start, the URL answer"

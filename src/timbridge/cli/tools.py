@@ -40,6 +40,7 @@ def tools_list(config: ConfigOption = None) -> None:
                     if not tools:
                         typer.echo(f"  {name}  the server has no such tool")
                     for tool in tools:
-                        typer.echo(f"  {tool.spec.name}  {tool.spec.description}")
+                        who = "  [admins only]" if tool.admin_only else ""
+                        typer.echo(f"  {tool.spec.name}  {tool.spec.description}{who}")
 
     run(go())

@@ -228,6 +228,9 @@ class McpServerSettings(_Section):
     headers: dict[str, str] = Field(default_factory=dict)
     headers_env: dict[str, str] = Field(default_factory=dict)
     timeout_s: Annotated[float, Field(gt=0, le=600)] = 30.0
+    #: This server's tools with side effects (``*``: all): only a robot's `admins` may have
+    #: them called. Tools the server annotates ``destructiveHint: true`` are so as well.
+    admin_tools: tuple[str, ...] = ()
 
     @model_validator(mode="after")
     def _one_transport(self) -> McpServerSettings:
@@ -323,6 +326,9 @@ class RobotSettings(_Section):
     #: The tools this robot's model may call: built-in names (`current_time`, `calculator`) and
     #: MCP servers' tools (``mcp:NAME/*`` for all of a server's, ``mcp:NAME/TOOL`` for one).
     tools: tuple[str, ...] = ()
+    #: The UserIDs that administer this robot: only they may have it call the tools with side
+    #: effects (an MCP server's `admin_tools`, and those its server marks destructive).
+    admins: tuple[str, ...] = ()
     busy_text: str = (
         "Sorry, I'm getting a lot of messages right now and couldn't get to yours in time. "
         "Please try again in a moment."

@@ -93,10 +93,20 @@ class McpServer:
                     listed.input_schema or {"type": "object", "properties": {}},
                 ),
                 self._caller(listed.name),
+                admin_only=self._side_effects(listed),
             )
             for listed in self._listed.values()
             if wanted in ("*", listed.name)
         ]
+
+    def _side_effects(self, listed: Any) -> bool:
+        """Whether a listed tool is for admins only: named in `admin_tools`, or annotated
+        destructive (and not read-only) by its server."""
+        named = self._settings.admin_tools
+        if "*" in named or listed.name in named:
+            return True
+        hints = listed.annotations
+        return bool(hints and hints.destructive_hint is True and hints.read_only_hint is not True)
 
     def _caller(self, tool: str) -> Any:
         async def call(arguments: Mapping[str, Any]) -> str:

@@ -33,6 +33,8 @@ class ToolError(TimbridgeError):
 class Tool:
     spec: ToolSpec
     run: Run
+    #: A tool with side effects: offered, and run, only when a robot's admin asks.
+    admin_only: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,20 +69,26 @@ class Toolbox:
             found |= {tool.spec.name: tool for tool in source()}
         return found
 
-    @property
-    def specs(self) -> tuple[ToolSpec, ...]:
-        """The tools offered now (a disconnected server's are not)."""
-        return tuple(tool.spec for tool in self._current().values())
+    def specs(self, *, admin: bool) -> tuple[ToolSpec, ...]:
+        """The tools offered now (a disconnected server's are not; those with side effects
+        only to an `admin`)."""
+        return tuple(t.spec for t in self._current().values() if admin or not t.admin_only)
 
-    async def run(self, calls: Iterable[ToolCall]) -> list[ToolResult]:
-        """Every call's result, in the calls' order."""
+    async def run(self, calls: Iterable[ToolCall], *, admin: bool) -> list[ToolResult]:
+        """Every call's result, in the calls' order (a tool with side effects runs only
+        for an `admin`; others get an error result)."""
         tools = self._current()
-        return list(await asyncio.gather(*(self._one(call, tools) for call in calls)))
+        return list(await asyncio.gather(*(self._one(call, tools, admin) for call in calls)))
 
-    async def _one(self, call: ToolCall, tools: dict[str, Tool]) -> ToolResult:
+    async def _one(self, call: ToolCall, tools: dict[str, Tool], admin: bool) -> ToolResult:
         tool = tools.get(call.name)
         if tool is None:
             return ToolResult(call, f"error: no tool named {call.name!r}", is_error=True)
+        if tool.admin_only and not admin:
+            _log.warning("tool.not_allowed", tool=call.name)
+            return ToolResult(
+                call, f"error: only this robot's admins may use {call.name}", is_error=True
+            )
         if call.error:
             return ToolResult(call, f"error: {call.error}", is_error=True)
         try:
