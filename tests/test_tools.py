@@ -18,7 +18,7 @@ from tests.fakes.gemini import FakeGemini
 from tests.fakes.openai import Call, FakeOpenAI
 from tests.processes import loopback
 from tests.stack import Stack, running_stack
-from timbridge.bot.sentences import STEPS_SPENT
+from timbridge.bot.sentences import LOOKING_UP, STEPS_SPENT
 from timbridge.errors import ConfigError
 from timbridge.llm.tools import ToolCall, ToolSpec
 from timbridge.tools.builtin import calculate, current_time
@@ -236,6 +236,29 @@ async def test_a_failing_call_is_an_error_result_the_model_answers_from(tmp_path
     assert results[0].startswith("error: not an expression")
     assert results[1].startswith("error: unknown time zone 'Mars/Olympus'")
     assert results[2] == "error: no tool named 'fetch_url'"
+
+
+async def test_edit_mode_shows_a_progress_line_while_tools_run_replaced_by_the_answer(
+    tmp_path: Path,
+) -> None:
+    llm = FakeOpenAI(tool_calls=two_then_one, reply=answer_from_results, delay_s=0.3)
+    robots = [{**ROBOT[0], "reply_mode": "edit"}]
+    async with running_stack(tmp_path, llm=llm, robots=robots) as stack:
+        seen: list[str] = []
+        stack.emu.world.listeners.append(
+            lambda change: (
+                seen.append(change.message.text)
+                if change.message is not None and change.message.from_account == "@RBT#helper"
+                else None
+            )
+        )
+        stack.emu.user_send("alice", "@RBT#helper", "17*23, the time in Shanghai, then +9")
+        reply = await stack.emu.wait_message(from_="@RBT#helper", to="alice", limit_s=15)
+        await stack.emu.wait_until(lambda: reply.text.startswith("results: 391"))
+        await stack.services.coordination.idle()  # type: ignore[attr-defined]
+    assert seen[0] == LOOKING_UP  # the first thing the user sees while the tools run
+    assert LOOKING_UP not in reply.text and reply.text.endswith("| 400")
+    assert len(stack.emu.messages(from_="@RBT#helper")) == 1  # one message, edited in place
 
 
 async def test_a_robot_without_tools_is_offered_none(tmp_path: Path) -> None:

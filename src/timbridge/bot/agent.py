@@ -39,9 +39,11 @@ class Agent:
         *,
         admin: bool = False,
         on_delta: Callable[[str], Awaitable[None]] | None = None,
+        on_tools: Callable[[], Awaitable[None]] | None = None,
     ) -> tuple[Answer, list[ChatMessage]]:
         """The answer, and the messages of its tool steps (the calls and their results).
-        Tools with side effects are offered only when the asker is an `admin` of the robot."""
+        Tools with side effects are offered only when the asker is an `admin` of the robot;
+        `on_tools` is awaited each time tools are about to run (a live reply's progress line)."""
         conversation = list(messages)
         said: list[str] = []
         steps: list[ChatMessage] = []
@@ -60,6 +62,8 @@ class Agent:
             if not answer.tool_calls:
                 return replace(answer, text="\n\n".join(said), usage=spent), steps
 
+            if on_tools is not None:
+                await on_tools()
             results = await toolbox.run(answer.tool_calls, admin=admin)
             _log.info(
                 "agent.step",

@@ -8,6 +8,7 @@ reply and the parts already sent, and sends only what is missing.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 
 import structlog
@@ -28,6 +29,7 @@ from timbridge.bot.sentences import (
     EMPTY_TEXT,
     IMAGE_FAILED,
     INTERRUPTED,
+    LOOKING_UP,
     STOPPED,
     STORE_FAILED,
     TEXT_ONLY,
@@ -330,8 +332,9 @@ class Engine:
         toolbox = self._toolboxes.get(conv.robot)
         if toolbox:
             admin = conv.sender in self._robots[conv.robot].admins
+            on_tools = functools.partial(live.progress, LOOKING_UP) if live else None
             return await self._agent.answer(
-                profile, messages, toolbox, admin=admin, on_delta=on_delta
+                profile, messages, toolbox, admin=admin, on_delta=on_delta, on_tools=on_tools
             )
         return await self._models.answer(profile, messages, on_delta=on_delta), []
 

@@ -147,17 +147,19 @@ class _EditWriter(_MessageWriter):
 
     async def flush(self, *, final: bool) -> None:
         text = self.live.text[self._start :]
-        if not text.strip():
+        status = "" if final else self.live.status
+        if not text.strip() and not status:
             return
         if json_size(text) > _EDIT_LIMIT:  # finish this message; continue in a new one
             cut = _cut(text, _EDIT_LIMIT)
             await self._show(text[:cut])
             self._handle, self._start, self._sent_text = None, self._start + cut, ""
             text = self.live.text[self._start :]
-            if not text.strip():
+            if not text.strip() and not status:
                 self.shown = self._start
                 return
-        await self._show(text)
+        # the status line (tools running) follows the text until the model writes again
+        await self._show(f"{text.rstrip()}\n\n{status}".strip() if status else text)
         self.shown = self._start + len(text)
 
     async def _show(self, text: str) -> None:
@@ -254,6 +256,8 @@ class LiveReply:
         self.text = ""
         #: Every message shown so far (its ``MsgKey`` or group ``MsgSeq``), to withdraw them.
         self.handles: list[str] = []
+        #: A line shown after the text while the tools run (`progress`).
+        self.status = ""
         self.first_visible: float | None = None
         self._writer = _WRITERS[mode](self)
         self._fell_back = False
@@ -264,20 +268,33 @@ class LiveReply:
         self._last_call = 0.0
 
     async def feed(self, delta: str) -> None:
-        """Add text from the model (never blocks on Tencent)."""
+        """Add text from the model (never blocks on Tencent); it replaces the status line."""
         if not delta:
             return
         self.text += delta
+        self.status = ""
+        self._start_flusher()
+        self._wake.set()
+
+    async def progress(self, status: str) -> None:
+        """Show `status` after the text until the model writes again (tools are running).
+        Only `edit` can take a line back; in the other modes this shows nothing."""
+        if self.mode != "edit":
+            return
+        self.status = status
+        self._start_flusher()
+        self._wake.set()
+
+    def _start_flusher(self) -> None:
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run())
-        self._wake.set()
 
     async def close(self) -> None:
         """Show the rest and end the reply; Tencent errors after a fallback propagate."""
         self._closing = True
         self._wake.set()
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run())
+        self._start_flusher()
+        assert self._task is not None
         await self._task
 
     async def abort(self) -> None:

@@ -16,6 +16,7 @@ __all__ = [
     "IMAGE_FAILED",
     "INTERRUPTED",
     "LIMIT_TEXT",
+    "LOOKING_UP",
     "NOTHING_TO_CANCEL_TEXT",
     "NOTHING_TO_COMPACT_TEXT",
     "RESET_TEXT",
@@ -73,3 +74,6 @@ STEPS_SPENT = (
     "\n\n(I stopped here: I had used all the tool steps I may take for one answer without "
     "reaching a final answer. Ask again more narrowly, or split the question.)"
 )
+
+#: Shown (in `edit` mode) while the model's tools run, replaced by the answer as it comes.
+LOOKING_UP = "_Looking that up…_"
