@@ -18,7 +18,8 @@ Phases:
    the fake model had received every call (how fast the endpoint sends a burst); serve's RSS.
 5. stream mode (a robot with ``reply_mode = "stream"``), model first token after 300 ms, 50
    messages/s: first visible text (the first stream chunk at Tencent) minus webhook sent minus
-   the model's time to first token, p50/p99.
+   the model's time to first token, p50/p99. Then tools: serve's CPU per answer for a robot
+   whose every answer takes one tool round trip (the calculator), against a plain answer.
 6. saturation: webhooks in a closed loop at full speed (64 in flight) for ``--saturate``
    seconds, zero-latency model: acks/s (against the bare endpoint), answers/s that reached
    Tencent meanwhile (against serve's capacity of phase 2), serve's peak RSS sampled during the
@@ -62,6 +63,7 @@ from timbridge.protocol.callbacks import callback_sign
 ROOT = Path(__file__).resolve().parents[1]
 APP, KEY, TOKEN, ROBOT = 1400000000, "bench-secret", "bench-token", "@RBT#bench"
 STREAM_ROBOT = "@RBT#stream"  # the same, answering in reply_mode = "stream"
+TOOL_ROBOT = "@RBT#tools"  # the same, with the calculator: each answer is one tool round trip
 
 
 def free_port() -> int:
@@ -312,7 +314,8 @@ async def processes(tmp: Path, model_concurrency: int) -> AsyncIterator[dict[str
             # one (on a slow machine phase 2's last messages wait past the 30 s default)
             server=f"model_concurrency = {model_concurrency}\nmax_wait_s = 0",
             model="timeout_s = 30",
-            robots=f'[[robots]]\nid = "{STREAM_ROBOT}"\nreply_mode = "stream"\nburst_window_s = 0',
+            robots=f'[[robots]]\nid = "{STREAM_ROBOT}"\nreply_mode = "stream"\nburst_window_s = 0'
+            f'\n[[robots]]\nid = "{TOOL_ROBOT}"\ntools = ["calculator"]\nburst_window_s = 0',
         )
         env = serve_env()
         serve, _ = await start(  # at serve's default log level (info), as in production
@@ -474,6 +477,15 @@ async def run(args: argparse.Namespace) -> None:
             streamed = await stream_phase(
                 session, tencent, model, f"http://127.0.0.1:{ports['serve']}/im"
             )
+            plain_us, tool_us = await tool_phase(
+                session, serve_url, tencent=tencent, pid=env["serve"].pid, count=args.requests // 4
+            )
+            row(
+                "CPU per answer (µs): plain / with one tool round trip",
+                plain_us,
+                tool_us,
+                ratio=True,
+            )
             flood = await saturation_phase(
                 session,
                 serve_url,
@@ -622,6 +634,23 @@ async def stream_phase(
         f"{pct(extra, 0.5):.1f} / {pct(extra, 0.99):.1f}",
     )
     return streamed
+
+
+async def tool_phase(
+    session: aiohttp.ClientSession, url: str, *, tencent: str, pid: int, count: int
+) -> tuple[float, float]:
+    """Serve's CPU per answer, zero-latency model: a plain answer (the baseline), then an
+    answer that takes one tool round trip (the model calls the calculator, is called again
+    with the result, answers)."""
+    spent = []
+    for robot, prefix in ((ROBOT, "tp-"), (TOOL_ROBOT, "tt-")):
+        await session.post(f"{tencent}/reset")
+        load = Load(session, url, robot)
+        before = cpu_s(pid)
+        await load.closed_loop(count, 1000, prefix)
+        await replies(session, tencent, count)
+        spent.append((cpu_s(pid) - before) / count * 1e6)
+    return spent[0], spent[1]
 
 
 @dataclass

@@ -95,13 +95,26 @@ def tencent_app() -> web.Application:
     return app
 
 
+def _tool_call(base: dict[str, Any]) -> bytes:
+    """A streamed answer that is one call of the built-in calculator, as OpenAI streams it."""
+    call = {"index": 0, "id": "call_1", "type": "function"}
+    call["function"] = {"name": "calculator", "arguments": '{"expression": "6*7"}'}
+    chunks = [
+        {**base, "choices": [{"index": 0, "delta": {"tool_calls": [call]}}]},
+        {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]},
+        {**base, "choices": [], "usage": {"prompt_tokens": 10, "completion_tokens": 5}},
+    ]
+    return b"".join(b"data: " + orjson.dumps(c) + b"\n\n" for c in chunks) + b"data: [DONE]\n\n"
+
+
 def model_app() -> web.Application:
     state: dict[str, Any] = {"delay": 0.0, "service": {}, "first": {}, "started": {}}
 
     async def completions(request: web.Request) -> web.StreamResponse:
         started = time.monotonic()
         body = orjson.loads(await request.read())
-        question = body["messages"][-1]["content"]
+        # the last user message (after a tool round trip, the last message is the tool's)
+        question = next(m["content"] for m in reversed(body["messages"]) if m["role"] == "user")
         state["started"][question] = started
         if state["delay"]:
             await asyncio.sleep(state["delay"])
@@ -110,6 +123,10 @@ def model_app() -> web.Application:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
         state["first"][question] = time.monotonic() - started  # time to first token
+        if body.get("tools") and body["messages"][-1]["role"] != "tool":
+            await response.write(_tool_call(base))  # one calculator call, then the answer
+            await response.write_eof()
+            return response
         chunks = [
             {
                 **base,
