@@ -297,7 +297,7 @@ def test_requests_are_bound_to_commands_and_responses() -> None:
         and issubclass(cls, rest.RestRequest)
         and cls is not rest.RestRequest
     ]
-    assert len(requests) == 16
+    assert len(requests) == 18
     commands = {cls.command for cls in requests}
     assert len(commands) == len(requests)
     for cls in requests:
@@ -306,6 +306,7 @@ def test_requests_are_bound_to_commands_and_responses() -> None:
         assert issubclass(cls.response_type, rest.RestResponse)
     assert rest.SendC2CMsg.response_type is rest.SendC2CMsgResponse
     assert rest.AdminGetRoamMsg.response_type is rest.AdminGetRoamMsgResponse
+    assert rest.GroupMsgRecall.response_type is rest.GroupMsgRecallResponse
 
 
 def test_fail_envelope_parses_into_typed_response() -> None:
