@@ -17,6 +17,7 @@ from timbridge.bot.sentences import (
     COMMANDS,
     COMPACT_TEXT,
     HELP_TEXT,
+    NO_HANDOFF_TEXT,
     NOTHING_TO_CANCEL_TEXT,
     NOTHING_TO_COMPACT_TEXT,
     RESET_TEXT,
@@ -102,6 +103,8 @@ class Commands:
             reply = await self._usage(conv)
         elif command.name == "/help":
             reply = HELP_TEXT
+        elif command.name == "/human":  # (a robot with a handoff takes it before this)
+            reply = NO_HANDOFF_TEXT
         elif command.name == "/cancel":  # the webhook noted it; the answers ahead have stopped
             stopped = await self._cancels.stopped_by(conv.key, conv.sender, job.identity)
             reply = CANCEL_TEXT if stopped else NOTHING_TO_CANCEL_TEXT

@@ -21,6 +21,7 @@ from timbridge.bot.cancels import Cancels, Stop
 from timbridge.bot.commands import Commands, parse_command
 from timbridge.bot.context import build_context, cite
 from timbridge.bot.conversation import Conversation
+from timbridge.bot.handoff import Handoff
 from timbridge.bot.live import LiveReply
 from timbridge.bot.media import MediaFetcher, image_urls
 from timbridge.bot.replies import ReplySender
@@ -55,6 +56,8 @@ from timbridge.metrics import Metrics
 from timbridge.protocol.callbacks import MessageEvent, parse_event
 from timbridge.settings import Settings
 from timbridge.storage.history import History, Turn
+from timbridge.storage.tickets import Tickets
+from timbridge.tools.handoff import REQUESTS
 from timbridge.tools.toolbox import Toolbox
 
 __all__ = ["Engine"]
@@ -89,6 +92,7 @@ class Engine:
         knowledge: dict[str, str] | None = None,
         media: MediaFetcher | None = None,
         toolboxes: dict[str, Toolbox] | None = None,
+        tickets: Tickets | None = None,
     ) -> None:
         self._settings = settings
         self._robots = {r.id: r for r in settings.robots}
@@ -106,6 +110,15 @@ class Engine:
         self._cancels = Cancels(coordination)
         self._summaries = Summaries(settings, store, models)
         self._commands = Commands(settings, store, replies, self._summaries, self._cancels)
+        self._handoff = (
+            Handoff(settings, store, tickets, replies, coordination)
+            if tickets is not None
+            else None
+        )
+
+    def _handoff_of(self, robot: str) -> Handoff | None:
+        """The handoff, for a robot that has one."""
+        return self._handoff if self._robots[robot].handoff is not None else None
 
     def _conversation(self, robot: str, event: MessageEvent) -> Conversation:
         member = self._robots[robot].group_context == "member"
@@ -132,6 +145,9 @@ class Engine:
             _log.info("answer.stopped", why=why.value, shown=False)
             return
         try:
+            handoff = self._handoff_of(conv.robot)
+            if handoff is not None and await handoff.handled(job, conv, text, command):
+                return
             if command is not None:
                 await self._commands.run(job, conv, command)
             elif await self._admission.shed(job, conv):
@@ -231,6 +247,7 @@ class Engine:
         history = await self._store.recent_turns(conv.key)
         searches = "knowledge_search" in robot.tools and robot.id in self._toolboxes
         hits = [] if searches else await self._retrieve(conv.robot, text)  # else the model asks
+        kb_used = not searches and conv.robot in self._knowledge
         profile = self._settings.models[robot.model]
         messages, dropped = build_context(
             robot.persona,
@@ -247,17 +264,45 @@ class Engine:
             if robot.reply_mode != "off"
             else None
         )
+        handoffs: list[str] = []  # the reasons of the model's handoff calls, if it makes any
+        handing = REQUESTS.set(handoffs)
         async with self._replies.typing(conv):
             try:
                 asked = await self._watched(job, conv, robot.model, messages, live)
             except LLMError as exc:
                 await self._model_failed(job, conv, said, live, exc)
                 return
+            finally:
+                REQUESTS.reset(handing)
         if isinstance(asked, Stop):
             await self._stopped(job, conv, said, live, asked)
             return
         answer, steps = asked
         self._observe(answer)
+        await self._deliver(
+            job, conv, said, answer=answer, steps=steps, live=live, hits=hits, started=started
+        )
+        await self._maybe_hand_off(job, conv, handoffs, searched=kb_used, found=bool(hits))
+        if dropped and profile.provider != "offline":  # history outgrew the budget: fold it
+            try:
+                await self._summaries.compact(conv, keep=4)
+            except StorageError as exc:  # the reply is out; the next answer tries again
+                _log.error("compact.not_kept", error=str(exc))
+
+    async def _deliver(
+        self,
+        job: Job,
+        conv: Conversation,
+        said: str,
+        *,
+        answer: Answer,
+        steps: list[ChatMessage],
+        live: LiveReply | None,
+        hits: list[Hit],
+        started: float,
+    ) -> None:
+        """Keep the turns (and what the answer cost), and send the reply or end the live one."""
+        robot = self._robots[conv.robot]
         text = answer.text + TOO_LONG if answer.cut else answer.text
         reply = cite(text, hits) if robot.cite_sources else text
         if live is not None:
@@ -278,18 +323,27 @@ class Engine:
             _log.error("store.turns_not_kept", error=str(exc))
         if live is None:
             await self._replies.send(conv, job.identity, reply)
-        else:
-            await live.close()
-            await self._replies.mark_sent(conv, job.identity, reply)
-            if live.first_visible is not None:
-                self._metrics.first_visible.labels(robot.reply_mode).observe(
-                    max(0.0, live.first_visible - started)
-                )
-        if dropped and profile.provider != "offline":  # history outgrew the budget: fold it
-            try:
-                await self._summaries.compact(conv, keep=4)
-            except StorageError as exc:  # the reply is out; the next answer tries again
-                _log.error("compact.not_kept", error=str(exc))
+            return
+        await live.close()
+        await self._replies.mark_sent(conv, job.identity, reply)
+        if live.first_visible is not None:
+            self._metrics.first_visible.labels(robot.reply_mode).observe(
+                max(0.0, live.first_visible - started)
+            )
+
+    async def _maybe_hand_off(
+        self, job: Job, conv: Conversation, requests: list[str], *, searched: bool, found: bool
+    ) -> None:
+        """After the answer: the model asked for a person, or the knowledge base found
+        nothing once too often; either opens a ticket."""
+        handoff = self._handoff_of(conv.robot)
+        if handoff is None:
+            return
+        if requests:  # the model has told the user already (the tool's result asks it to)
+            await handoff.open(job, conv, requests[0], tell_user=False)
+            return
+        if searched and (misses := await handoff.missed(conv, found=found)):
+            await handoff.open(job, conv, handoff.misses_reason(misses), tell_user=True)
 
     def _observe(self, answer: Answer) -> None:
         self._metrics.model_answers.labels(answer.profile).inc()

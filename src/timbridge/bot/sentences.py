@@ -5,25 +5,36 @@ is its own setting (`robots[].busy_text`)."""
 from __future__ import annotations
 
 __all__ = [
+    "AGENT_HELP",
+    "ALREADY_HANDED_TEXT",
     "APOLOGY",
+    "ASKED_REASON",
+    "BACK_TEXT",
     "BUDGET_TEXT",
     "CANCEL_TEXT",
+    "CLOSED_POST",
     "COMMANDS",
     "COMPACT_TEXT",
     "COMPATIBLE_TEXT",
     "EMPTY_TEXT",
+    "HANDOFF_TEXT",
     "HELP_TEXT",
     "IMAGE_FAILED",
     "INTERRUPTED",
     "LIMIT_TEXT",
     "LOOKING_UP",
+    "MISSES_REASON",
     "NOTHING_TO_CANCEL_TEXT",
     "NOTHING_TO_COMPACT_TEXT",
+    "NO_HANDOFF_TEXT",
+    "NO_TICKET",
+    "RELAY_POST",
     "RESET_TEXT",
     "STEPS_SPENT",
     "STOPPED",
     "STORE_FAILED",
     "TEXT_ONLY",
+    "TICKET_POST",
     "TOO_LONG",
     "UNKNOWN_TEXT",
 ]
@@ -35,6 +46,7 @@ COMMANDS: dict[str, str] = {
     "/compact": "summarise our conversation so far, to keep it short",
     "/usage": "show the tokens you have used today",
     "/cancel": "stop the answer I am writing for you",
+    "/human": "ask for a person to take over (where one can)",
 }
 
 HELP_TEXT = "Commands:\n" + "\n".join(f"{name} — {what}" for name, what in COMMANDS.items())
@@ -77,3 +89,27 @@ STEPS_SPENT = (
 
 #: Shown (in `edit` mode) while the model's tools run, replaced by the answer as it comes.
 LOOKING_UP = "_Looking that up…_"
+
+# --- handing over to people (`bot.handoff`) ---------------------------------------------------
+HANDOFF_TEXT = (
+    "I have asked a colleague to help you (ticket #{ticket}). A person will answer you here; "
+    "until then I pass on what you write."
+)
+ALREADY_HANDED_TEXT = "A colleague is already on it (ticket #{ticket}); I pass on what you write."
+BACK_TEXT = "You are back with me, the assistant. How else can I help?"
+NO_HANDOFF_TEXT = "No person can take over here, I am afraid; I will do my best myself."
+#: Reasons a ticket is opened for, as the agents read them.
+ASKED_REASON = "the customer asked for a person"
+MISSES_REASON = "the knowledge base had no answer {misses} times in a row"
+#: What the agents' group reads.
+TICKET_POST = (
+    "New ticket #{ticket} from {who}{where}: {reason}.\n{recent}\n"
+    "Answer with: @{robot} #{ticket} your words. Close with: @{robot} #{ticket} close"
+)
+RELAY_POST = "#{ticket} {who}: {text}"
+CLOSED_POST = "Ticket #{ticket} is closed{why}; {robot} answers {who} again."
+AGENT_HELP = (
+    "To answer a customer, write @{robot} #N your words; to give the conversation back, "
+    "@{robot} #N close. Open tickets: {open}."
+)
+NO_TICKET = "There is no open ticket #{ticket}. " + AGENT_HELP

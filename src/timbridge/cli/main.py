@@ -3,7 +3,8 @@
 Every command reads its configuration through `load_settings` (``--config FILE``, else
 ``$TIMBRIDGE_CONFIG``, else ``./timbridge.toml``, plus ``TIMBRIDGE_*`` variables). Exit codes:
 0 success, 1 the operation failed (Tencent refused, signature invalid), 2 bad usage or
-configuration. The commands live by group: `cli.tencent`, `cli.serve`, `cli.kb`, `cli.setup`.
+configuration. The commands live by group: `cli.tencent`, `cli.serve`, `cli.kb`, `cli.setup`,
+`cli.tools`, `cli.tickets`.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from timbridge.cli import kb, serve, setup, tencent, tools
+from timbridge.cli import kb, serve, setup, tencent, tickets, tools
 from timbridge.cli.common import fail, log_format, log_level, set_root_options
 
 __all__ = ["app", "main"]
@@ -38,6 +39,7 @@ for command in (
 app.add_typer(tencent.robots_app, name="robots", no_args_is_help=True)
 app.add_typer(kb.kb_app, name="kb", no_args_is_help=True)
 app.add_typer(tools.tools_app, name="tools", no_args_is_help=True)
+app.add_typer(tickets.tickets_app, name="tickets", no_args_is_help=True)
 
 
 @app.callback()

@@ -45,6 +45,7 @@ from timbridge.tencent.limits import CallLimits
 from timbridge.tencent.outbound import Outbound
 from timbridge.tools.builtin import BUILTIN
 from timbridge.tools.fetch import UrlFetcher
+from timbridge.tools.handoff import HANDOFF
 from timbridge.tools.knowledge_search import knowledge_tool
 from timbridge.tools.mcp import McpServer
 from timbridge.tools.toolbox import Tool, Toolbox
@@ -164,7 +165,8 @@ def robot_toolboxes(
     call tools answers without them (logged once here)."""
     found: dict[str, Toolbox] = {}
     for index, robot in enumerate(settings.robots):
-        if not robot.tools:
+        hands_off = robot.handoff is not None and robot.handoff.tool
+        if not robot.tools and not hands_off:
             continue
         known = [*BUILTIN, *CONFIGURED_TOOLS]
         unknown = [n for n in robot.tools if not n.startswith("mcp:") and n not in known]
@@ -194,7 +196,8 @@ def robot_toolboxes(
                 sources.append(functools.partial(servers[server].tools, wanted))
         found[robot.id] = Toolbox(
             [BUILTIN[name] for name in robot.tools if name in BUILTIN]
-            + [mine[name] for name in robot.tools if name in mine],
+            + [mine[name] for name in robot.tools if name in mine]
+            + ([HANDOFF] if hands_off else []),
             timeout_s=settings.tools.timeout_s,
             max_result_chars=settings.tools.max_result_chars,
             sources=sources,
@@ -322,6 +325,7 @@ class Services:
                 knowledge=knowledge,
                 media=MediaFetcher(session, settings.media),
                 toolboxes=robot_toolboxes(settings, models, servers, configured),
+                tickets=store.tickets,
             )
             yield cls(
                 settings, session, tencent, store, coordination, metrics, models, engine, servers

@@ -215,6 +215,28 @@ class ToolsSettings(_Section):
     fetch_timeout_s: Annotated[float, Field(gt=0, le=120)] = 10.0
 
 
+class HandoffSettings(_Section):
+    """Handing a robot's conversation to people: the agents' group that takes tickets, and
+    what opens one (besides ``/human``)."""
+
+    #: The GroupId of the Tencent group of human agents (the robot must be a member).
+    group: str = Field(min_length=1, max_length=64)
+    #: Phrases that ask for a person (matched anywhere in a message, case-insensitively).
+    phrases: tuple[str, ...] = (
+        "human agent",
+        "real person",
+        "talk to a human",
+        "转人工",
+        "人工客服",
+    )
+    #: Answers in a row the knowledge base found nothing for, before a person is asked (0: off).
+    after_misses: Annotated[int, Field(ge=0, le=100)] = 0
+    #: A ticket with no message either way for this long goes back to the robot.
+    idle_close_s: Annotated[float, Field(gt=0)] = 24 * 3600.0
+    #: Whether the model may hand over itself, through the ``handoff`` tool (with a reason).
+    tool: bool = True
+
+
 class McpServerSettings(_Section):
     """One MCP server whose tools robots may call: a command run over stdio, or a streamable
     HTTP endpoint. Secrets never go in the file: `pass_env` names variables of timbridge's own
@@ -329,6 +351,8 @@ class RobotSettings(_Section):
     #: The UserIDs that administer this robot: only they may have it call the tools with side
     #: effects (an MCP server's `admin_tools`, and those its server marks destructive).
     admins: tuple[str, ...] = ()
+    #: Handing conversations to human agents (`[robots.handoff]`; none: never).
+    handoff: HandoffSettings | None = None
     busy_text: str = (
         "Sorry, I'm getting a lot of messages right now and couldn't get to yours in time. "
         "Please try again in a moment."

@@ -1,7 +1,8 @@
 """The tables of the store, and the one migration that creates or upgrades them.
 
 Version history: 1 turns and reply parts; 2 the usage ledger; 3 the inbox (accepted messages not
-yet answered). Each version only adds tables, so `create_all` is the whole upgrade.
+yet answered); 4 tickets (conversations handed to people). Each version only adds tables, so
+`create_all` is the whole upgrade.
 """
 
 from __future__ import annotations
@@ -11,9 +12,9 @@ import sqlalchemy as sa
 from timbridge.errors import StorageError
 from timbridge.storage.sql import ID_TYPE, migration_lock
 
-__all__ = ["SCHEMA_VERSION", "inbox", "migrate", "reply_parts", "turns", "usage"]
+__all__ = ["SCHEMA_VERSION", "inbox", "migrate", "reply_parts", "tickets", "turns", "usage"]
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 _metadata = sa.MetaData()
 
@@ -75,6 +76,28 @@ inbox = sa.Table(
     sa.Column("trace_id", sa.String(32), nullable=False),
     sa.Column("received_at", sa.Float, nullable=False),
     sa.UniqueConstraint("identity", "robot", name="uq_inbox_identity"),
+)
+
+#: Conversations handed to human agents: numbered, open until an agent closes them (or they idle).
+tickets = sa.Table(
+    "tickets",
+    _metadata,
+    sa.Column("number", ID_TYPE, primary_key=True, autoincrement=True),
+    sa.Column("robot", sa.String(64), nullable=False),
+    sa.Column("conversation", sa.String(300), nullable=False),
+    sa.Column("kind", sa.String(8), nullable=False),  # c2c | group
+    sa.Column("peer", sa.String(100), nullable=False),  # the user, or the GroupId
+    sa.Column("sender", sa.String(64), nullable=False),  # who asked
+    sa.Column("topic", sa.String(100), nullable=True),
+    sa.Column("reason", sa.String(500), nullable=False),
+    sa.Column("state", sa.String(8), nullable=False),  # open | closed
+    sa.Column("opened_at", sa.Float, nullable=False),
+    sa.Column("active_at", sa.Float, nullable=False),
+    sa.Column("closed_at", sa.Float, nullable=True),
+    sa.Column("closed_by", sa.String(64), nullable=True),
+    sa.Column("identity", sa.String(300), nullable=False),  # the message that opened it
+    sa.UniqueConstraint("identity", "robot", name="uq_tickets_identity"),
+    sa.Index("ix_tickets_conversation_state", "conversation", "state"),
 )
 
 _schema = sa.Table(

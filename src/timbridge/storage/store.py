@@ -1,5 +1,5 @@
 """The store: one database (SQLite embedded, PostgreSQL at scale), its schema, one group commit,
-and the two things kept in it, the history and the inbox."""
+and what is kept in it: the history, the inbox and the tickets."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from timbridge.storage.history import History
 from timbridge.storage.inbox import Inbox
 from timbridge.storage.schema import migrate
 from timbridge.storage.sql import Database, open_database
+from timbridge.storage.tickets import Tickets
 
 __all__ = ["Store"]
 
@@ -23,6 +24,7 @@ class Store:
         self.commits = GroupCommit(database)
         self.history = History(database, self.commits)
         self.inbox = Inbox(database, self.commits)
+        self.tickets = Tickets(database)
 
     @classmethod
     async def open(cls, url: str) -> Store:
