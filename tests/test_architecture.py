@@ -20,6 +20,7 @@ _ENGINE_DEPS = {
     "coordination",
     "knowledge",
     "tools",
+    "safety",
 }
 
 #: part → parts it may import, lowest layers first. A part always may import itself.
@@ -39,6 +40,7 @@ ALLOWED: dict[str, set[str]] = {
     "knowledge": {"storage"},
     "llm": {"settings"},
     "tools": {"knowledge", "llm", "settings"},
+    "safety": {"settings"},
     "bot": _ENGINE_DEPS | {"metrics"},
     "webhook": {"bot", "coordination", "metrics", "protocol", "settings"},
     "emulator": {"protocol"},

@@ -85,6 +85,12 @@ class Metrics:
             ["robot"],
             registry=r,
         )
+        self.safety = Counter(
+            "timbridge_safety_decisions",
+            "Messages a robot's safety rules masked or blocked, by rule and direction",
+            ["robot", "rule", "direction", "action"],
+            registry=r,
+        )
         self.stopped = Counter(
             "timbridge_stopped_answers",
             "Answers stopped: their question was recalled, or its sender wrote /cancel",

@@ -25,6 +25,7 @@ from timbridge.bot.handoff import Handoff
 from timbridge.bot.live import LiveReply
 from timbridge.bot.media import MediaFetcher, image_urls
 from timbridge.bot.replies import ReplySender
+from timbridge.bot.screening import Screen
 from timbridge.bot.sentences import (
     APOLOGY,
     EMPTY_TEXT,
@@ -93,6 +94,7 @@ class Engine:
         media: MediaFetcher | None = None,
         toolboxes: dict[str, Toolbox] | None = None,
         tickets: Tickets | None = None,
+        screen: Screen | None = None,
     ) -> None:
         self._settings = settings
         self._robots = {r.id: r for r in settings.robots}
@@ -104,6 +106,7 @@ class Engine:
         self._knowledge = knowledge or {}  # robot → the knowledge base it answers from
         self._media = media
         self._toolboxes = toolboxes or {}  # robot → the tools it may call
+        self._screen = screen or Screen(settings, None, metrics)
         self._agent = Agent(models, max_steps=settings.tools.max_steps)
         self._admission = Admission(settings, store, coordination, replies, metrics)
         self._bursts = Bursts(settings, coordination)
@@ -225,6 +228,10 @@ class Engine:
             await self._store.add_turns(conv.key, job.identity, turns)
             await self._replies.mark_sent(conv, job.identity, reply)
             return
+        await self._take_back(conv, live)
+
+    async def _take_back(self, conv: Conversation, live: LiveReply) -> None:
+        """Show nothing more of a live reply, and recall what it showed."""
         await live.abort()
         for handle in live.handles:
             try:
@@ -232,12 +239,28 @@ class Engine:
             except TencentError as exc:  # the rest are still withdrawn
                 _log.error("reply.not_withdrawn", handle=handle, error=str(exc))
 
+    async def _screened(self, job: Job, conv: Conversation, text: str) -> str | None:
+        """The user's text as the model may read it (masked), or None: blocked, or a
+        self-harm rule fired, and the robot has answered with its text instead."""
+        verdict = await self._screen.check(conv.robot, text, "in")
+        if verdict.action in ("allow", "mask"):
+            return verdict.text
+        await self._replies.send(
+            conv, job.identity, self._screen.replacement(conv.robot, verdict, "in")
+        )
+        return None
+
     async def _chat(
         self, job: Job, conv: Conversation, text: str, *, images: tuple[Image, ...] = ()
     ) -> None:
         robot = self._robots[conv.robot]
         if await self._admission.refused(job, conv):
             return
+        if conv.robot in self._screen:
+            screened = await self._screened(job, conv, text)
+            if screened is None:
+                return
+            text = screened
         said = f"{conv.sender}: {text}" if conv.kind == "group" and not conv.member_scoped else text
         stored = await self._store.reply_for(conv.key, job.identity)
         if stored is not None:  # this job ran before: send what is missing, nothing more
@@ -259,8 +282,11 @@ class Engine:
         )
         if images:  # the current message carries them; history keeps "[image]"
             messages[-1] = ChatMessage("user", messages[-1].content, images=images)
+        screen = (
+            functools.partial(self._screen.growing, robot.id) if robot.id in self._screen else None
+        )
         live = (
-            LiveReply(self._replies, conv, job.identity, robot.reply_mode)
+            LiveReply(self._replies, conv, job.identity, robot.reply_mode, screen=screen)
             if robot.reply_mode != "off"
             else None
         )
@@ -307,6 +333,19 @@ class Engine:
         reply = cite(text, hits) if robot.cite_sources else text
         if live is not None:
             await live.feed(reply[len(answer.text) :])  # the sources line, if any
+            reply = live.raw.strip()
+        if robot.id in self._screen:
+            verdict = await self._screen.check(robot.id, reply, "out")
+            if live is not None and live.blocked is not None:
+                verdict = live.blocked
+            if verdict.action in ("block", "self_harm"):
+                if live is not None:  # take back what was shown; the replacement goes plain
+                    await self._take_back(conv, live)
+                    live = None
+                reply = self._screen.replacement(robot.id, verdict, "out")
+            else:
+                reply = verdict.text if live is None else live.text.strip()
+        elif live is not None:
             reply = live.text.strip()
         try:
             await self._store.add_turns(

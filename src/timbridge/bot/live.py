@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Callable
 from typing import Literal
 
 import structlog
@@ -35,6 +36,7 @@ from timbridge.bot.sentences import COMPATIBLE_TEXT
 from timbridge.bot.split import DEFAULT_LIMIT, fitting_prefix, json_size, split_reply
 from timbridge.errors import TencentAPIError
 from timbridge.protocol.elements import StreamChunk, StreamContent
+from timbridge.safety.rules import Verdict
 from timbridge.tencent.outbound import Part, addressed
 
 __all__ = ["COMPATIBLE_TEXT", "LiveReply", "Mode"]
@@ -47,6 +49,8 @@ STREAM_EVERY_S = 0.2  # Tencent: ≤ 5 continuation calls/s per stream, ~200 ms 
 STREAM_IDLE_S = 10.0  # end a silent stream well before Tencent's 15 s gap ends it
 STREAM_MAX_BYTES = 120 * 1024  # under Tencent's 128 KB per stream message
 EDIT_EVERY_S = 1.0
+#: Characters of a screened answer held back until more arrives (or it ends).
+SCREEN_HOLD = 48
 _EDIT_LIMIT = DEFAULT_LIMIT - 256  # room for the @mention in groups
 _PART_BASE = 1000  # live parts get their own MsgRandom space, apart from plain reply parts
 _FALLBACK: dict[str, Mode] = {"stream": "edit", "edit": "off", "segments": "off"}
@@ -75,7 +79,7 @@ class _StreamWriter(_Writer):
         self._message = -1
 
     async def flush(self, *, final: bool) -> None:
-        text = self.live.text[self.shown :]
+        text = self.live.ready[self.shown :]
         if not text and (self._stream_id is None or not final):
             return
         room = STREAM_MAX_BYTES - self._bytes
@@ -146,7 +150,7 @@ class _EditWriter(_MessageWriter):
         self._first = False
 
     async def flush(self, *, final: bool) -> None:
-        text = self.live.text[self._start :]
+        text = self.live.ready[self._start :]
         status = "" if final else self.live.status
         if not text.strip() and not status:
             return
@@ -154,7 +158,7 @@ class _EditWriter(_MessageWriter):
             cut = _cut(text, _EDIT_LIMIT)
             await self._show(text[:cut])
             self._handle, self._start, self._sent_text = None, self._start + cut, ""
-            text = self.live.text[self._start :]
+            text = self.live.ready[self._start :]
             if not text.strip() and not status:
                 self.shown = self._start
                 return
@@ -173,8 +177,8 @@ class _EditWriter(_MessageWriter):
 
 class _SegmentWriter(_MessageWriter):
     async def flush(self, *, final: bool) -> None:
-        text = self.live.text[self.shown :]
-        end = len(text) if final else _last_paragraph_end(self.live.text, self.shown)
+        text = self.live.ready[self.shown :]
+        end = len(text) if final else _last_paragraph_end(self.live.ready, self.shown)
         if end <= 0:
             return
         for paragraph in _paragraphs(text[:end]):
@@ -189,11 +193,11 @@ class _PlainWriter(_MessageWriter):
     async def flush(self, *, final: bool) -> None:
         if not final:
             return
-        text = self.live.text[self.shown :]
+        text = self.live.ready[self.shown :]
         if text.strip():
             for part in split_reply(text.strip()):
                 await self.post(part)
-        self.shown = len(self.live.text)
+        self.shown = len(self.live.ready)
 
 
 def _cut(text: str, limit: int) -> int:
@@ -246,14 +250,24 @@ class LiveReply:
     """One answer shown as it is written: `feed` deltas, then `close`."""
 
     def __init__(
-        self, replies: ReplySender, conversation: Conversation, identity: str, mode: Mode
+        self,
+        replies: ReplySender,
+        conversation: Conversation,
+        identity: str,
+        mode: Mode,
+        *,
+        screen: Callable[[str], Verdict] | None = None,
     ) -> None:
         self.replies = replies
         self.conversation = conversation
         self.destination = conversation.destination
         self.identity = identity
         self.mode: Mode = mode
-        self.text = ""
+        self.raw = ""  # what the model wrote
+        self.text = ""  # what may be shown of it (masked where the robot's rules say)
+        #: Why the answer must not be shown (a safety rule blocked it); then nothing more is.
+        self.blocked: Verdict | None = None
+        self._screen = screen
         #: Every message shown so far (its ``MsgKey`` or group ``MsgSeq``), to withdraw them.
         self.handles: list[str] = []
         #: A line shown after the text while the tools run (`progress`).
@@ -269,12 +283,31 @@ class LiveReply:
 
     async def feed(self, delta: str) -> None:
         """Add text from the model (never blocks on Tencent); it replaces the status line."""
-        if not delta:
+        if not delta or self.blocked is not None:
             return
-        self.text += delta
+        self.raw += delta
+        if self._screen is None:
+            self.text = self.raw
+        else:
+            verdict = self._screen(self.raw)
+            if verdict.action in ("block", "self_harm"):
+                self.blocked = verdict
+                self._aborted = True  # not one more call: the engine takes back what is shown
+                self._wake.set()
+                return
+            self.text = verdict.text  # masks keep the length: what was shown stays in place
         self.status = ""
         self._start_flusher()
         self._wake.set()
+
+    @property
+    def ready(self) -> str:
+        """What the writers may show now: everything once the answer is complete; while it is
+        written and screened, all but the last `SCREEN_HOLD` characters (a word to mask may
+        still be arriving)."""
+        if self._closing or self._screen is None:
+            return self.text
+        return self.text[: max(0, len(self.text) - SCREEN_HOLD)]
 
     async def progress(self, status: str) -> None:
         """Show `status` after the text until the model writes again (tools are running).
@@ -323,7 +356,7 @@ class LiveReply:
                 self._last_call = time.monotonic()
                 if self.first_visible is None:
                     self.first_visible = self._last_call
-            if self._writer.shown < len(self.text) and self.mode != "segments":
+            if self._writer.shown < len(self.ready) and self.mode != "segments":
                 continue  # more arrived meanwhile
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), STREAM_IDLE_S)

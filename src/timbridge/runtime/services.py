@@ -20,6 +20,7 @@ from aiohttp import web
 from timbridge.bot.engine import Engine
 from timbridge.bot.media import MediaFetcher
 from timbridge.bot.replies import ReplySender
+from timbridge.bot.screening import Screen
 from timbridge.coordination.ack_first import AckFirst
 from timbridge.coordination.base import Coordinator
 from timbridge.coordination.local import LocalCoordinator
@@ -326,6 +327,7 @@ class Services:
                 media=MediaFetcher(session, settings.media),
                 toolboxes=robot_toolboxes(settings, models, servers, configured),
                 tickets=store.tickets,
+                screen=Screen(settings, session, metrics),
             )
             yield cls(
                 settings, session, tencent, store, coordination, metrics, models, engine, servers

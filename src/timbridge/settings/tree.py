@@ -4,6 +4,7 @@ the root; `settings.loading` reads it from the file and the environment."""
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from typing import Annotated, Literal
 from urllib.parse import quote, urlsplit
@@ -215,6 +216,55 @@ class ToolsSettings(_Section):
     fetch_timeout_s: Annotated[float, Field(gt=0, le=120)] = 10.0
 
 
+class SafetyRule(_Section):
+    """One rule: `words` (matched anywhere, any case) and/or a regular expression `pattern`;
+    what it does (`block` the message, `mask` what matches, or answer with the robot's
+    `self_harm_text`), on what users send (`in`), on what the robot sends (`out`), or `both`."""
+
+    name: str = Field(default="", max_length=64)
+    words: tuple[str, ...] = ()
+    pattern: str | None = None
+    action: Literal["block", "mask", "self_harm"] = "block"
+    direction: Literal["in", "out", "both"] = "both"
+
+    @model_validator(mode="after")
+    def _something_to_match(self) -> SafetyRule:
+        if not self.words and not self.pattern:
+            raise ValueError("give words, a pattern, or both")
+        if any(not word.strip() for word in self.words):
+            raise ValueError("words may not be empty")
+        if self.pattern is not None:
+            try:
+                re.compile(self.pattern)
+            except re.error as exc:
+                raise ValueError(f"pattern is not a regular expression: {exc}") from None
+        return self
+
+
+class SafetySettings(_Section):
+    """A robot's content safety: rules, and an optional moderation endpoint."""
+
+    rules: tuple[SafetyRule, ...] = ()
+    #: An OpenAI-compatible ``/moderations`` endpoint (its base URL, ending ``/v1``), asked
+    #: about every message both ways; flagged: blocked (self-harm categories: `self_harm_text`).
+    moderation_url: str | None = None
+    moderation_model: str = "omni-moderation-latest"
+    moderation_key_env: str = "OPENAI_API_KEY"
+    moderation_timeout_s: Annotated[float, Field(gt=0, le=30)] = 3.0
+    #: When the endpoint fails or is slow: let the message through (true) or block it (false).
+    fail_open: bool = True
+    blocked_text: str = "Sorry, I can't help with that."
+    blocked_answer_text: str = "Sorry, I can't share that answer."
+    self_harm_text: str = (
+        "I'm really sorry you're going through this. You don't have to face it alone: please "
+        "reach out to someone you trust, or to a local crisis line (in China, the Beijing "
+        "Psychological Crisis Research and Intervention Center: 010-82951332; elsewhere, your "
+        "local emergency number)."
+    )
+    #: Whether the safety log lines carry the text that was blocked or masked.
+    log_text: bool = False
+
+
 class HandoffSettings(_Section):
     """Handing a robot's conversation to people: the agents' group that takes tickets, and
     what opens one (besides ``/human``)."""
@@ -353,6 +403,8 @@ class RobotSettings(_Section):
     admins: tuple[str, ...] = ()
     #: Handing conversations to human agents (`[robots.handoff]`; none: never).
     handoff: HandoffSettings | None = None
+    #: Content safety on what users send and what the robot sends (`[robots.safety]`).
+    safety: SafetySettings | None = None
     busy_text: str = (
         "Sorry, I'm getting a lot of messages right now and couldn't get to yours in time. "
         "Please try again in a moment."
