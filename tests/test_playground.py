@@ -203,3 +203,33 @@ def test_the_playground_command_serves_and_stops_on_sigterm(
             proc.wait()
         if proc.stderr is not None:
             proc.stderr.close()
+
+
+async def test_chromium_the_shop_demo_hands_the_chat_to_the_user_playing_the_agent(
+    playground: str,
+) -> None:
+    async with chromium() as browser:
+        page = await browser.new_page()
+        await page.goto(playground)
+        await expect(page.locator("#user-select")).to_have_value(DEMO_USER)
+        await page.locator("#conversations li", has_text="shop").first.click()
+        await expect(page.locator("#chat-title")).to_have_text("Shop")
+        await page.locator("#text").fill("How long does a refund take?")
+        await page.locator("#text").press("Enter")
+        theirs = page.locator(".message:not(.mine) .text")
+        await expect(theirs.first).to_contain_text("five working days", timeout=20_000)
+        await page.locator("#text").fill("/human")
+        await page.locator("#text").press("Enter")
+        await expect(theirs.nth(1)).to_contain_text("ticket #1", timeout=20_000)
+
+        # the same user, as the shop's agent, answers from the agents' group
+        await page.locator("#conversations li", has_text="Shop agents").first.click()
+        ticket = page.locator(".message:not(.mine) .text").first
+        await expect(ticket).to_contain_text("New ticket #1 from user01", timeout=20_000)
+        await expect(ticket).to_contain_text("How long does a refund take?")
+        await page.locator("#text").fill("@Shop #1 Hello, I am a person. How can I help?")
+        await page.locator("#text").press("Enter")
+
+        await page.locator("#conversations li", has_text="shop").first.click()
+        delivered = page.locator(".message:not(.mine) .text", has_text="I am a person")
+        await expect(delivered).to_have_text("Hello, I am a person. How can I help?")

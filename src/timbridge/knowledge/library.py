@@ -21,10 +21,20 @@ from timbridge.knowledge.embed import KEYWORDS_ONLY, Embedder
 from timbridge.knowledge.retrieval import Hit, Index, Mode
 from timbridge.knowledge.store import BaseInfo, KnowledgeStore, check_name
 
-__all__ = ["BUILTIN_KB", "IngestReport", "Library", "builtin_documents", "expand_paths"]
+__all__ = [
+    "BUILTIN_KB",
+    "DEMO_SHOP_KB",
+    "IngestReport",
+    "Library",
+    "builtin_documents",
+    "demo_shop_documents",
+    "expand_paths",
+]
 
 #: The base of timbridge's own documentation, shipped in the package: the offline default.
 BUILTIN_KB = "timbridge-docs"
+#: The playground's shop robot's base: a small shop FAQ shipped with the package.
+DEMO_SHOP_KB = "demo-shop"
 
 
 @dataclass
@@ -53,6 +63,21 @@ def builtin_documents() -> list[tuple[str, bytes]]:
     return sorted(
         (item.name, item.read_bytes()) for item in folder.iterdir() if item.name.endswith(".md")
     )
+
+
+def demo_shop_documents() -> list[tuple[str, bytes]]:
+    """The playground's shop FAQ, as shipped in the package: ``(name, content)``."""
+    folder = resources.files("timbridge.knowledge") / "demo"
+    return sorted(
+        (item.name, item.read_bytes()) for item in folder.iterdir() if item.name.endswith(".md")
+    )
+
+
+SHIPPED: dict[str, Callable[[], list[tuple[str, bytes]]]] = {
+    BUILTIN_KB: builtin_documents,
+    DEMO_SHOP_KB: demo_shop_documents,
+}
+"""The knowledge bases made from documents shipped in the package."""
 
 
 class Library:
@@ -121,15 +146,16 @@ class Library:
                 on_file(path, outcome, count)
         return report
 
-    async def ensure_builtin(self) -> None:
-        """Make `BUILTIN_KB` hold the shipped documentation (only changed files are embedded)."""
-        built_with = {b.name: b.embedder for b in await self.store.bases()}.get(BUILTIN_KB)
+    async def ensure_builtin(self, kb: str = BUILTIN_KB) -> None:
+        """Make `kb`, one of the `SHIPPED` bases, hold its shipped documents (only changed
+        files are embedded)."""
+        built_with = {b.name: b.embedder for b in await self.store.bases()}.get(kb)
         if built_with not in (None, self.embedder.name):  # the embedder changed: rebuild
-            await self.drop(BUILTIN_KB)
-        shipped = builtin_documents()
+            await self.drop(kb)
+        shipped = SHIPPED[kb]()
         for name, raw in shipped:
-            await self.ingest_bytes(BUILTIN_KB, name, raw)
-        await self.store.keep_only(BUILTIN_KB, {name for name, _ in shipped})
+            await self.ingest_bytes(kb, name, raw)
+        await self.store.keep_only(kb, {name for name, _ in shipped})
 
     async def index(self, kb: str) -> Index | None:
         """`kb`'s index, reloaded when the base changed; None when there is no such base."""

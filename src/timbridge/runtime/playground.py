@@ -1,9 +1,12 @@
 """The playground: the emulator, the bot engine and the web chat page in one process on one port.
 
 Page at ``/``, Tencent REST at ``/v4/…``, webhook at ``server.path`` (``/im``), health and metrics
-as in `serve`. The emulated app uses the configured SDKAppID and secret key, else demo ones; its
-robot ``@RBT#helper`` answers with the configured default model, or the offline model when none is
-configured, from timbridge's own documentation. A newcomer needs no account, key or network.
+as in `serve`. The emulated app uses the configured SDKAppID and secret key, else demo ones. With
+no robots configured, ``@RBT#helper`` answers from timbridge's own documentation, and
+``@RBT#shop`` is a customer-service demo: it answers from a small shop FAQ and hands the chat to
+people in the "Shop agents" group (``/human``, or two questions the FAQ does not cover), where
+the demo user plays the agent. Both use the configured default model, or the offline model when
+none is configured: a newcomer needs no account, key or network.
 """
 
 from __future__ import annotations
@@ -17,23 +20,31 @@ from aiohttp import web
 from pydantic import SecretStr
 
 from timbridge.emulator import DEMO_SDKAPPID, DEMO_SECRET_KEY, Emulator, EmulatorConfig
-from timbridge.knowledge.library import BUILTIN_KB
+from timbridge.knowledge.library import BUILTIN_KB, DEMO_SHOP_KB
 from timbridge.runtime.services import Services
-from timbridge.settings import RobotSettings, Settings
+from timbridge.settings import HandoffSettings, RobotSettings, Settings
 
 __all__ = [
+    "AGENTS_GROUP",
     "DEMO_GROUP",
     "DEMO_USER",
     "PLAYGROUND_ROBOT",
+    "SHOP_ROBOT",
     "Playground",
     "open_playground",
     "playground_settings",
 ]
 
 PLAYGROUND_ROBOT = "@RBT#helper"
+SHOP_ROBOT = "@RBT#shop"  # the customer-service demo: a shop FAQ, and people to hand over to
 DEMO_USER = "user01"
 DEMO_GROUP = "demo-group"
+AGENTS_GROUP = "shop-agents"  # the shop's human agents: the demo user is one of them
 
+_SHOP_PERSONA = (
+    "You are Shop, the customer-service assistant of the Lantern Lane shop. Answer briefly from "
+    "the shop's FAQ passages; when they do not cover a question, say so."
+)
 _PERSONA = (
     "You are Helper, the assistant of the timbridge playground. timbridge connects Tencent Cloud "
     "Chat robots to language models. Answer questions about timbridge briefly, from the "
@@ -54,6 +65,13 @@ def playground_settings(settings: Settings, *, port: int) -> Settings:
     )
     robots = settings.robots or (
         RobotSettings(id=PLAYGROUND_ROBOT, nick="Helper", persona=_PERSONA, knowledge=BUILTIN_KB),
+        RobotSettings(
+            id=SHOP_ROBOT,
+            nick="Shop",
+            persona=_SHOP_PERSONA,
+            knowledge=DEMO_SHOP_KB,
+            handoff=HandoffSettings(group=AGENTS_GROUP, after_misses=2, tool=False),
+        ),
     )
     return settings.model_copy(update={"tencent": tencent, "robots": robots})
 
@@ -103,9 +121,19 @@ async def open_playground(
             users=(DEMO_USER,),
         )
     )
+    for robot in config.robots:  # the page shows them by the names the robots go by
+        if robot.nick and robot.id in emulator.world.accounts:
+            emulator.world.accounts[robot.id].nick = robot.nick
     emulator.world.create_group(
         type="Work", name="Demo group", owner=DEMO_USER, group_id=DEMO_GROUP, members=list(robots)
     )
+    agents = [
+        r.id for r in config.robots if r.handoff is not None and r.handoff.group == AGENTS_GROUP
+    ]
+    if agents:  # the shop's agents' group: the demo user plays the human agent too
+        emulator.world.create_group(
+            type="Work", name="Shop agents", owner=DEMO_USER, group_id=AGENTS_GROUP, members=agents
+        )
     try:
         async with Services.open(config) as services:
             app = services.webhook_app()

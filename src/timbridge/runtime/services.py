@@ -28,7 +28,7 @@ from timbridge.coordination.redis import RedisCoordinator
 from timbridge.errors import ConfigError, TencentError, TimbridgeError
 from timbridge.http import http_session
 from timbridge.knowledge.embed import Embedder, KeywordsOnly, LocalEmbedder, OpenAIEmbedder
-from timbridge.knowledge.library import BUILTIN_KB, Library
+from timbridge.knowledge.library import BUILTIN_KB, SHIPPED, Library
 from timbridge.knowledge.minilm import model_dir
 from timbridge.knowledge.store import KnowledgeStore
 from timbridge.llm.base import ChatModel
@@ -311,8 +311,8 @@ class Services:
             library = None
             if knowledge:
                 library = await stack.enter_async_context(open_library(settings))
-                if BUILTIN_KB in knowledge.values():
-                    await library.ensure_builtin()
+                for kb in SHIPPED.keys() & set(knowledge.values()):
+                    await library.ensure_builtin(kb)
             servers = await open_mcp(settings, stack)
             configured = await _configured_tools(settings, stack, library, knowledge)
             engine = Engine(
