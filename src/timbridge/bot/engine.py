@@ -48,6 +48,7 @@ from timbridge.errors import (
     TencentError,
     TimbridgeError,
 )
+from timbridge.knowledge.gaps import sounds_unsure
 from timbridge.knowledge.library import Library
 from timbridge.knowledge.retrieval import Hit
 from timbridge.llm.base import ChatMessage, Image
@@ -56,6 +57,7 @@ from timbridge.llm.tokens import count_tokens
 from timbridge.metrics import Metrics
 from timbridge.protocol.callbacks import MessageEvent, parse_event
 from timbridge.settings import Settings
+from timbridge.storage.gaps import Gaps
 from timbridge.storage.history import History, Turn
 from timbridge.storage.tickets import Tickets
 from timbridge.tools.handoff import REQUESTS
@@ -95,6 +97,7 @@ class Engine:
         toolboxes: dict[str, Toolbox] | None = None,
         tickets: Tickets | None = None,
         screen: Screen | None = None,
+        gaps: Gaps | None = None,
     ) -> None:
         self._settings = settings
         self._robots = {r.id: r for r in settings.robots}
@@ -107,6 +110,7 @@ class Engine:
         self._media = media
         self._toolboxes = toolboxes or {}  # robot → the tools it may call
         self._screen = screen or Screen(settings, None, metrics)
+        self._gaps = gaps
         self._agent = Agent(models, max_steps=settings.tools.max_steps)
         self._admission = Admission(settings, store, coordination, replies, metrics)
         self._bursts = Bursts(settings, coordination)
@@ -308,6 +312,8 @@ class Engine:
         await self._deliver(
             job, conv, said, answer=answer, steps=steps, live=live, hits=hits, started=started
         )
+        if kb_used:
+            self._note_gap(conv.robot, text, answer.text, found=bool(hits))
         await self._maybe_hand_off(job, conv, handoffs, searched=kb_used, found=bool(hits))
         if dropped and profile.provider != "offline":  # history outgrew the budget: fold it
             try:
@@ -369,6 +375,16 @@ class Engine:
             self._metrics.first_visible.labels(robot.reply_mode).observe(
                 max(0.0, live.first_visible - started)
             )
+
+    def _note_gap(self, robot: str, question: str, answer: str, *, found: bool) -> None:
+        """Keep a question the robot's knowledge base could not answer: no passage for it, or
+        the model said it did not know (`kb gaps`)."""
+        if self._gaps is None:
+            return
+        if not found:
+            self._gaps.record(self._knowledge[robot], robot, question, "no_passage")
+        elif sounds_unsure(answer):
+            self._gaps.record(self._knowledge[robot], robot, question, "model_unsure")
 
     async def _maybe_hand_off(
         self, job: Job, conv: Conversation, requests: list[str], *, searched: bool, found: bool

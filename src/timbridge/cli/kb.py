@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Annotated, Any
@@ -85,6 +86,49 @@ def kb_search(
         for hit in hits:
             typer.echo(f"{hit.score:.3f}  {hit.source} › {hit.heading}")
             typer.echo("       " + hit.text.replace("\n", "\n       ")[:600])
+
+    _run_kb(go())
+
+
+@kb_app.command("gaps")
+def kb_gaps(
+    kb: Annotated[str, typer.Option("--kb", help="Knowledge base name.")],
+    days: Annotated[
+        float, typer.Option("--days", min=0, help="Questions of the last N days.")
+    ] = 30,
+    top: Annotated[int, typer.Option("--top", min=1, max=500, help="How many groups.")] = 20,
+    threshold: Annotated[
+        float, typer.Option("--threshold", min=0.1, max=1.0, help="How alike a group is.")
+    ] = 0.5,
+    config: ConfigOption = None,
+) -> None:
+    """The questions KB could not answer, grouped by meaning, the most asked first."""
+    from timbridge.knowledge.gaps import cluster
+    from timbridge.runtime.services import open_library
+    from timbridge.storage import Store
+
+    settings = load(config)
+
+    async def go() -> None:
+        store = await Store.open(settings.store.url)
+        try:
+            since = time.time() - days * 86400 if days else 0.0
+            found = await store.gaps.listing(kb, since=since)
+        finally:
+            await store.aclose()
+        if not found:
+            typer.echo(f"no unanswered questions for {kb} in the last {days:g} days")
+            return
+        questions = [gap.question for gap in found]
+        async with open_library(settings) as library:
+            vectors = await library.embedder.embed(questions)
+        groups = cluster(questions, vectors, threshold=threshold)
+        typer.echo(f"{len(found)} unanswered questions in {len(groups)} groups")
+        for group in groups[:top]:
+            typer.echo(f"{group.size:5}  {group.name}")
+            others = [q for q in dict.fromkeys(group.questions) if q != group.name][:3]
+            for other in others:
+                typer.echo(f"       also: {other}")
 
     _run_kb(go())
 

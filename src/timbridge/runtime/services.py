@@ -328,6 +328,7 @@ class Services:
                 toolboxes=robot_toolboxes(settings, models, servers, configured),
                 tickets=store.tickets,
                 screen=Screen(settings, session, metrics),
+                gaps=store.gaps,
             )
             yield cls(
                 settings, session, tencent, store, coordination, metrics, models, engine, servers

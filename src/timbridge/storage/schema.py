@@ -1,8 +1,8 @@
 """The tables of the store, and the one migration that creates or upgrades them.
 
 Version history: 1 turns and reply parts; 2 the usage ledger; 3 the inbox (accepted messages not
-yet answered); 4 tickets (conversations handed to people). Each version only adds tables, so
-`create_all` is the whole upgrade.
+yet answered); 4 tickets (conversations handed to people) and knowledge gaps (questions a base
+could not answer). Each version only adds tables, so `create_all` is the whole upgrade.
 """
 
 from __future__ import annotations
@@ -12,7 +12,16 @@ import sqlalchemy as sa
 from timbridge.errors import StorageError
 from timbridge.storage.sql import ID_TYPE, migration_lock
 
-__all__ = ["SCHEMA_VERSION", "inbox", "migrate", "reply_parts", "tickets", "turns", "usage"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "gaps",
+    "inbox",
+    "migrate",
+    "reply_parts",
+    "tickets",
+    "turns",
+    "usage",
+]
 
 SCHEMA_VERSION = 4
 
@@ -98,6 +107,19 @@ tickets = sa.Table(
     sa.Column("identity", sa.String(300), nullable=False),  # the message that opened it
     sa.UniqueConstraint("identity", "robot", name="uq_tickets_identity"),
     sa.Index("ix_tickets_conversation_state", "conversation", "state"),
+)
+
+#: Questions a robot's knowledge base could not answer, for `kb gaps`: the newest are kept.
+gaps = sa.Table(
+    "gaps",
+    _metadata,
+    sa.Column("id", ID_TYPE, primary_key=True, autoincrement=True),
+    sa.Column("kb", sa.String(100), nullable=False),
+    sa.Column("robot", sa.String(64), nullable=False),
+    sa.Column("question", sa.Text, nullable=False),
+    sa.Column("why", sa.String(16), nullable=False),  # no_passage | model_unsure
+    sa.Column("asked_at", sa.Float, nullable=False),
+    sa.Index("ix_gaps_kb_id", "kb", "id"),
 )
 
 _schema = sa.Table(

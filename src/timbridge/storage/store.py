@@ -1,11 +1,12 @@
 """The store: one database (SQLite embedded, PostgreSQL at scale), its schema, one group commit,
-and what is kept in it: the history, the inbox and the tickets."""
+and what is kept in it: the history, the inbox, the tickets and the knowledge gaps."""
 
 from __future__ import annotations
 
 import sqlalchemy as sa
 
 from timbridge.errors import StorageError
+from timbridge.storage.gaps import Gaps
 from timbridge.storage.group_commit import GroupCommit
 from timbridge.storage.history import History
 from timbridge.storage.inbox import Inbox
@@ -25,6 +26,7 @@ class Store:
         self.history = History(database, self.commits)
         self.inbox = Inbox(database, self.commits)
         self.tickets = Tickets(database)
+        self.gaps = Gaps(database, self.commits)
 
     @classmethod
     async def open(cls, url: str) -> Store:
