@@ -15,7 +15,13 @@ import pytest
 from tests.fakes.openai import FakeOpenAI
 from tests.processes import timbridge
 from tests.stack import Stack, running_stack, stack_emulator
-from timbridge.bot.sentences import BACK_TEXT, HANDOFF_TEXT, NO_HANDOFF_TEXT
+from timbridge.bot.sentences import (
+    BACK_TEXT,
+    HANDOFF_TEXT,
+    NO_HANDOFF_TEXT,
+    RATE_THANKS,
+    RATE_USAGE,
+)
 from timbridge.emulator import Emulator
 from timbridge.emulator.world import Message
 from timbridge.knowledge.embed import LocalEmbedder
@@ -212,6 +218,13 @@ async def test_operators_list_and_show_tickets(tmp_path: Path) -> None:
         await stack.emu.wait_messages(2, from_="@RBT#helper", to="alice")
         await _agent_says(stack, "#1 close")
         await _posts(stack, 2)
+        mark = stack.emu.mark()
+        stack.emu.user_send("alice", "@RBT#helper", "/rate 9")
+        stack.emu.user_send("alice", "@RBT#helper", "/rate 5 quick and kind")
+        told = await stack.emu.wait_messages(2, from_="@RBT#helper", to="alice", after=mark)
+        rated = stack.services.metrics.ratings.labels("@RBT#helper", "5", "ticket")._value.get()
+    assert [m.text for m in told] == [RATE_USAGE, RATE_THANKS.format(score=5)]
+    assert rated == 1
     config = tmp_path / "timbridge.toml"
     config.write_text(
         f'[store]\nurl = "sqlite:///{tmp_path / "timbridge.db"}"\n'
@@ -229,6 +242,7 @@ async def test_operators_list_and_show_tickets(tmp_path: Path) -> None:
     assert shown.returncode == 0, err.decode()
     text = out.decode()
     assert "closed:" in text and "by bob" in text
+    assert "rating:   5/5 by alice quick and kind" in text
     assert "customer: I need a real person, my card was charged twice" in text
     assert "robot: [bob, a colleague of mine] Refunded." in text
     missing = await timbridge("tickets", "show", "9", "--config", str(config), cwd=tmp_path)

@@ -91,6 +91,12 @@ class Metrics:
             ["robot", "rule", "direction", "action"],
             registry=r,
         )
+        self.ratings = Counter(
+            "timbridge_ratings",
+            "Ratings users gave (/rate), of an answer or of a ticket",
+            ["robot", "score", "of"],
+            registry=r,
+        )
         self.stopped = Counter(
             "timbridge_stopped_answers",
             "Answers stopped: their question was recalled, or its sender wrote /cancel",

@@ -1,5 +1,5 @@
 """Chat commands a user can send a robot (``/help``, ``/reset``, ``/compact``, ``/usage``,
-``/cancel``):
+``/cancel``, ``/human``, ``/rate``):
 how a message is recognised as one, and what each does. Their texts are in `bot.sentences`."""
 
 from __future__ import annotations
@@ -20,20 +20,28 @@ from timbridge.bot.sentences import (
     NO_HANDOFF_TEXT,
     NOTHING_TO_CANCEL_TEXT,
     NOTHING_TO_COMPACT_TEXT,
+    RATE_THANKS,
+    RATE_USAGE,
     RESET_TEXT,
     UNKNOWN_TEXT,
 )
 from timbridge.bot.summaries import Summaries
 from timbridge.bot.text import message_text
 from timbridge.coordination.base import Job
+from timbridge.metrics import Metrics
 from timbridge.protocol.callbacks import MessageEvent
 from timbridge.protocol.elements import TextElem
 from timbridge.settings import Settings
 from timbridge.storage.history import History, utc_day
+from timbridge.storage.ratings import Ratings
+from timbridge.storage.tickets import Tickets
 
 __all__ = ["COMMANDS", "Command", "Commands", "is_cancel", "parse_command", "usage_text"]
 
 _log = structlog.get_logger("timbridge.commands")
+
+#: A rating given within this long after a ticket closed is the ticket's.
+RATE_TICKET_WITHIN_S = 24 * 3600.0
 
 _COMMAND = re.compile(r"^/([A-Za-z][A-Za-z0-9_-]{0,31})(?:\s|$)")
 
@@ -41,6 +49,7 @@ _COMMAND = re.compile(r"^/([A-Za-z][A-Za-z0-9_-]{0,31})(?:\s|$)")
 @dataclass(frozen=True, slots=True)
 class Command:
     name: str  # "/help", "/reset", or the unknown one as typed
+    argument: str = ""  # what follows it
 
     @property
     def known(self) -> bool:
@@ -50,7 +59,9 @@ class Command:
 def parse_command(text: str) -> Command | None:
     """The command `text` starts with, if it is one (``/word``); else None."""
     match = _COMMAND.match(text)
-    return Command("/" + match.group(1).lower()) if match else None
+    if match is None:
+        return None
+    return Command("/" + match.group(1).lower(), text[match.end() :].strip())
 
 
 def is_cancel(event: MessageEvent) -> bool:
@@ -84,12 +95,19 @@ class Commands:
         replies: ReplySender,
         summaries: Summaries,
         cancels: Cancels,
+        *,
+        metrics: Metrics,
+        ratings: Ratings | None = None,
+        tickets: Tickets | None = None,
     ) -> None:
         self._robots = {r.id: r for r in settings.robots}
         self._store = store
         self._replies = replies
         self._summaries = summaries
         self._cancels = cancels
+        self._metrics = metrics
+        self._ratings = ratings
+        self._tickets = tickets
 
     async def run(self, job: Job, conv: Conversation, command: Command) -> None:
         if command.name == "/reset":
@@ -103,6 +121,8 @@ class Commands:
             reply = await self._usage(conv)
         elif command.name == "/help":
             reply = HELP_TEXT
+        elif command.name == "/rate":
+            reply = await self._rate(job, conv, command.argument)
         elif command.name == "/human":  # (a robot with a handoff takes it before this)
             reply = NO_HANDOFF_TEXT
         elif command.name == "/cancel":  # the webhook noted it; the answers ahead have stopped
@@ -111,6 +131,29 @@ class Commands:
         else:
             reply = UNKNOWN_TEXT.format(name=command.name)
         await self._replies.send(conv, job.identity, reply)
+
+    async def _rate(self, job: Job, conv: Conversation, argument: str) -> str:
+        """Keep a rating of 1 to 5 (of the ticket closed in the last day, if there is one)."""
+        score, _, comment = argument.partition(" ")
+        if score not in ("1", "2", "3", "4", "5"):
+            return RATE_USAGE
+        ticket = None
+        if self._tickets is not None:
+            closed = await self._tickets.closed_lately(conv.robot, conv.key, RATE_TICKET_WITHIN_S)
+            ticket = closed.number if closed is not None else None
+        if self._ratings is not None:
+            await self._ratings.add(
+                robot=conv.robot,
+                conversation=conv.key,
+                sender=conv.sender,
+                score=int(score),
+                comment=comment.strip(),
+                ticket=ticket,
+                identity=job.identity,
+            )
+        self._metrics.ratings.labels(conv.robot, score, "ticket" if ticket else "answer").inc()
+        _log.info("command.rate", score=int(score), ticket=ticket)
+        return RATE_THANKS.format(score=score)
 
     async def _usage(self, conv: Conversation) -> str:
         robot = self._robots[conv.robot]

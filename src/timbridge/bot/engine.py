@@ -59,6 +59,7 @@ from timbridge.protocol.callbacks import MessageEvent, parse_event
 from timbridge.settings import Settings
 from timbridge.storage.gaps import Gaps
 from timbridge.storage.history import History, Turn
+from timbridge.storage.ratings import Ratings
 from timbridge.storage.tickets import Tickets
 from timbridge.tools.handoff import REQUESTS
 from timbridge.tools.toolbox import Toolbox
@@ -98,6 +99,7 @@ class Engine:
         tickets: Tickets | None = None,
         screen: Screen | None = None,
         gaps: Gaps | None = None,
+        ratings: Ratings | None = None,
     ) -> None:
         self._settings = settings
         self._robots = {r.id: r for r in settings.robots}
@@ -116,7 +118,16 @@ class Engine:
         self._bursts = Bursts(settings, coordination)
         self._cancels = Cancels(coordination)
         self._summaries = Summaries(settings, store, models)
-        self._commands = Commands(settings, store, replies, self._summaries, self._cancels)
+        self._commands = Commands(
+            settings,
+            store,
+            replies,
+            self._summaries,
+            self._cancels,
+            metrics=metrics,
+            ratings=ratings,
+            tickets=tickets,
+        )
         self._handoff = (
             Handoff(settings, store, tickets, replies, coordination)
             if tickets is not None

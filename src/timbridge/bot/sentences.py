@@ -28,6 +28,8 @@ __all__ = [
     "NOTHING_TO_COMPACT_TEXT",
     "NO_HANDOFF_TEXT",
     "NO_TICKET",
+    "RATE_THANKS",
+    "RATE_USAGE",
     "RELAY_POST",
     "RESET_TEXT",
     "STEPS_SPENT",
@@ -47,6 +49,7 @@ COMMANDS: dict[str, str] = {
     "/usage": "show the tokens you have used today",
     "/cancel": "stop the answer I am writing for you",
     "/human": "ask for a person to take over (where one can)",
+    "/rate": "rate my last answer, or a person's help: /rate 1 (poor) to 5 (excellent)",
 }
 
 HELP_TEXT = "Commands:\n" + "\n".join(f"{name} — {what}" for name, what in COMMANDS.items())
@@ -96,7 +99,12 @@ HANDOFF_TEXT = (
     "until then I pass on what you write."
 )
 ALREADY_HANDED_TEXT = "A colleague is already on it (ticket #{ticket}); I pass on what you write."
-BACK_TEXT = "You are back with me, the assistant. How else can I help?"
+BACK_TEXT = (
+    "You are back with me, the assistant. How did my colleague do? Reply /rate 1 (poor) to "
+    "5 (excellent). How else can I help?"
+)
+RATE_THANKS = "Thank you for your rating ({score}/5)."
+RATE_USAGE = "Please rate from 1 (poor) to 5 (excellent), for example: /rate 4"
 NO_HANDOFF_TEXT = "No person can take over here, I am afraid; I will do my best myself."
 #: Reasons a ticket is opened for, as the agents read them.
 ASKED_REASON = "the customer asked for a person"

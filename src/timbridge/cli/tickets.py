@@ -72,6 +72,7 @@ def tickets_show(
                 fail(f"no ticket #{number} for the configured robots")
             ticket = found[0]
             recent = await store.history.recent_turns(ticket.conversation, turns)
+            rated = await store.ratings.for_ticket(ticket.number)
         finally:
             await store.aclose()
         typer.echo(f"ticket #{ticket.number} ({ticket.state}) for {ticket.robot}")
@@ -83,6 +84,9 @@ def tickets_show(
         )
         if ticket.state == "closed":
             typer.echo(f"  closed:   {_when(ticket.closed_at)} by {ticket.closed_by}")
+        for rating in rated:
+            comment = f" {rating.comment}" if rating.comment else ""
+            typer.echo(f"  rating:   {rating.score}/5 by {rating.sender}{comment}")
         for turn in recent:
             if turn.role in ("user", "assistant"):
                 who = "customer" if turn.role == "user" else "robot"

@@ -329,6 +329,7 @@ class Services:
                 tickets=store.tickets,
                 screen=Screen(settings, session, metrics),
                 gaps=store.gaps,
+                ratings=store.ratings,
             )
             yield cls(
                 settings, session, tencent, store, coordination, metrics, models, engine, servers

@@ -1,8 +1,9 @@
 """The tables of the store, and the one migration that creates or upgrades them.
 
 Version history: 1 turns and reply parts; 2 the usage ledger; 3 the inbox (accepted messages not
-yet answered); 4 tickets (conversations handed to people) and knowledge gaps (questions a base
-could not answer). Each version only adds tables, so `create_all` is the whole upgrade.
+yet answered); 4 tickets (conversations handed to people), knowledge gaps (questions a base
+could not answer) and ratings (what users thought). Each version only adds tables, so
+`create_all` is the whole upgrade.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ __all__ = [
     "gaps",
     "inbox",
     "migrate",
+    "ratings",
     "reply_parts",
     "tickets",
     "turns",
@@ -120,6 +122,23 @@ gaps = sa.Table(
     sa.Column("why", sa.String(16), nullable=False),  # no_passage | model_unsure
     sa.Column("asked_at", sa.Float, nullable=False),
     sa.Index("ix_gaps_kb_id", "kb", "id"),
+)
+
+#: What users thought (``/rate 1-5``): of an answer, or of a ticket closed shortly before.
+ratings = sa.Table(
+    "ratings",
+    _metadata,
+    sa.Column("id", ID_TYPE, primary_key=True, autoincrement=True),
+    sa.Column("robot", sa.String(64), nullable=False),
+    sa.Column("conversation", sa.String(300), nullable=False),
+    sa.Column("sender", sa.String(64), nullable=False),
+    sa.Column("score", sa.Integer, nullable=False),
+    sa.Column("comment", sa.String(500), nullable=False),
+    sa.Column("ticket", sa.BigInteger, nullable=True),
+    sa.Column("identity", sa.String(300), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.UniqueConstraint("identity", "robot", name="uq_ratings_identity"),
+    sa.Index("ix_ratings_robot_created", "robot", "created_at"),
 )
 
 _schema = sa.Table(

@@ -1,5 +1,6 @@
 """The store: one database (SQLite embedded, PostgreSQL at scale), its schema, one group commit,
-and what is kept in it: the history, the inbox, the tickets and the knowledge gaps."""
+and what is kept in it: the history, the inbox, the tickets, the knowledge gaps
+and the ratings."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from timbridge.storage.gaps import Gaps
 from timbridge.storage.group_commit import GroupCommit
 from timbridge.storage.history import History
 from timbridge.storage.inbox import Inbox
+from timbridge.storage.ratings import Ratings
 from timbridge.storage.schema import migrate
 from timbridge.storage.sql import Database, open_database
 from timbridge.storage.tickets import Tickets
@@ -27,6 +29,7 @@ class Store:
         self.inbox = Inbox(database, self.commits)
         self.tickets = Tickets(database)
         self.gaps = Gaps(database, self.commits)
+        self.ratings = Ratings(database, self.commits)
 
     @classmethod
     async def open(cls, url: str) -> Store:

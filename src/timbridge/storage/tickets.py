@@ -116,6 +116,24 @@ class Tickets:
         )
         return None if row is None else Ticket._make(row)
 
+    async def closed_lately(self, robot: str, conversation: str, within_s: float) -> Ticket | None:
+        """The conversation's ticket closed in the last `within_s` seconds, if any."""
+        query = (
+            sa.select(*_COLUMNS)
+            .where(
+                (tickets.c.robot == robot)
+                & (tickets.c.conversation == conversation)
+                & (tickets.c.state == "closed")
+                & (tickets.c.closed_at >= time.time() - within_s)
+            )
+            .order_by(tickets.c.number.desc())
+            .limit(1)
+        )
+        row = await self._database.run(
+            "read ticket", lambda conn: conn.execute(query).first(), writes=False
+        )
+        return None if row is None else Ticket._make(row)
+
     async def touch(self, number: int) -> None:
         """Something was said under the ticket: its idle time starts again."""
         update = tickets.update().where(tickets.c.number == number).values(active_at=time.time())
