@@ -248,3 +248,40 @@ async def test_operators_list_and_show_tickets(tmp_path: Path) -> None:
     missing = await timbridge("tickets", "show", "9", "--config", str(config), cwd=tmp_path)
     _, err = await asyncio.wait_for(missing.communicate(), 60)
     assert missing.returncode == 1 and "no ticket #9" in err.decode()
+
+
+async def test_tickets_work_on_postgresql_with_redis_coordination_across_a_restart(
+    tmp_path: Path, postgres_url: str, redis_url: str, redis_prefix: str
+) -> None:
+    scale = {
+        "store": {"url": postgres_url},
+        "coordination": {"url": redis_url, "prefix": redis_prefix},
+    }
+    emu = _emulator()
+    async with running_stack(tmp_path, emu=emu, robots=_robots(), **scale) as stack:
+        emu.user_send("alice", "@RBT#helper", "/human")
+        emu.user_send("carol", "@RBT#helper", "talk to a human please")
+        posts = await _posts(stack, 2)
+    openers = sorted(p.text.split(":", 1)[0] for p in posts)  # the two may come in either order
+    assert openers in (
+        ["New ticket #1 from alice", "New ticket #2 from carol"],
+        ["New ticket #1 from carol", "New ticket #2 from alice"],
+    )
+    alice = 1 if "New ticket #1 from alice" in openers else 2
+    async with running_stack(tmp_path, emu=emu, robots=_robots(), **scale) as stack:
+        mark = emu.mark()
+        await _agent_says(stack, f"#{alice} Hello alice, this is Bob.")
+        answer = await emu.wait_message(from_="@RBT#helper", to="alice", after=mark)
+        assert answer.text == "Hello alice, this is Bob."
+        emu.user_send("alice", "@RBT#helper", "thanks Bob")
+        relayed = await emu.wait_until(
+            lambda: next(
+                (
+                    m
+                    for m in emu.messages(from_="@RBT#helper", group=AGENTS, after=mark)
+                    if m.text == f"#{alice} alice: thanks Bob"
+                ),
+                None,
+            )
+        )
+    assert relayed is not None and stack.llm.calls == []
