@@ -22,6 +22,7 @@ from timbridge.bot.sentences import (
     RATE_THANKS,
     RATE_USAGE,
 )
+from timbridge.bot.summaries import BRIEF_PROMPT
 from timbridge.emulator import Emulator
 from timbridge.emulator.world import Message
 from timbridge.knowledge.embed import LocalEmbedder
@@ -104,8 +105,10 @@ async def test_a_c2c_customer_asks_for_a_person_and_gets_one_then_the_robot_agai
         answer = await emu.wait_message(from_="@RBT#helper", to="alice", after=mark)
         assert answer.text == "robot answer"
     context = _context(llm)
-    # the model was asked twice in all: the relayed messages and the agent's words are history
-    assert len(llm.calls) == 2
+    # the model wrote two answers and the agents' brief; the relayed messages and the agent's
+    # words reached it only as history
+    assert len(llm.calls) == 3
+    assert llm.requests[1]["messages"][0]["content"] == BRIEF_PROMPT
     assert "order 1234" in context and "it was due Monday" in context
     assert "[bob, a colleague of mine] It left the depot today; you will have it tomorrow." in (
         context
@@ -130,7 +133,9 @@ async def test_in_a_group_a_phrase_hands_over_and_the_agent_answers_the_asker_th
         answer = await emu.wait_messages(2, from_="@RBT#helper", group="shop")
         assert answer[1].text == "@alice Hello alice, Bob here."
         assert answer[1].at_accounts == ("alice",)
-    assert stack.llm.calls == []
+    # the one model call wrote the agents' brief, which heads the ticket
+    assert [r["messages"][0]["content"] for r in stack.llm.requests] == [BRIEF_PROMPT]
+    assert "In short: " in ticket.text
 
 
 async def test_the_model_hands_over_through_the_tool_and_says_so_itself(tmp_path: Path) -> None:

@@ -129,7 +129,7 @@ class Engine:
             tickets=tickets,
         )
         self._handoff = (
-            Handoff(settings, store, tickets, replies, coordination)
+            Handoff(settings, store, tickets, replies, coordination, summaries=self._summaries)
             if tickets is not None
             else None
         )

@@ -38,6 +38,7 @@ from timbridge.bot.sentences import (
     RELAY_POST,
     TICKET_POST,
 )
+from timbridge.bot.summaries import Summaries
 from timbridge.coordination.base import Flags, Job
 from timbridge.llm.tokens import count_tokens
 from timbridge.settings import HandoffSettings, RobotSettings, Settings
@@ -76,8 +77,11 @@ class Handoff:
         tickets: Tickets,
         replies: ReplySender,
         flags: Flags,
+        *,
+        summaries: Summaries,
     ) -> None:
         self._robots = {r.id: r for r in settings.robots}
+        self._summaries = summaries
         self._store = store
         self._tickets = tickets
         self._replies = replies
@@ -159,7 +163,8 @@ class Handoff:
         tell_user: bool,
     ) -> Ticket:
         """Open a ticket for the conversation (or find the open one), post it in the agents'
-        group with the recent turns, and, when `tell_user`, tell the user; `said` (the message
+        group with a brief by the model (none on the offline model) and the recent turns, and, when
+        `tell_user`, tell the user; `said` (the message
         that asked) is kept in the history first."""
         if said is not None:
             await self._store.add_turns(
@@ -178,11 +183,13 @@ class Handoff:
         if new:
             _log.info("ticket.opened", ticket=ticket.number, reason=reason)
             robot = self._robots[conv.robot]
+            brief = await self._summaries.brief(conv, job.identity)
             post = TICKET_POST.format(
                 ticket=ticket.number,
                 who=conv.sender,
                 where="" if conv.kind == "c2c" else f" in group {conv.peer}",
                 reason=reason,
+                brief=f"In short: {brief}\n" if brief else "",
                 recent=await self._recent(conv),
                 robot=self._name(robot),
             )

@@ -111,7 +111,7 @@ ASKED_REASON = "the customer asked for a person"
 MISSES_REASON = "the knowledge base had no answer {misses} times in a row"
 #: What the agents' group reads.
 TICKET_POST = (
-    "New ticket #{ticket} from {who}{where}: {reason}.\n{recent}\n"
+    "New ticket #{ticket} from {who}{where}: {reason}.\n{brief}{recent}\n"
     "Answer with: @{robot} #{ticket} your words. Close with: @{robot} #{ticket} close"
 )
 RELAY_POST = "#{ticket} {who}: {text}"

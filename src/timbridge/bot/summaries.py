@@ -22,7 +22,14 @@ from timbridge.llm.tokens import count_tokens
 from timbridge.settings import Settings
 from timbridge.storage.history import History, Turn
 
-__all__ = ["SUMMARY_INTRO", "SUMMARY_PROMPT", "Summaries", "split_summary", "summary_request"]
+__all__ = [
+    "BRIEF_PROMPT",
+    "SUMMARY_INTRO",
+    "SUMMARY_PROMPT",
+    "Summaries",
+    "split_summary",
+    "summary_request",
+]
 
 _log = structlog.get_logger("timbridge.summaries")
 
@@ -32,6 +39,11 @@ SUMMARY_PROMPT = (
     "200 words, no preamble."
 )
 SUMMARY_INTRO = "Summary of the earlier conversation:"
+BRIEF_PROMPT = (
+    "A human agent takes over the customer conversation below. Brief them in the language it is "
+    "written in, in at most three sentences: what the customer wants, what they said that "
+    "matters (order numbers, dates), and what was already tried. No preamble."
+)
 
 
 def split_summary(history: Sequence[Turn]) -> tuple[Turn | None, list[Turn]]:
@@ -69,8 +81,32 @@ class Summaries:
 
     def __init__(self, settings: Settings, store: History, models: ModelChain) -> None:
         self._models_of = {r.id: r.model for r in settings.robots}
+        self._offline = {
+            r.id for r in settings.robots if settings.models[r.model].provider == "offline"
+        }
         self._store = store
         self._models = models
+
+    async def brief(self, conv: Conversation, identity: str) -> str | None:
+        """A few sentences on the conversation for the person taking it over; None when the
+        robot's model is the offline one (it writes nothing of its own) or fails."""
+        if conv.robot in self._offline:
+            return None
+        summary, recent = split_summary(await self._store.recent_turns(conv.key))
+        if not recent and summary is None:
+            return None
+        request = summary_request(summary, recent[-16:])
+        request[0] = ChatMessage("system", BRIEF_PROMPT)
+        try:
+            answer = await self._models.answer(self._models_of[conv.robot], request)
+        except LLMError as exc:
+            _log.warning("handoff.brief_failed", error=str(exc))
+            return None
+        key = f"brief|{identity}"
+        await self._store.add_turns(
+            conv.key, key, [], usage_record=ledger_entry(conv, key, answer, "summary")
+        )
+        return answer.text.strip()[:1000] or None
 
     async def compact(self, conv: Conversation, *, keep: int) -> int:
         """Fold all but the newest `keep` uncovered turns (and the old summary) into a new
