@@ -299,3 +299,72 @@ async def test_builtin_docs_are_ingested_once_and_pruned(library: Library) -> No
     assert (await library.bases())[0].documents == len(shipped)  # the stale page is gone
     hits = await library.search(BUILTIN_KB, "How do I configure a model with an API key?")
     assert hits[0].source == "models.md"
+
+
+SPHINX = """<html><head><title>Programming FAQ &#8212; Python 3.11.2 documentation</title></head>
+<body><div class="related" role="navigation"><ul><li><a href="index.html">index</a></li></ul></div>
+<div class="document"><div class="body" role="main">
+<section id="programming-faq"><h1>Programming FAQ<a class="headerlink" href="#programming-faq"
+ title="Permalink to this headline">\u00b6</a></h1>
+<section id="sequences"><h2>Sequences (Tuples/Lists)<a class="headerlink"
+ href="#sequences">\u00b6</a></h2>
+<section id="threads"><h3>None of my threads seem to run: why?<a class="headerlink"
+ href="#threads">\u00b6</a></h3>
+<p>As soon as the main thread exits, all threads are killed.</p>
+<div class="highlight-python3"><div class="highlight">
+<pre><span></span><span class="kn">import</span> time
+<span class="c1"># Give threads time to run</span>
+time.sleep(10)
+</pre></div></div>
+<p>A sleep at the end lets the threads finish.</p>
+</section></section></section></div></div>
+<div class="sphinxsidebar" role="navigation"><h3>Table of Contents</h3>
+<ul><li>Programming FAQ</li></ul></div>
+</body></html>"""
+
+MKDOCS = """<html><head><title>Install - Tool docs</title></head><body>
+<header class="md-header"><a>Tool</a></header><div class="md-sidebar"><nav>Home Install</nav></div>
+<article class="md-content__inner"><h1 id="install">Install<a class="headerlink" href="#install"
+ title="Permanent link">&para;</a></h1><h2 id="linux">On Linux<a class="headerlink"
+ href="#linux">&para;</a></h2><p>Use the package manager.</p></article></body></html>"""
+
+DOCUSAURUS = """<html><head><title>Webhooks | Docs</title></head><body>
+<nav class="navbar">Docs Blog</nav><aside class="theme-doc-sidebar-container">Intro Webhooks</aside>
+<nav aria-label="breadcrumbs">Home › Webhooks</nav><article><h1>Webhooks</h1>
+<h2 class="anchor" id="retries">Retries<a href="#retries" class="hash-link"
+ aria-label="Direct link to Retries" title="Direct link to Retries">\u200b</a></h2>
+<p>Failed deliveries are retried three times.</p></article>
+<nav class="pagination-nav">Previous Next</nav></body></html>"""
+
+
+@pytest.mark.parametrize(
+    ("page", "headings", "absent"),
+    [
+        (
+            SPHINX,
+            ["Programming FAQ › Sequences (Tuples/Lists) › None of my threads seem to run: why?"],
+            ["Table of Contents", "index", "\u00b6"],
+        ),
+        (MKDOCS, ["Install › On Linux"], ["Home Install", "\u00b6"]),
+        (DOCUSAURUS, ["Webhooks › Retries"], ["Intro Webhooks", "Previous Next", "\u200b"]),
+    ],
+    ids=["sphinx", "mkdocs", "docusaurus"],
+)
+def test_generated_docs_keep_their_authors_headings(
+    page: str, headings: list[str], absent: list[str]
+) -> None:
+    document = parse_document("page.html", page.encode())
+    assert [s.heading for s in document.sections] == headings
+    everything = " ".join(s.heading + " " + s.text for s in document.sections)
+    for text in absent:
+        assert text not in everything
+
+
+def test_a_comment_in_a_code_sample_heads_no_section_and_the_code_stays_whole() -> None:
+    [section] = parse_document("faq.html", SPHINX.encode()).sections
+    assert "# Give threads time to run" in section.text  # inside the code, as written
+    assert section.text.startswith("As soon as the main thread exits")
+    assert section.text.endswith("A sleep at the end lets the threads finish.")
+    [chunk] = chunk_document(parse_document("faq.html", SPHINX.encode()))
+    assert "Give threads time to run" not in chunk.searchable  # code is not embedded
+    assert chunk.searchable.startswith("None of my threads seem to run: why?\n")

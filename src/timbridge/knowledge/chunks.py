@@ -26,8 +26,13 @@ class Chunk:
 
     @property
     def searchable(self) -> str:
-        """What is embedded and indexed: the heading path gives a passage its topic."""
-        return f"{self.heading}\n{self.text}"
+        """What is embedded: the heading path, which gives a passage its topic, and the prose
+        (code is left out: a question is asked in words, and code's tokens would crowd the
+        prose out of the embedding's window)."""
+        return f"{self.heading.rsplit(' › ', 1)[-1]}\n{_FENCED.sub(' ', self.text).strip()}"
+
+
+_FENCED = re.compile(r"^(```|~~~)[^\n]*\n.*?^\1[~`]*[ \t]*$", re.DOTALL | re.MULTILINE)
 
 
 def _paragraphs(text: str) -> list[str]:

@@ -34,6 +34,22 @@ SUFFIXES = {
 _HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
 _FENCE = re.compile(r"^\s*(```|~~~)")
 _BLOCK_TAGS = "h1,h2,h3,h4,h5,h6,p,li,pre,td,th,dt,dd,blockquote,figcaption"
+# What is not a page's content: scripts, navigation, sidebars and breadcrumbs, and the
+# permalink anchors documentation generators put in headings (Sphinx's and MkDocs' "¶",
+# Docusaurus' "#"), so that headings come out as their authors wrote them.
+_NOT_CONTENT = ",".join(
+    [
+        "script,style,nav,header,footer,noscript,template,aside",
+        "[role=navigation],[role=search],[aria-label=breadcrumbs]",
+        "a.headerlink,a.hash-link,a.anchor-link,a.anchor,a.toclink",
+        "div.sphinxsidebar,div.related,div.footer",  # Sphinx (classic and alabaster themes)
+        ".md-sidebar,.md-header,.md-footer,.md-source-file",  # MkDocs Material
+        ".theme-doc-sidebar-container,.theme-doc-toc-desktop,.theme-doc-toc-mobile",
+        ".theme-doc-breadcrumbs,.pagination-nav,.theme-edit-this-page",  # Docusaurus
+    ]
+)
+# What may be left at a heading's end once its anchor is gone: the marks, zero-width spaces.
+_HEADING_MARKS = re.compile("[\u00b6\u00a7#\u200b\ufeff]+\\s*$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +98,7 @@ def _html(raw: bytes, title: str) -> tuple[str, Iterator[Section]]:
     from selectolax.lexbor import LexborHTMLParser  # noqa: PLC0415 - only for HTML
 
     tree = LexborHTMLParser(raw)
-    for node in tree.css("script,style,nav,header,footer,noscript,template"):
+    for node in tree.css(_NOT_CONTENT):
         node.decompose()
     found = tree.css_first("title")
     title = found.text(strip=True) if found is not None and found.text(strip=True) else title
@@ -99,10 +115,15 @@ def _html(raw: bytes, title: str) -> tuple[str, Iterator[Section]]:
         if nested:
             continue
         text = node.text(separator=" ", strip=True) if node.tag != "pre" else node.text()
-        if not text:
+        if not text.strip():
             continue
         if node.tag in {"h1", "h2", "h3", "h4", "h5", "h6"}:
-            markdown.append(f"{'#' * int(node.tag[1])} {text}")
+            heading = _HEADING_MARKS.sub("", text).strip()
+            if heading:
+                markdown.append(f"{'#' * int(node.tag[1])} {heading}")
+        elif node.tag == "pre":  # fenced: a "# comment" in code is no heading
+            fence = "~~~~" if "```" in text else "```"
+            markdown.append(f"{fence}\n{text.strip(chr(10))}\n{fence}\n")
         elif node.tag == "li":
             markdown.append(f"- {text}")
         else:
