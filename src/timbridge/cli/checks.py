@@ -25,9 +25,9 @@ from timbridge.llm.build import build_model
 from timbridge.protocol import usersig
 from timbridge.protocol.rest import GetAllRobots
 from timbridge.redact import public_url, redact, remember
+from timbridge.runtime.library import open_library
 from timbridge.runtime.services import (
     build_coordinator,
-    open_library,
     open_tencent,
     robot_knowledge,
 )

@@ -26,7 +26,7 @@ def kb_ingest(
     from rich.progress import Progress
 
     from timbridge.knowledge.library import expand_paths
-    from timbridge.runtime.services import open_library
+    from timbridge.runtime.library import open_library
 
     settings = load(config)
     files = list(expand_paths(paths))
@@ -73,7 +73,7 @@ def kb_search(
     config: ConfigOption = None,
 ) -> None:
     """Print the passages that best answer QUESTION, with scores and sources."""
-    from timbridge.runtime.services import open_library
+    from timbridge.runtime.library import open_library
 
     settings = load(config)
 
@@ -104,7 +104,7 @@ def kb_gaps(
 ) -> None:
     """The questions KB could not answer, grouped by meaning, the most asked first."""
     from timbridge.knowledge.gaps import cluster
-    from timbridge.runtime.services import open_library
+    from timbridge.runtime.library import open_library
     from timbridge.storage import Store
 
     settings = load(config)
@@ -136,7 +136,7 @@ def kb_gaps(
 @kb_app.command("list")
 def kb_list(config: ConfigOption = None) -> None:
     """List knowledge bases with their documents and passages."""
-    from timbridge.runtime.services import open_library
+    from timbridge.runtime.library import open_library
 
     settings = load(config)
 
@@ -157,7 +157,7 @@ def kb_drop(
     config: ConfigOption = None,
 ) -> None:
     """Delete a knowledge base and everything in it."""
-    from timbridge.runtime.services import open_library
+    from timbridge.runtime.library import open_library
 
     settings = load(config)
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import os
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -27,10 +26,7 @@ from timbridge.coordination.local import LocalCoordinator
 from timbridge.coordination.redis import RedisCoordinator
 from timbridge.errors import ConfigError, TencentError, TimbridgeError
 from timbridge.http import http_session
-from timbridge.knowledge.embed import Embedder, KeywordsOnly, LocalEmbedder, OpenAIEmbedder
 from timbridge.knowledge.library import BUILTIN_KB, SHIPPED, Library
-from timbridge.knowledge.minilm import model_dir
-from timbridge.knowledge.store import KnowledgeStore
 from timbridge.llm.base import ChatModel
 from timbridge.llm.build import build_model
 from timbridge.llm.chain import ModelChain
@@ -38,6 +34,7 @@ from timbridge.metrics import Metrics
 from timbridge.protocol.rest import GetAllRobots
 from timbridge.protocol.usersig import UserSigSigner
 from timbridge.redact import public_url, remember
+from timbridge.runtime.library import open_library
 from timbridge.settings import ModelProfile, Settings
 from timbridge.storage.inbox import Inbox
 from timbridge.storage.store import Store
@@ -55,8 +52,6 @@ from timbridge.webhook.app import create_app
 __all__ = [
     "Services",
     "build_coordinator",
-    "build_embedder",
-    "open_library",
     "open_mcp",
     "open_tencent",
     "robot_knowledge",
@@ -116,27 +111,6 @@ def build_coordinator(settings: Settings, inbox: Inbox | None = None) -> Coordin
         visibility_s=config.visibility_s,
         concurrency=settings.server.model_concurrency,
     )
-
-
-def build_embedder(settings: Settings) -> Embedder:
-    """The configured embedder; keywords only (logged) when the local model is not installed."""
-    config = settings.knowledge
-    if config.embedder == "openai":
-        key = os.environ.get(config.api_key_env, "")
-        if not key:
-            raise ConfigError(
-                "knowledge.api_key_env",
-                f"the environment variable {config.api_key_env} is empty or unset",
-            )
-        return OpenAIEmbedder(
-            model=config.model, base_url=config.base_url, api_key=key, timeout_s=30.0
-        )
-    try:
-        model_dir()
-    except ConfigError as exc:
-        _log.warning("knowledge.keywords_only", reason=str(exc))
-        return KeywordsOnly()
-    return LocalEmbedder()
 
 
 def robot_knowledge(settings: Settings) -> dict[str, str]:
@@ -242,24 +216,6 @@ async def open_mcp(settings: Settings, stack: AsyncExitStack) -> dict[str, McpSe
         stack.push_async_callback(server.close)
     await asyncio.gather(*(server.start() for server in servers.values()))
     return servers
-
-
-@asynccontextmanager
-async def open_library(settings: Settings) -> AsyncIterator[Library]:
-    """The knowledge library on the configured store and embedder, closed on exit."""
-    embedder = build_embedder(settings)
-    try:
-        store = await KnowledgeStore.open(settings.store.url)
-    except BaseException:
-        await embedder.aclose()
-        raise
-    library = Library(
-        store, embedder, top_k=settings.knowledge.top_k, min_score=settings.knowledge.min_score
-    )
-    try:
-        yield library
-    finally:
-        await library.aclose()
 
 
 @dataclass
