@@ -18,6 +18,7 @@ from pydantic import SecretStr
 from tests.conftest import FAST_RETRY
 from tests.fakes.openai import FakeOpenAI
 from timbridge.emulator import Emulator, EmulatorConfig
+from timbridge.emulator.world import Change
 from timbridge.runtime.services import Services
 from timbridge.settings import Settings
 
@@ -85,6 +86,19 @@ def stack_settings(
         robots=robots,
         **overrides,
     )
+
+
+def every_text(emu: Emulator, account: str) -> list[str]:
+    """A list that grows with the text of each change to `account`'s messages from now on
+    (each new message, edit, stream chunk and recall): everything a user could have seen."""
+    seen: list[str] = []
+
+    def record(change: Change) -> None:
+        if change.message is not None and change.message.from_account == account:
+            seen.append(change.message.text)
+
+    emu.world.listeners.append(record)
+    return seen
 
 
 def stack_emulator(**options: Any) -> Emulator:

@@ -17,7 +17,7 @@ from aiohttp.test_utils import TestServer
 from pydantic import ValidationError
 
 from tests.fakes.openai import FakeOpenAI
-from tests.stack import Stack, running_stack
+from tests.stack import Stack, every_text, running_stack
 from timbridge.settings import SafetySettings
 
 pytestmark = pytest.mark.usefixtures("clean_env")
@@ -89,14 +89,7 @@ async def test_what_the_robot_would_send_is_masked_or_replaced(tmp_path: Path, m
         chunk_interval_s=0.002,
     )
     async with running_stack(tmp_path, llm=llm, robots=_robots(mode)) as stack:
-        seen: list[str] = []
-        stack.emu.world.listeners.append(
-            lambda change: (
-                seen.append(change.message.text)
-                if change.message is not None and change.message.from_account == "@RBT#helper"
-                else None
-            )
-        )
+        seen = every_text(stack.emu, "@RBT#helper")
         assert await _ask(stack, "password?") == "Your ******** is ***********, keep it safe."
         mark = stack.emu.mark()
         stack.emu.user_send("alice", "@RBT#helper", "code?")

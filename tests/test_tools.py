@@ -17,7 +17,7 @@ from tests.fakes.anthropic import FakeAnthropic
 from tests.fakes.gemini import FakeGemini
 from tests.fakes.openai import Call, FakeOpenAI
 from tests.processes import loopback
-from tests.stack import Stack, running_stack
+from tests.stack import Stack, every_text, running_stack
 from timbridge.bot.sentences import LOOKING_UP, STEPS_SPENT
 from timbridge.errors import ConfigError
 from timbridge.llm.tools import ToolCall, ToolSpec
@@ -244,14 +244,7 @@ async def test_edit_mode_shows_a_progress_line_while_tools_run_replaced_by_the_a
     llm = FakeOpenAI(tool_calls=two_then_one, reply=answer_from_results, delay_s=0.3)
     robots = [{**ROBOT[0], "reply_mode": "edit"}]
     async with running_stack(tmp_path, llm=llm, robots=robots) as stack:
-        seen: list[str] = []
-        stack.emu.world.listeners.append(
-            lambda change: (
-                seen.append(change.message.text)
-                if change.message is not None and change.message.from_account == "@RBT#helper"
-                else None
-            )
-        )
+        seen = every_text(stack.emu, "@RBT#helper")
         stack.emu.user_send("alice", "@RBT#helper", "17*23, the time in Shanghai, then +9")
         reply = await stack.emu.wait_message(from_="@RBT#helper", to="alice", limit_s=15)
         await stack.emu.wait_until(lambda: reply.text.startswith("results: 391"))
