@@ -24,13 +24,21 @@ DATA = Path(__file__).with_name("data")
 
 def make_pdf(pages: list[str]) -> bytes:
     """A minimal, valid PDF with one line of Helvetica text per page (correct xref offsets)."""
+    return make_pdf_lines([[(12, text)] for text in pages])
+
+
+def make_pdf_lines(pages: list[list[tuple[int, str]]]) -> bytes:
+    """A minimal, valid PDF: per page, lines of Helvetica text, each in its own size."""
     objects: list[bytes] = []
     kids = " ".join(f"{3 + 2 * i} 0 R" for i in range(len(pages)))
     objects.append(b"<< /Type /Catalog /Pages 2 0 R >>")
     objects.append(f"<< /Type /Pages /Kids [{kids}] /Count {len(pages)} >>".encode())
     font = 3 + 2 * len(pages)
-    for i, text in enumerate(pages):
-        content = f"BT /F1 12 Tf 72 720 Td ({text}) Tj ET".encode()
+    for i, lines in enumerate(pages):
+        content = " ".join(
+            f"BT /F1 {size} Tf 72 {720 - 24 * n} Td ({text}) Tj ET"
+            for n, (size, text) in enumerate(lines)
+        ).encode()
         stream = zlib.compress(content)
         objects.append(
             f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents {4 + 2 * i} 0 R "
@@ -123,6 +131,22 @@ def test_html_drops_scripts_and_navigation_and_keeps_headings() -> None:
     assert [(s.heading, s.text) for s in doc.sections] == [
         ("Returns", "Within 30 days .\n\n- Keep the receipt"),
         ("Returns › Refunds", "To your card."),
+    ]
+
+
+def test_pdf_headings_are_found_by_their_size_and_carry_across_pages() -> None:
+    pdf = make_pdf_lines(
+        [
+            [(20, "Shop handbook"), (15, "Returns"), (11, "Items can be returned in 30 days.")],
+            [(13, "Refunds"), (11, "Refunds reach the card in five days.")],
+            [(15, "Shipping"), (11, "Orders leave the same day."), (11, "Tracking comes later.")],
+        ]
+    )
+    doc = parse_document("handbook.pdf", pdf)
+    assert [(s.heading, s.text) for s in doc.sections] == [
+        ("Shop handbook › Returns", "Items can be returned in 30 days."),
+        ("Shop handbook › Returns › Refunds", "Refunds reach the card in five days."),
+        ("Shop handbook › Shipping", "Orders leave the same day.\nTracking comes later."),
     ]
 
 

@@ -11,6 +11,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -132,17 +133,77 @@ def _html(raw: bytes, title: str) -> tuple[str, Iterator[Section]]:
 
 
 def _pdf(raw: bytes, title: str) -> Iterator[Section]:
+    """Sections by the PDF's own headings: lines set larger than the body text (the size most
+    of the text is set in) are headings, their sizes ranked into levels. A PDF set in one size
+    has no headings to find: a section per page then."""
     from pypdf import PdfReader  # noqa: PLC0415 - only when a PDF is ingested
     from pypdf.errors import PyPdfError  # noqa: PLC0415
 
-    try:
-        reader = PdfReader(io.BytesIO(raw))
-        pages = [page.extract_text() or "" for page in reader.pages]
-    except (PyPdfError, ValueError, KeyError) as exc:
+    try:  # per page: (size, line)
+        pages = [_pdf_lines(page) for page in PdfReader(io.BytesIO(raw)).pages]
+    except (PyPdfError, ValueError, KeyError, TypeError) as exc:
         raise PayloadError("pdf", f"not a readable PDF: {exc}") from exc
-    for number, text in enumerate(pages, start=1):
-        if text.strip():
-            yield Section(f"{title} › page {number}", text.strip())
+    weight: dict[float, int] = {}
+    for lines in pages:
+        for size, line in lines:
+            weight[size] = weight.get(size, 0) + len(line)
+    if not weight:
+        return
+    body = max(weight, key=lambda size: weight[size])
+    larger = sorted(
+        {size for lines in pages for size, line in lines if _pdf_heading(size, line, body)},
+        reverse=True,
+    )
+    if not larger:
+        for number, lines in enumerate(pages, start=1):
+            text = "\n".join(line for _, line in lines).strip()
+            if text:
+                yield Section(f"{title} › page {number}", text)
+        return
+    level = {size: min(6, rank + 1) for rank, size in enumerate(larger)}
+    markdown: list[str] = []
+    for lines in pages:
+        for size, line in lines:
+            if _pdf_heading(size, line, body):
+                markdown.append(f"\n{'#' * level[size]} {line}\n")
+            else:
+                markdown.append(line)
+    yield from _markdown("\n".join(markdown), title)
+
+
+def _pdf_heading(size: float, line: str, body: float) -> bool:
+    return size >= body * 1.15 and len(line) <= 150
+
+
+def _pdf_lines(page: Any) -> list[tuple[float, str]]:
+    """A page's lines, each with the size its first text is set in."""
+    lines: list[tuple[float, str]] = []
+    current: list[str] = []
+    size = 0.0
+    y: float | None = None
+
+    def visit(text: str, cm: Any, tm: Any, font: Any, font_size: float) -> None:
+        nonlocal size, y
+        if "\n" in text or (y is not None and text.strip() and abs(tm[5] - y) > 0.5):
+            end()
+        piece = text.replace("\n", " ")
+        if piece.strip():
+            if not current:
+                size = round(font_size * abs(tm[3] or 1.0) * abs(cm[3] or 1.0), 1)
+                y = tm[5]
+            current.append(piece)
+
+    def end() -> None:
+        nonlocal y
+        line = " ".join("".join(current).split())
+        if line:
+            lines.append((size, line))
+        current.clear()
+        y = None
+
+    page.extract_text(visitor_text=visit)
+    end()
+    return lines
 
 
 def _faq_pairs(raw: bytes, suffix: str) -> Iterator[tuple[str, str]]:
