@@ -297,7 +297,7 @@ def test_requests_are_bound_to_commands_and_responses() -> None:
         and issubclass(cls, rest.RestRequest)
         and cls is not rest.RestRequest
     ]
-    assert len(requests) == 18
+    assert len(requests) == 19
     commands = {cls.command for cls in requests}
     assert len(commands) == len(requests)
     for cls in requests:

@@ -136,7 +136,9 @@ class Engine:
 
     def _handoff_of(self, robot: str) -> Handoff | None:
         """The handoff, for a robot that has one."""
-        return self._handoff if self._robots[robot].handoff is not None else None
+        settings = self._robots[robot]
+        wanted = settings.handoff is not None or settings.desk is not None
+        return self._handoff if wanted else None
 
     def _conversation(self, robot: str, event: MessageEvent) -> Conversation:
         member = self._robots[robot].group_context == "member"

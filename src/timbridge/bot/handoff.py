@@ -18,6 +18,7 @@ agents' group is one conversation, so its replies are delivered in the order wri
 
 from __future__ import annotations
 
+import hashlib
 import re
 import time
 
@@ -32,15 +33,20 @@ from timbridge.bot.sentences import (
     ASKED_REASON,
     BACK_TEXT,
     CLOSED_POST,
+    DESK_HANDOFF_TEXT,
     HANDOFF_TEXT,
     MISSES_REASON,
+    NO_AGENT_TEXT,
     NO_TICKET,
     RELAY_POST,
+    ROLLOUT_REASON,
     TICKET_POST,
 )
 from timbridge.bot.summaries import Summaries
 from timbridge.coordination.base import Flags, Job
+from timbridge.errors import TencentError
 from timbridge.llm.tokens import count_tokens
+from timbridge.protocol.callbacks import C2CMessageEvent, parse_event
 from timbridge.settings import HandoffSettings, RobotSettings, Settings
 from timbridge.storage.history import History, Turn
 from timbridge.storage.tickets import Ticket, Tickets
@@ -56,6 +62,18 @@ _REFERENCE = re.compile(r"^#(\d{1,9})\b\s*(.*)$", re.DOTALL)
 _RECENT_TURNS = 6
 _TURN_CHARS = 300
 _MISSES_TTL_S = 7 * 24 * 3600.0
+_DESK_ONLY = HandoffSettings()  # a Desk robot without [robots.handoff]: /human and phrases
+
+
+def desk_session(job: Job) -> str:
+    """The Desk session `job`'s message came in (empty: not a Desk message)."""
+    event = job.event if job.event is not None else parse_event(job.body, job.command)
+    return event.desk_session_id if isinstance(event, C2CMessageEvent) else ""
+
+
+def in_rollout(session: str, percent: int) -> bool:
+    """Whether a Desk session is among the `percent` the robot answers (stable per session)."""
+    return int(hashlib.sha256(session.encode()).hexdigest()[:8], 16) % 100 < percent
 
 
 def _said(conv: Conversation, text: str) -> str:
@@ -88,12 +106,12 @@ class Handoff:
         self._flags = flags
 
     def _settings(self, robot: str) -> HandoffSettings:
-        found = self._robots[robot].handoff
-        assert found is not None
-        return found
+        return self._robots[robot].handoff or _DESK_ONLY
 
     def _agents(self, robot: str) -> Destination:
-        return Destination(robot, "group", self._settings(robot).group, "", None)
+        group = self._settings(robot).group
+        assert group is not None  # (a robot without one hands over through Desk)
+        return Destination(robot, "group", group, "", None)
 
     def _name(self, robot: RobotSettings) -> str:
         return robot.nick or robot.id
@@ -109,11 +127,13 @@ class Handoff:
         self, job: Job, conv: Conversation, text: str, command: Command | None
     ) -> bool:
         """Whether the handoff took care of this message (no model answer then)."""
+        asks = command is not None and command.name == "/human"
+        if self._robots[conv.robot].desk is not None:
+            return await self._desk(job, conv, text, asks=asks, command=command)
         if conv.kind == "group" and conv.peer == self._settings(conv.robot).group:
             await self._from_agent(job, conv, text)
             return True
         ticket = await self._current(job, conv)
-        asks = command is not None and command.name == "/human"
         if ticket is not None:
             if asks:
                 reply = ALREADY_HANDED_TEXT.format(ticket=ticket.number)
@@ -128,6 +148,40 @@ class Handoff:
             await self.open(job, conv, ASKED_REASON, said=said, tell_user=True)
             return True
         return False
+
+    async def _desk(
+        self, job: Job, conv: Conversation, text: str, *, asks: bool, command: Command | None
+    ) -> bool:
+        """A Desk session: outside the rollout, or asked for a person: transferred."""
+        desk = self._robots[conv.robot].desk
+        assert desk is not None
+        if not in_rollout(desk_session(job), desk.rollout_percent):
+            await self._transfer(job, conv, ROLLOUT_REASON, tell_user=False)
+            return True
+        if asks or (command is None and self._wanted(conv.robot, text)):
+            await self._transfer(job, conv, ASKED_REASON, tell_user=True)
+            return True
+        return False
+
+    async def _transfer(
+        self, job: Job, conv: Conversation, reason: str, *, tell_user: bool
+    ) -> None:
+        """Hand the Desk session to Desk's human agents; the user is told (or, when no one
+        can take it, told that the robot carries on)."""
+        desk = self._robots[conv.robot].desk
+        assert desk is not None
+        session = desk_session(job)
+        try:
+            agent = await self._replies.outbound.transfer_to_human(session, desk.agent_group)
+        except TencentError as exc:
+            _log.warning("desk.transfer_failed", session=session, error=str(exc))
+            await self._replies.send_part(conv, job.identity, _TO_USER, NO_AGENT_TEXT, mention=True)
+            return
+        _log.info("desk.transferred", session=session, agent=agent or "queued", reason=reason)
+        if tell_user:
+            await self._replies.send_part(
+                conv, job.identity, _TO_USER, DESK_HANDOFF_TEXT, mention=True
+            )
 
     def _wanted(self, robot: str, text: str) -> bool:
         lowered = text.casefold()
@@ -161,11 +215,14 @@ class Handoff:
         *,
         said: str | None = None,
         tell_user: bool,
-    ) -> Ticket:
+    ) -> Ticket | None:
         """Open a ticket for the conversation (or find the open one), post it in the agents'
         group with a brief by the model (none on the offline model) and the recent turns, and, when
         `tell_user`, tell the user; `said` (the message
-        that asked) is kept in the history first."""
+        that asked) is kept in the history first. A Desk robot transfers the session instead."""
+        if self._robots[conv.robot].desk is not None:
+            await self._transfer(job, conv, reason, tell_user=tell_user)
+            return None
         if said is not None:
             await self._store.add_turns(
                 conv.key, job.identity, [Turn("user", said, count_tokens(said))]

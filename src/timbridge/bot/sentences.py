@@ -16,6 +16,7 @@ __all__ = [
     "COMMANDS",
     "COMPACT_TEXT",
     "COMPATIBLE_TEXT",
+    "DESK_HANDOFF_TEXT",
     "EMPTY_TEXT",
     "HANDOFF_TEXT",
     "HELP_TEXT",
@@ -26,12 +27,14 @@ __all__ = [
     "MISSES_REASON",
     "NOTHING_TO_CANCEL_TEXT",
     "NOTHING_TO_COMPACT_TEXT",
+    "NO_AGENT_TEXT",
     "NO_HANDOFF_TEXT",
     "NO_TICKET",
     "RATE_THANKS",
     "RATE_USAGE",
     "RELAY_POST",
     "RESET_TEXT",
+    "ROLLOUT_REASON",
     "STEPS_SPENT",
     "STOPPED",
     "STORE_FAILED",
@@ -98,6 +101,8 @@ HANDOFF_TEXT = (
     "I have asked a colleague to help you (ticket #{ticket}). A person will answer you here; "
     "until then I pass on what you write."
 )
+DESK_HANDOFF_TEXT = "I have asked a colleague to help you; a person will answer you here shortly."
+NO_AGENT_TEXT = "No colleague can take over right now, I am afraid; I will do my best myself."
 ALREADY_HANDED_TEXT = "A colleague is already on it (ticket #{ticket}); I pass on what you write."
 BACK_TEXT = (
     "You are back with me, the assistant. How did my colleague do? Reply /rate 1 (poor) to "
@@ -109,6 +114,7 @@ NO_HANDOFF_TEXT = "No person can take over here, I am afraid; I will do my best 
 #: Reasons a ticket is opened for, as the agents read them.
 ASKED_REASON = "the customer asked for a person"
 MISSES_REASON = "the knowledge base had no answer {misses} times in a row"
+ROLLOUT_REASON = "this session is outside the AI's rollout"
 #: What the agents' group reads.
 TICKET_POST = (
     "New ticket #{ticket} from {who}{where}: {reason}.\n{brief}{recent}\n"

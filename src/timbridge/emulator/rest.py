@@ -95,6 +95,7 @@ class RestAPI:
             (rest.ModifyC2CMsg, self._modify_c2c),
             (rest.ModifyGroupMsg, self._modify_group),
             (rest.AdminMsgWithdraw, self._withdraw),
+            (rest.DeskTransferToHuman, self._transfer),
             (rest.GroupMsgRecall, self._group_recall),
             (rest.SendC2CStreamMsg, self._c2c_stream),
             (rest.SendGroupStreamMsg, self._group_stream),
@@ -256,6 +257,10 @@ class RestAPI:
         body = _elements(req.msg_body) if req.msg_body is not None else None
         self.world.modify_group(req.group_id, req.msg_seq, body, req.cloud_custom_data)
         return {}
+
+    async def _transfer(self, req: rest.DeskTransferToHuman) -> dict[str, Any]:
+        self.world.transfer_to_human(req.session_id, req.agent_group_id)
+        return {"AgentId": "agent@desk.example", "IsInQueue": 0}
 
     async def _withdraw(self, req: rest.AdminMsgWithdraw) -> dict[str, Any]:
         self.world.recall_c2c(req.from_account, req.to_account, req.msg_key, self.world.admin)

@@ -29,6 +29,8 @@ from timbridge.protocol.callbacks import (
     BOT_GROUP_MESSAGE,
     C2C_AFTER_SEND,
     C2C_AFTER_WITHDRAW,
+    DESK_SESSION_EVENT,
+    DESK_USER_MESSAGE,
     GROUP_AFTER_RECALL,
     GROUP_AFTER_SEND,
 )
@@ -51,9 +53,18 @@ class EmulatorConfig:
     callback_token: str | None = None
     robots: tuple[str, ...] = ()
     users: tuple[str, ...] = ()
-    #: Callbacks switched on: the robot events and the two recall callbacks by default.
+    #: Tencent Desk customer-service accounts: users' messages to them are Desk session events.
+    desk_services: tuple[str, ...] = ()
+    #: Callbacks switched on: the robot events, the two recall callbacks and Desk's session
+    #: events by default.
     callbacks: frozenset[str] = frozenset(
-        {BOT_C2C_MESSAGE, BOT_GROUP_MESSAGE, C2C_AFTER_WITHDRAW, GROUP_AFTER_RECALL}
+        {
+            BOT_C2C_MESSAGE,
+            BOT_GROUP_MESSAGE,
+            C2C_AFTER_WITHDRAW,
+            GROUP_AFTER_RECALL,
+            DESK_SESSION_EVENT,
+        }
     )
     per_api_limit: int = 200
     per_group_limit: int = 40
@@ -109,6 +120,9 @@ class Emulator:
         self.world.listeners.append(self._on_change)
         for robot in config.robots:
             self.world.create_robot(robot, robot.removeprefix(ROBOT_PREFIX), None)
+        for service in config.desk_services:
+            self.world.import_account(service, service.lstrip("@"))
+            self.world.desk_services.add(service)
         for user in config.users:
             self.world.import_account(user, user)
 
@@ -173,6 +187,30 @@ class Emulator:
             self._recall_webhook(change.message, change.operator)
         self._wake()
 
+    def _desk_event(self, message: Message, conversation: str, event_time: int) -> None:
+        """A user's message to a Desk customer-service account: ``ChatBot.UserSendMsg`` while
+        the session is in the robot phase (after a transfer the agents have it, and nothing is
+        sent to the app)."""
+        assert message.to_account is not None
+        session = self.world.desk_session(message.from_account, message.to_account)
+        if session.transferred or DESK_SESSION_EVENT not in self.config.callbacks:
+            return
+        body = {
+            "CallbackCommand": DESK_SESSION_EVENT,
+            "SessionId": session.session_id,
+            "Event": DESK_USER_MESSAGE,
+            "EventTime": event_time,
+            "ChannelType": "SDK",
+            "ClientUserId": message.from_account,
+            "CustomerServiceId": message.to_account,
+            "AgentId": "",
+            "MsgKey": message.key,
+            "MsgBody": message.body,
+            "CloudCustomData": message.cloud_custom_data,
+            "IsContactUser": False,
+        }
+        self.webhooks.submit(DESK_SESSION_EVENT, conversation, body, message.platform)
+
     def _recall_webhook(self, message: Message, operator: str) -> None:
         """``C2C.CallbackAfterMsgWithDraw`` / ``Group.CallbackAfterRecallMsg``, behind the
         conversation's earlier webhooks (so a recall never overtakes its message)."""
@@ -232,6 +270,9 @@ class Emulator:
                 "CloudCustomData": message.cloud_custom_data,
                 "EventTime": event_time,
             }
+            if message.to_account in self.world.desk_services and not sender_is_robot:
+                self._desk_event(message, conversation, event_time)
+                return
             robot_target = self.world.is_robot(message.to_account)
             if BOT_C2C_MESSAGE in callbacks and robot_target and not sender_is_robot:
                 self.webhooks.submit(

@@ -28,6 +28,7 @@ __all__ = [
     "Account",
     "Change",
     "ChangeKind",
+    "DeskSession",
     "Group",
     "Message",
     "StreamState",
@@ -156,6 +157,19 @@ class Change:
 
 
 @dataclass(slots=True)
+class DeskSession:
+    """A Tencent Desk session between a user and a customer-service account: in the robot
+    phase its user messages go to the app as ``ChatBot.UserSendMsg``; once transferred, to
+    human agents (not emulated beyond the transfer)."""
+
+    session_id: str
+    user: str
+    service: str
+    transferred: bool = False
+    agent_group: int | None = None
+
+
+@dataclass(slots=True)
 class Group:
     group_id: str
     type: str
@@ -191,6 +205,8 @@ class World:
         self._ids = itertools.count(1)
         self._group_ids = itertools.count(1)
         self.listeners: list[Callable[[Change], None]] = []
+        self.desk_services: set[str] = set()  # Desk customer-service accounts
+        self.desk_sessions: dict[tuple[str, str], DeskSession] = {}
 
     # --- notifications ------------------------------------------------------------------
 
@@ -670,6 +686,25 @@ class World:
             message.stream.finished = True
         self._emit(Change(ChangeKind.RECALL, message=message, operator=operator))
         return message
+
+    # --- Desk ---------------------------------------------------------------------------
+
+    def desk_session(self, user: str, service: str) -> DeskSession:
+        """The Desk session of `user` with `service` (a new one after a transfer ended it)."""
+        found = self.desk_sessions.get((user, service))
+        if found is None:
+            session_id = f"{zlib.crc32(f'{user}|{service}|{self.clock()}'.encode()):08x}-desk"
+            found = self.desk_sessions[user, service] = DeskSession(session_id, user, service)
+        return found
+
+    def transfer_to_human(self, session_id: str, agent_group: int | None) -> DeskSession:
+        """``desk_http_svc/transfer_to_human``: the session leaves the robot phase."""
+        session = next((s for s in self.desk_sessions.values() if s.session_id == session_id), None)
+        if session is None:
+            raise _fail(BAD_PARAMETER, f"no Desk session {session_id!r}")
+        session.transferred = True
+        session.agent_group = agent_group
+        return session
 
     # --- acting as a client app -----------------------------------------------------------
 

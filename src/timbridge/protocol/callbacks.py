@@ -26,6 +26,8 @@ __all__ = [
     "BOT_GROUP_MESSAGE",
     "C2C_AFTER_SEND",
     "C2C_AFTER_WITHDRAW",
+    "DESK_SESSION_EVENT",
+    "DESK_USER_MESSAGE",
     "GROUP_AFTER_RECALL",
     "GROUP_AFTER_SEND",
     "KNOWN_COMMANDS",
@@ -34,6 +36,7 @@ __all__ = [
     "C2CMessageEvent",
     "C2CRecallEvent",
     "CallbackEvent",
+    "DeskSessionEvent",
     "GroupAfterSendEvent",
     "GroupAtInfo",
     "GroupMessageEvent",
@@ -53,6 +56,9 @@ C2C_AFTER_SEND: Final = "C2C.CallbackAfterSendMsg"
 GROUP_AFTER_SEND: Final = "Group.CallbackAfterSendMsg"
 C2C_AFTER_WITHDRAW: Final = "C2C.CallbackAfterMsgWithDraw"
 GROUP_AFTER_RECALL: Final = "Group.CallbackAfterRecallMsg"
+DESK_SESSION_EVENT: Final = "Desk.SessionEventNotify"
+#: The Desk session event of a user's message in the robot phase, for a self-built AI to answer.
+DESK_USER_MESSAGE: Final = "ChatBot.UserSendMsg"
 
 
 # Identifiers become keys of history, usage and dedupe rows, so they are bounded at the edge and
@@ -97,10 +103,12 @@ class _C2CFields(WireModel):
 
 
 class C2CMessageEvent(_C2CFields):
-    """``Bot.OnC2CMessage``: a user sent a one-to-one message to a robot."""
+    """``Bot.OnC2CMessage``: a user sent a one-to-one message to a robot (or, with
+    `desk_session_id`, a Desk user to a customer-service account: see `DeskSessionEvent`)."""
 
     callback_command: Literal["Bot.OnC2CMessage"] = BOT_C2C_MESSAGE
     msg_id: MsgKey = ""
+    desk_session_id: MsgKey = Field(default="", alias="DeskSessionId")
 
 
 class C2CAfterSendEvent(_C2CFields):
@@ -192,6 +200,50 @@ class GroupRecallEvent(WireModel):
         )
 
 
+class DeskSessionEvent(WireModel):
+    """``Desk.SessionEventNotify``: an event of a Tencent Desk (智能客服) session. The one a
+    self-built AI answers is ``ChatBot.UserSendMsg``, a user's message in the robot phase: it
+    parses into a `C2CMessageEvent` from the user to the customer-service account, carrying the
+    session (`desk_session_id`), so that it is answered as any one-to-one message; the others
+    are acknowledged and ignored."""
+
+    callback_command: Literal["Desk.SessionEventNotify"] = DESK_SESSION_EVENT
+    session_id: MsgKey = Field(min_length=1)
+    event: str = Field(max_length=64)
+    event_time: Counter = 0  # milliseconds
+    channel_type: str = ""
+    client_user_id: Account = ""
+    customer_service_id: Account = ""
+    agent_id: str = ""
+    msg_key: MsgKey = ""
+    msg_body: MsgBody = ()
+    cloud_custom_data: str = ""
+
+    def as_message(self) -> C2CMessageEvent | UnknownEvent:
+        if self.event != DESK_USER_MESSAGE:
+            return UnknownEvent(callback_command=f"{DESK_SESSION_EVENT}/{self.event}")
+        if not self.client_user_id or not self.customer_service_id or not self.msg_body:
+            missing = (
+                "ClientUserId"
+                if not self.client_user_id
+                else ("CustomerServiceId" if not self.customer_service_id else "MsgBody")
+            )
+            raise PayloadError(missing, f"a {DESK_USER_MESSAGE} event needs {missing}")
+        seconds = self.event_time // 1000
+        return C2CMessageEvent(
+            from_account=self.client_user_id,
+            to_account=self.customer_service_id,
+            msg_seq=0,
+            msg_random=0,
+            msg_time=seconds,
+            msg_key=self.msg_key or f"desk|{self.session_id}|{self.event_time}",
+            msg_body=self.msg_body,
+            cloud_custom_data=self.cloud_custom_data,
+            event_time=self.event_time,
+            desk_session_id=self.session_id,
+        )
+
+
 class UnknownEvent(WireModel):
     """A callback timbridge does not handle; acknowledged and ignored."""
 
@@ -213,6 +265,7 @@ _MODELS: dict[str, type[WireModel]] = {
     GROUP_AFTER_SEND: GroupAfterSendEvent,
     C2C_AFTER_WITHDRAW: C2CRecallEvent,
     GROUP_AFTER_RECALL: GroupRecallEvent,
+    DESK_SESSION_EVENT: DeskSessionEvent,
 }
 #: The callback commands timbridge parses; any other is acknowledged and ignored.
 KNOWN_COMMANDS: frozenset[str] = frozenset(_MODELS)
@@ -239,7 +292,7 @@ def parse_event(body: bytes, command: str | None = None) -> CallbackEvent:
         if model is None:
             return UnknownEvent(callback_command=found)
         try:
-            return cast(CallbackEvent, model.model_validate(data))
+            return _message_of(model.model_validate(data))
         except ValidationError as exc:
             raise payload_error(exc, what=found) from None
         except (TypeError, RecursionError) as exc:  # a validator met a shape it did not expect
@@ -248,11 +301,18 @@ def parse_event(body: bytes, command: str | None = None) -> CallbackEvent:
     if model is None:
         return UnknownEvent(callback_command=command)
     try:
-        return cast(CallbackEvent, model.model_validate_json(body))
+        return _message_of(model.model_validate_json(body))
     except ValidationError as exc:
         raise payload_error(exc, what=command) from None
     except (TypeError, RecursionError) as exc:  # a validator met a shape it did not expect
         raise PayloadError("body", f"malformed {command}: {type(exc).__name__}") from None
+
+
+def _message_of(parsed: WireModel) -> CallbackEvent:
+    """The event `parsed` stands for (a Desk user message: its one-to-one message)."""
+    if isinstance(parsed, DeskSessionEvent):
+        return parsed.as_message()
+    return cast(CallbackEvent, parsed)
 
 
 class Ack(WireModel):

@@ -28,6 +28,8 @@ __all__ = [
     "CreateGroupResponse",
     "CreateRobot",
     "DeleteRobot",
+    "DeskTransferResponse",
+    "DeskTransferToHuman",
     "GetAllRobots",
     "GetAllRobotsResponse",
     "GroupHistoryMsg",
@@ -258,6 +260,21 @@ class GroupMsgRecall(RestRequest[GroupMsgRecallResponse]):
     msg_seq_list: tuple[RecallSeq, ...]
     reason: str | None = None
     topic_id: str | None = None
+
+
+class DeskTransferResponse(RestResponse):
+    agent_id: str = ""
+    is_in_queue: int = 0
+
+
+class DeskTransferToHuman(RestRequest[DeskTransferResponse]):
+    """``desk_http_svc/transfer_to_human``: hand a Desk session to a human agent."""
+
+    command = "desk_http_svc/transfer_to_human"
+    session_id: str
+    agent_id_list: tuple[str, ...] | None = None
+    agent_group_id: int | None = None
+    send_tip_if_no_agent_online: int | None = None
 
 
 # --- streaming ------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -265,12 +266,25 @@ class SafetySettings(_Section):
     log_text: bool = False
 
 
+class DeskSettings(_Section):
+    """The robot is a Tencent Desk (智能客服) customer-service account answered as a self-built
+    AI: Desk's ``ChatBot.UserSendMsg`` events are its messages, and a handoff transfers the
+    session to Desk's human agents (``desk_http_svc/transfer_to_human``)."""
+
+    #: The share of Desk sessions this robot answers (by a hash of the session); the others go
+    #: to a person at their first message. For a gradual rollout of the AI.
+    rollout_percent: Annotated[int, Field(ge=0, le=100)] = 100
+    #: The Desk agent group sessions are transferred to (none: Desk's default assignment).
+    agent_group: Annotated[int, Field(ge=0)] | None = None
+
+
 class HandoffSettings(_Section):
     """Handing a robot's conversation to people: the agents' group that takes tickets, and
     what opens one (besides ``/human``)."""
 
-    #: The GroupId of the Tencent group of human agents (the robot must be a member).
-    group: str = Field(min_length=1, max_length=64)
+    #: The GroupId of the Tencent group of human agents (the robot must be a member); a Desk
+    #: robot (`[robots.desk]`) hands over through Desk instead and needs none.
+    group: str | None = Field(default=None, min_length=1, max_length=64)
     #: Phrases that ask for a person (matched anywhere in a message, case-insensitively).
     phrases: tuple[str, ...] = (
         "human agent",
@@ -383,6 +397,9 @@ class ModelProfile(_Section):
 class RobotSettings(_Section):
     """One robot account and how it behaves."""
 
+    #: A Tencent Desk customer-service account instead of a robot (`[robots.desk]`); first,
+    #: so that the check of `id` knows of it.
+    desk: DeskSettings | None = None
     id: str
     nick: str = ""
     model: str = "default"
@@ -412,11 +429,17 @@ class RobotSettings(_Section):
 
     @field_validator("id")
     @classmethod
-    def _robot_id(cls, value: str) -> str:
+    def _robot_id(cls, value: str, info: ValidationInfo) -> str:
         _check_user_id(value)
-        if not is_robot(value):
+        if info.data.get("desk") is None and not is_robot(value):
             raise ValueError(NOT_A_ROBOT)
         return value
+
+    @model_validator(mode="after")
+    def _handoff_target(self) -> RobotSettings:
+        if self.handoff is not None and self.handoff.group is None and self.desk is None:
+            raise ValueError("handoff.group: name the agents' group (only Desk robots need none)")
+        return self
 
 
 def _default_models() -> dict[str, ModelProfile]:

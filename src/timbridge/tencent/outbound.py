@@ -36,6 +36,7 @@ from timbridge.protocol.elements import (
 from timbridge.protocol.rest import (
     FORBID_CALLBACKS,
     AdminMsgWithdraw,
+    DeskTransferToHuman,
     GroupMsgRecall,
     ModifyC2CMsg,
     ModifyGroupMsg,
@@ -218,6 +219,14 @@ class Outbound:
         """Send a stream chunk; the stream's ``StreamMsgID`` and the message's handle."""
         sent = await self._tencent.call(stream_message(dest, part, content))
         return sent.stream_msg_id, sent.msg_key if dest.kind == "c2c" else str(sent.msg_seq)
+
+    async def transfer_to_human(self, session: str, agent_group: int | None) -> str:
+        """Hand a Desk session to a human agent (a tip goes to the user if none is online);
+        the agent it went to, empty while the user queues."""
+        request = DeskTransferToHuman(
+            session_id=session, agent_group_id=agent_group, send_tip_if_no_agent_online=1
+        )
+        return (await self._tencent.call(request)).agent_id
 
     async def withdraw(self, dest: Destination, handle: str) -> None:
         """Recall a message the robot sent (`handle`: its ``MsgKey`` or group ``MsgSeq``)."""
