@@ -97,6 +97,12 @@ class Metrics:
             ["robot", "score", "of"],
             registry=r,
         )
+        self.reminders = Counter(
+            "timbridge_reminders",
+            "Reminders by outcome: due, sent, late (sent late), missed (past the grace), failed",
+            ["robot", "outcome"],
+            registry=r,
+        )
         self.stopped = Counter(
             "timbridge_stopped_answers",
             "Answers stopped: their question was recalled, or its sender wrote /cancel",

@@ -1,5 +1,5 @@
 """Chat commands a user can send a robot (``/help``, ``/reset``, ``/compact``, ``/usage``,
-``/cancel``, ``/human``, ``/rate``):
+``/cancel``, ``/human``, ``/rate``, ``/remind``, ``/reminders``):
 how a message is recognised as one, and what each does. Their texts are in `bot.sentences`."""
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import structlog
 
 from timbridge.bot.cancels import Cancels
 from timbridge.bot.conversation import Conversation
+from timbridge.bot.reminders import Scheduling, local_time
 from timbridge.bot.replies import ReplySender
 from timbridge.bot.sentences import (
     CANCEL_TEXT,
@@ -18,10 +19,16 @@ from timbridge.bot.sentences import (
     COMPACT_TEXT,
     HELP_TEXT,
     NO_HANDOFF_TEXT,
+    NO_REMINDERS,
+    NO_SUCH_REMINDER,
     NOTHING_TO_CANCEL_TEXT,
     NOTHING_TO_COMPACT_TEXT,
     RATE_THANKS,
     RATE_USAGE,
+    REMIND_USAGE,
+    REMINDER_CANCELLED,
+    REMINDER_LINE,
+    REMINDER_SET,
     RESET_TEXT,
     UNKNOWN_TEXT,
 )
@@ -99,6 +106,7 @@ class Commands:
         metrics: Metrics,
         ratings: Ratings | None = None,
         tickets: Tickets | None = None,
+        scheduling: Scheduling | None = None,
     ) -> None:
         self._robots = {r.id: r for r in settings.robots}
         self._store = store
@@ -108,6 +116,7 @@ class Commands:
         self._metrics = metrics
         self._ratings = ratings
         self._tickets = tickets
+        self._scheduling = scheduling
 
     async def run(self, job: Job, conv: Conversation, command: Command) -> None:
         if command.name == "/reset":
@@ -121,6 +130,10 @@ class Commands:
             reply = await self._usage(conv)
         elif command.name == "/help":
             reply = HELP_TEXT
+        elif command.name == "/remind":
+            reply = await self._remind(job, conv, command.argument)
+        elif command.name == "/reminders":
+            reply = await self._reminders(conv, command.argument)
         elif command.name == "/rate":
             reply = await self._rate(job, conv, command.argument)
         elif command.name == "/human":  # (a robot with a handoff takes it before this)
@@ -131,6 +144,32 @@ class Commands:
         else:
             reply = UNKNOWN_TEXT.format(name=command.name)
         await self._replies.send(conv, job.identity, reply)
+
+    async def _remind(self, job: Job, conv: Conversation, argument: str) -> str:
+        if self._scheduling is None or not argument:
+            return REMIND_USAGE
+        kept = await self._scheduling.set(conv, job.identity, argument)
+        if isinstance(kept, str):
+            return kept
+        when = local_time(kept.due_at, self._scheduling.zone(conv.robot))
+        return REMINDER_SET.format(when=when, number=kept.id, text=kept.text)
+
+    async def _reminders(self, conv: Conversation, argument: str) -> str:
+        if self._scheduling is None:
+            return NO_REMINDERS
+        words = argument.split()
+        if len(words) == 2 and words[0].lower() == "cancel" and words[1].lstrip("#").isdigit():
+            number = int(words[1].lstrip("#"))
+            cancelled = await self._scheduling.cancel(conv, number)
+            return (REMINDER_CANCELLED if cancelled else NO_SUCH_REMINDER).format(number=number)
+        pending = await self._scheduling.pending(conv)
+        if not pending:
+            return NO_REMINDERS
+        zone = self._scheduling.zone(conv.robot)
+        return "\n".join(
+            REMINDER_LINE.format(number=r.id, when=local_time(r.due_at, zone), text=r.text)
+            for r in pending
+        )
 
     async def _rate(self, job: Job, conv: Conversation, argument: str) -> str:
         """Keep a rating of 1 to 5 (of the ticket closed in the last day, if there is one)."""

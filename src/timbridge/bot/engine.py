@@ -24,6 +24,7 @@ from timbridge.bot.conversation import Conversation
 from timbridge.bot.handoff import Handoff
 from timbridge.bot.live import LiveReply
 from timbridge.bot.media import MediaFetcher, image_urls
+from timbridge.bot.reminders import Scheduling, local_time
 from timbridge.bot.replies import ReplySender
 from timbridge.bot.screening import Screen
 from timbridge.bot.sentences import (
@@ -60,8 +61,10 @@ from timbridge.settings import Settings
 from timbridge.storage.gaps import Gaps
 from timbridge.storage.history import History, Turn
 from timbridge.storage.ratings import Ratings
+from timbridge.storage.reminders import Reminders
 from timbridge.storage.tickets import Tickets
 from timbridge.tools.handoff import REQUESTS
+from timbridge.tools.schedule import SCHEDULER
 from timbridge.tools.toolbox import Toolbox
 
 __all__ = ["Engine"]
@@ -100,6 +103,7 @@ class Engine:
         screen: Screen | None = None,
         gaps: Gaps | None = None,
         ratings: Ratings | None = None,
+        reminders: Reminders | None = None,
     ) -> None:
         self._settings = settings
         self._robots = {r.id: r for r in settings.robots}
@@ -113,6 +117,7 @@ class Engine:
         self._toolboxes = toolboxes or {}  # robot → the tools it may call
         self._screen = screen or Screen(settings, None, metrics)
         self._gaps = gaps
+        self._scheduling = Scheduling(settings, reminders) if reminders is not None else None
         self._agent = Agent(models, max_steps=settings.tools.max_steps)
         self._admission = Admission(settings, store, coordination, replies, metrics)
         self._bursts = Bursts(settings, coordination)
@@ -127,6 +132,7 @@ class Engine:
             metrics=metrics,
             ratings=ratings,
             tickets=tickets,
+            scheduling=self._scheduling,
         )
         self._handoff = (
             Handoff(settings, store, tickets, replies, coordination, summaries=self._summaries)
@@ -309,6 +315,7 @@ class Engine:
         )
         handoffs: list[str] = []  # the reasons of the model's handoff calls, if it makes any
         handing = REQUESTS.set(handoffs)
+        scheduling = SCHEDULER.set(functools.partial(self._schedule, conv, job, [0]))
         async with self._replies.typing(conv):
             try:
                 asked = await self._watched(job, conv, robot.model, messages, live)
@@ -317,6 +324,7 @@ class Engine:
                 return
             finally:
                 REQUESTS.reset(handing)
+                SCHEDULER.reset(scheduling)
         if isinstance(asked, Stop):
             await self._stopped(job, conv, said, live, asked)
             return
@@ -388,6 +396,19 @@ class Engine:
             self._metrics.first_visible.labels(robot.reply_mode).observe(
                 max(0.0, live.first_visible - started)
             )
+
+    async def _schedule(
+        self, conv: Conversation, job: Job, count: list[int], when: str, text: str
+    ) -> str:
+        """The ``schedule`` tool's work for this answer: keep the reminder, say what was kept."""
+        if self._scheduling is None:
+            return "error: reminders are not kept here"
+        count[0] += 1  # each call of one answer is its own reminder
+        kept = await self._scheduling.set(conv, f"{job.identity}|schedule|{count[0]}", when, text)
+        if isinstance(kept, str):
+            return f"error: {kept}"
+        when_text = local_time(kept.due_at, self._scheduling.zone(conv.robot))
+        return f"Reminder #{kept.id} set for {when_text}: {kept.text}. Tell the user so."
 
     def _note_gap(self, robot: str, question: str, answer: str, *, found: bool) -> None:
         """Keep a question the robot's knowledge base could not answer: no passage for it, or

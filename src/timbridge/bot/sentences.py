@@ -22,6 +22,7 @@ __all__ = [
     "HELP_TEXT",
     "IMAGE_FAILED",
     "INTERRUPTED",
+    "LATE_REMINDER",
     "LIMIT_TEXT",
     "LOOKING_UP",
     "MISSES_REASON",
@@ -29,10 +30,17 @@ __all__ = [
     "NOTHING_TO_COMPACT_TEXT",
     "NO_AGENT_TEXT",
     "NO_HANDOFF_TEXT",
+    "NO_REMINDERS",
+    "NO_SUCH_REMINDER",
     "NO_TICKET",
     "RATE_THANKS",
     "RATE_USAGE",
     "RELAY_POST",
+    "REMINDER",
+    "REMINDER_CANCELLED",
+    "REMINDER_LINE",
+    "REMINDER_SET",
+    "REMIND_USAGE",
     "RESET_TEXT",
     "ROLLOUT_REASON",
     "STEPS_SPENT",
@@ -40,8 +48,12 @@ __all__ = [
     "STORE_FAILED",
     "TEXT_ONLY",
     "TICKET_POST",
+    "TIME_PASSED",
     "TOO_LONG",
+    "TOO_MANY_REMINDERS",
     "UNKNOWN_TEXT",
+    "WHAT_MISSING",
+    "WHEN_UNCLEAR",
 ]
 
 #: The chat commands, and what `/help` says of each.
@@ -53,6 +65,8 @@ COMMANDS: dict[str, str] = {
     "/cancel": "stop the answer I am writing for you",
     "/human": "ask for a person to take over (where one can)",
     "/rate": "rate my last answer, or a person's help: /rate 1 (poor) to 5 (excellent)",
+    "/remind": "remind you later: /remind in 20 minutes call Lin, /remind tomorrow at 9 …",
+    "/reminders": "list your reminders; /reminders cancel N cancels one",
 }
 
 HELP_TEXT = "Commands:\n" + "\n".join(f"{name} — {what}" for name, what in COMMANDS.items())
@@ -127,3 +141,17 @@ AGENT_HELP = (
     "@{robot} #N close. Open tickets: {open}."
 )
 NO_TICKET = "There is no open ticket #{ticket}. " + AGENT_HELP
+
+# --- reminders (`bot.reminders`) --------------------------------------------------------------
+REMINDER = "Reminder: {text}"
+LATE_REMINDER = " (sent {minutes} min late: I could not send it on time)"
+REMINDER_SET = "I will remind you at {when} (reminder #{number}): {text}"
+NO_REMINDERS = "You have no reminders. Set one with /remind in 20 minutes …"
+REMINDER_LINE = "#{number}  {when}  {text}"
+REMINDER_CANCELLED = "Cancelled reminder #{number}."
+NO_SUCH_REMINDER = "You have no pending reminder #{number}."
+REMIND_USAGE = "Tell me when and what: /remind in 20 minutes call Lin, or /remind tomorrow at 9 …"
+WHEN_UNCLEAR = "I could not tell when: say, for example, in 20 minutes, at 9:30, tomorrow at 8."
+WHAT_MISSING = "What should I remind you of? Put it after the time."
+TIME_PASSED = "That time has passed already."
+TOO_MANY_REMINDERS = "You have {count} reminders already; cancel one with /reminders cancel N."

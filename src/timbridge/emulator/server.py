@@ -117,6 +117,7 @@ class Emulator:
         )
         self._changed = asyncio.Event()
         self._sweeper: asyncio.Task[None] | None = None
+        self._started = 0  # how many apps serve it now (see `start`)
         self.world.listeners.append(self._on_change)
         for robot in config.robots:
             self.world.create_robot(robot, robot.removeprefix(ROBOT_PREFIX), None)
@@ -141,10 +142,18 @@ class Emulator:
         return app
 
     async def start(self) -> None:
+        """Start delivering webhooks. Serving on several apps at once (tests do) starts once;
+        the last `close` stops."""
+        self._started += 1
+        if self._started > 1:
+            return
         await self.webhooks.start()
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
 
     async def close(self) -> None:
+        self._started = max(0, self._started - 1)
+        if self._started:
+            return
         if self._sweeper is not None:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -18,6 +18,7 @@ from aiohttp import web
 
 from timbridge.bot.engine import Engine
 from timbridge.bot.media import MediaFetcher
+from timbridge.bot.reminders import ReminderSender
 from timbridge.bot.replies import ReplySender
 from timbridge.bot.screening import Screen
 from timbridge.coordination.ack_first import AckFirst
@@ -46,6 +47,7 @@ from timbridge.tools.fetch import UrlFetcher
 from timbridge.tools.handoff import HANDOFF
 from timbridge.tools.knowledge_search import knowledge_tool
 from timbridge.tools.mcp import McpServer
+from timbridge.tools.schedule import SCHEDULE
 from timbridge.tools.toolbox import Tool, Toolbox
 from timbridge.webhook.app import create_app
 
@@ -126,7 +128,7 @@ def robot_knowledge(settings: Settings) -> dict[str, str]:
 
 
 #: Tools that need the deployment's parts (an HTTP session, the knowledge library).
-CONFIGURED_TOOLS = ("fetch_url", "knowledge_search")
+CONFIGURED_TOOLS = ("fetch_url", "knowledge_search", "schedule")
 
 
 def robot_toolboxes(
@@ -172,7 +174,8 @@ def robot_toolboxes(
         found[robot.id] = Toolbox(
             [BUILTIN[name] for name in robot.tools if name in BUILTIN]
             + [mine[name] for name in robot.tools if name in mine]
-            + ([HANDOFF] if hands_off else []),
+            + ([HANDOFF] if hands_off else [])
+            + ([SCHEDULE] if "schedule" in robot.tools else []),
             timeout_s=settings.tools.timeout_s,
             max_result_chars=settings.tools.max_result_chars,
             sources=sources,
@@ -230,6 +233,8 @@ class Services:
     metrics: Metrics
     models: dict[str, ChatModel]
     engine: Engine
+    #: Sends due reminders while the workers run.
+    reminders: ReminderSender
     #: The MCP servers robots use, by name, kept connected in the background.
     mcp: dict[str, McpServer] = field(default_factory=dict)
     _tencent_checked: tuple[float, str | None] = field(default=(0.0, None))
@@ -286,15 +291,29 @@ class Services:
                 screen=Screen(settings, session, metrics),
                 gaps=store.gaps,
                 ratings=store.ratings,
+                reminders=store.reminders,
             )
+            replies = ReplySender(Outbound(tencent), store.history)
+            sender = ReminderSender(settings, store.reminders, replies, metrics)
             yield cls(
-                settings, session, tencent, store, coordination, metrics, models, engine, servers
+                settings,
+                session,
+                tencent,
+                store,
+                coordination,
+                metrics,
+                models,
+                engine,
+                sender,
+                servers,
             )
 
     async def start_workers(self) -> None:
         await self.coordination.start(self.engine.handle)
+        self.reminders.start()
 
     async def stop_workers(self) -> None:
+        await self.reminders.stop()
         await self.coordination.close(self.settings.server.shutdown_grace_s)
 
     async def unreachable_models(self, timeout_s: float = 3.0) -> list[tuple[str, str, str]]:

@@ -8,6 +8,7 @@ import re
 from collections.abc import Mapping
 from typing import Annotated, Literal
 from urllib.parse import quote, urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     BaseModel,
@@ -217,6 +218,18 @@ class ToolsSettings(_Section):
     fetch_timeout_s: Annotated[float, Field(gt=0, le=120)] = 10.0
 
 
+class RemindersSettings(_Section):
+    """Sending what users asked to be reminded of (``/remind``, the ``schedule`` tool)."""
+
+    #: How often the workers look for due reminders.
+    every_s: Annotated[float, Field(gt=0, le=60)] = 0.5
+    #: A reminder found this late (the service was down) is still sent, saying how late; later
+    #: than this it is dropped as missed.
+    grace_s: Annotated[float, Field(ge=0)] = 6 * 3600.0
+    #: The most pending reminders one user may have with one robot.
+    per_user: Annotated[int, Field(ge=1, le=1000)] = 50
+
+
 class SafetyRule(_Section):
     """One rule: `words` (matched anywhere, any case) and/or a regular expression `pattern`;
     what it does (`block` the message, `mask` what matches, or answer with the robot's
@@ -420,6 +433,8 @@ class RobotSettings(_Section):
     admins: tuple[str, ...] = ()
     #: Handing conversations to human agents (`[robots.handoff]`; none: never).
     handoff: HandoffSettings | None = None
+    #: The time zone users' times are read in (``/remind at 9:00``), an IANA name.
+    time_zone: str = "UTC"
     #: Content safety on what users send and what the robot sends (`[robots.safety]`).
     safety: SafetySettings | None = None
     busy_text: str = (
@@ -433,6 +448,15 @@ class RobotSettings(_Section):
         _check_user_id(value)
         if info.data.get("desk") is None and not is_robot(value):
             raise ValueError(NOT_A_ROBOT)
+        return value
+
+    @field_validator("time_zone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"not an IANA time zone (such as Asia/Shanghai): {value!r}") from None
         return value
 
     @model_validator(mode="after")
@@ -463,6 +487,7 @@ class Settings(BaseSettings):
     knowledge: KnowledgeSettings = KnowledgeSettings()
     media: MediaSettings = MediaSettings()
     tools: ToolsSettings = ToolsSettings()
+    reminders: RemindersSettings = RemindersSettings()
     mcp: dict[str, McpServerSettings] = Field(default_factory=dict)
     models: dict[str, ModelProfile] = Field(default_factory=_default_models)
     robots: tuple[RobotSettings, ...] = ()

@@ -2,7 +2,7 @@
 
 Version history: 1 turns and reply parts; 2 the usage ledger; 3 the inbox (accepted messages not
 yet answered); 4 tickets (conversations handed to people), knowledge gaps (questions a base
-could not answer) and ratings (what users thought). Each version only adds tables, so
+could not answer), ratings (what users thought) and reminders. Each version only adds tables, so
 `create_all` is the whole upgrade.
 """
 
@@ -19,6 +19,7 @@ __all__ = [
     "inbox",
     "migrate",
     "ratings",
+    "reminders",
     "reply_parts",
     "tickets",
     "turns",
@@ -139,6 +140,31 @@ ratings = sa.Table(
     sa.Column("created_at", sa.Float, nullable=False),
     sa.UniqueConstraint("identity", "robot", name="uq_ratings_identity"),
     sa.Index("ix_ratings_robot_created", "robot", "created_at"),
+)
+
+#: Messages to send later (``/remind``, the ``schedule`` tool): sent once, by one process.
+reminders = sa.Table(
+    "reminders",
+    _metadata,
+    sa.Column("id", ID_TYPE, primary_key=True, autoincrement=True),
+    sa.Column("robot", sa.String(64), nullable=False),
+    sa.Column("conversation", sa.String(300), nullable=False),
+    sa.Column("kind", sa.String(8), nullable=False),  # c2c | group
+    sa.Column("peer", sa.String(100), nullable=False),
+    sa.Column("sender", sa.String(64), nullable=False),
+    sa.Column("topic", sa.String(100), nullable=True),
+    sa.Column("text", sa.String(2000), nullable=False),
+    sa.Column("due_at", sa.Float, nullable=False),
+    sa.Column(
+        "state", sa.String(10), nullable=False
+    ),  # pending | sending | sent | cancelled | missed
+    sa.Column("claimed_at", sa.Float, nullable=True),
+    sa.Column("sent_at", sa.Float, nullable=True),
+    sa.Column("identity", sa.String(300), nullable=False),  # the message that asked for it
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.UniqueConstraint("identity", "robot", name="uq_reminders_identity"),
+    sa.Index("ix_reminders_state_due", "state", "due_at"),
+    sa.Index("ix_reminders_conversation", "conversation", "state"),
 )
 
 _schema = sa.Table(

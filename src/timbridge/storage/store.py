@@ -1,6 +1,6 @@
 """The store: one database (SQLite embedded, PostgreSQL at scale), its schema, one group commit,
-and what is kept in it: the history, the inbox, the tickets, the knowledge gaps
-and the ratings."""
+and what is kept in it: the history, the inbox, the tickets, the knowledge gaps,
+the ratings and the reminders."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from timbridge.storage.group_commit import GroupCommit
 from timbridge.storage.history import History
 from timbridge.storage.inbox import Inbox
 from timbridge.storage.ratings import Ratings
+from timbridge.storage.reminders import Reminders
 from timbridge.storage.schema import migrate
 from timbridge.storage.sql import Database, open_database
 from timbridge.storage.tickets import Tickets
@@ -30,6 +31,7 @@ class Store:
         self.tickets = Tickets(database)
         self.gaps = Gaps(database, self.commits)
         self.ratings = Ratings(database, self.commits)
+        self.reminders = Reminders(database)
 
     @classmethod
     async def open(cls, url: str) -> Store:
