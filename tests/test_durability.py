@@ -190,3 +190,30 @@ async def test_sigterm_leaves_unfinished_work_for_the_next_start(tmp_path: Path)
     for user in users:  # each message answered once, in the order it was sent
         texts = [m.text for m in emu.messages(from_=ROBOT, to=user)]
         assert texts == [f"echo: {user} #{n}" for n in range(10)]
+
+
+async def test_a_reminder_set_before_a_sigkill_arrives_once_after_the_restart(
+    tmp_path: Path,
+) -> None:
+    async with _world(tmp_path, FakeOpenAI()) as (emu, emu_url, llm_url):
+        config = _config(tmp_path, emu_url, llm_url)
+        first = await _serve(config, tmp_path)
+        port = await first.started()
+        emu.set_callback(f"http://127.0.0.1:{port}/im", TOKEN)
+        emu.user_send("user01", ROBOT, "/remind in 3 seconds water the plants")
+        await emu.wait_message(from_=ROBOT, to="user01", limit_s=20)  # "I will remind you…"
+        first.proc.send_signal(signal.SIGKILL)
+        await first.finish()
+        await asyncio.sleep(3.5)  # it falls due while nothing runs
+
+        second = await _serve(config, tmp_path)
+        port = await second.started()
+        emu.set_callback(f"http://127.0.0.1:{port}/im", TOKEN)
+        reminder = await emu.wait_message(
+            from_=ROBOT, to="user01", where=lambda m: m.text.startswith("Reminder:"), limit_s=20
+        )
+        await asyncio.sleep(1.5)  # time for a doubled send to show, were there one
+        second.proc.send_signal(signal.SIGTERM)
+        assert await second.finish() == 0
+    assert reminder.text == "Reminder: water the plants"
+    assert [m.text for m in emu.messages(from_=ROBOT, to="user01")][1:] == [reminder.text]
