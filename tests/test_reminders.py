@@ -19,6 +19,7 @@ from tests.stack import Stack, running_stack, stack_emulator
 from timbridge.bot.sentences import NO_REMINDERS, REMIND_USAGE, WHEN_UNCLEAR
 from timbridge.bot.when import parse_when
 from timbridge.settings import RobotSettings
+from timbridge.storage import Store
 
 pytestmark = pytest.mark.usefixtures("clean_env")
 
@@ -186,3 +187,91 @@ def test_times_are_read_in_the_robot_s_zone(text: str, expected: tuple[str, str]
 def test_an_unknown_time_zone_is_refused() -> None:
     with pytest.raises(ValidationError, match="not an IANA time zone"):
         RobotSettings(id="@RBT#helper", time_zone="Mars/Olympus")
+
+
+def _scheduled(**extra: Any) -> list[dict[str, Any]]:
+    schedule = {"name": "checkin", "cron": "* * * * *", "to": ["alice"], **extra}
+    if "prompt" not in extra:
+        schedule.setdefault("text", "Good morning! How did you sleep?")
+    return _robots(schedules=[schedule])
+
+
+async def _seen_before(stack: Stack, name: str = "checkin") -> None:
+    """As if the schedule had run an hour ago: its fire time of this minute is then due."""
+    await stack.services.store.reminders.claim_run(
+        "@RBT#helper", name, time.time() - 3600, state="sent"
+    )
+
+
+async def test_a_scheduled_message_goes_to_each_user_and_group_once(tmp_path: Path) -> None:
+    emu = stack_emulator()
+    emu.world.create_group(
+        type="Work", name="Team", owner="bob", group_id="team", members=["@RBT#helper"]
+    )
+    robots = _scheduled(groups=["team"])
+    async with running_stack(tmp_path, emu=emu, robots=robots, reminders=FAST) as stack:
+        await _seen_before(stack)
+        to_alice = await emu.wait_message(from_="@RBT#helper", to="alice", limit_s=10)
+        to_team = await emu.wait_message(from_="@RBT#helper", group="team", limit_s=10)
+        await asyncio.sleep(0.5)  # a second send would have come by now
+        assert len(emu.messages(from_="@RBT#helper")) == 2
+    assert to_alice.text == to_team.text == "Good morning! How did you sleep?"
+    assert stack.llm.calls == []
+
+
+async def test_a_scheduled_prompt_is_answered_by_the_model(tmp_path: Path) -> None:
+    llm = FakeOpenAI(reply=lambda messages: f"check-in: {messages[-1]['content']}")
+    robots = _scheduled(prompt="Ask the user kindly how their day is going.")
+    async with running_stack(tmp_path, llm=llm, robots=robots, reminders=FAST) as stack:
+        await _seen_before(stack)
+        sent = await stack.emu.wait_message(from_="@RBT#helper", to="alice", limit_s=10)
+    assert sent.text == "check-in: Ask the user kindly how their day is going."
+    assert llm.requests[0]["messages"][0]["content"] == "You are Helper."
+
+
+async def test_a_new_schedule_does_not_send_for_the_time_before_it_existed(
+    tmp_path: Path,
+) -> None:
+    async with running_stack(tmp_path, robots=_scheduled(), reminders=FAST) as stack:
+        await asyncio.sleep(1.0)  # ten looks at the schedule
+        assert stack.emu.messages(from_="@RBT#helper") == []
+        assert await stack.services.store.reminders.ran_before("@RBT#helper", "checkin")
+
+
+async def test_two_deployments_send_a_scheduled_message_once(
+    tmp_path: Path, postgres_url: str, redis_url: str, redis_prefix: str
+) -> None:
+    scale: dict[str, Any] = {
+        "store": {"url": postgres_url},
+        "coordination": {"url": redis_url, "prefix": redis_prefix},
+        "reminders": {"every_s": 0.05},
+    }
+    store = await Store.open(postgres_url)  # as if it had run an hour ago, before either starts
+    try:
+        await store.reminders.claim_run("@RBT#helper", "checkin", time.time() - 3600)
+    finally:
+        await store.aclose()
+    emu = stack_emulator()
+    async with (
+        running_stack(tmp_path / "a", emu=emu, robots=_scheduled(), **scale),
+        running_stack(tmp_path / "b", emu=emu, robots=_scheduled(), **scale),
+    ):
+        await emu.wait_message(from_="@RBT#helper", to="alice", limit_s=10)
+        await asyncio.sleep(0.5)
+        assert len(emu.messages(from_="@RBT#helper", to="alice")) == 1
+
+
+@pytest.mark.parametrize(
+    ("schedule", "fragment"),
+    [
+        ({"cron": "61 9 * * *", "text": "x", "to": ["a"]}, "not a cron expression"),
+        ({"cron": "0 9 * * *", "text": "x", "prompt": "y", "to": ["a"]}, "either text"),
+        ({"cron": "0 9 * * *", "text": "x"}, r"the users \(to\) or the groups"),
+    ],
+)
+def test_a_bad_schedule_is_refused_saying_why(schedule: dict[str, Any], fragment: str) -> None:
+    with pytest.raises(ValidationError, match=fragment):
+        RobotSettings(id="@RBT#helper", schedules=[{"name": "s", **schedule}])
+    with pytest.raises(ValidationError, match="schedule names must differ"):
+        twice = {"name": "s", "cron": "0 9 * * *", "text": "x", "to": ["a"]}
+        RobotSettings(id="@RBT#helper", schedules=[twice, twice])

@@ -28,9 +28,12 @@ from timbridge.bot.sentences import (
     WHEN_UNCLEAR,
 )
 from timbridge.bot.when import parse_when
-from timbridge.errors import StorageError, TencentError
+from timbridge.errors import LLMError, StorageError, TencentError
+from timbridge.llm.base import ChatMessage
+from timbridge.llm.chain import ModelChain
 from timbridge.metrics import Metrics
-from timbridge.settings import Settings
+from timbridge.settings import ScheduleSettings, Settings
+from timbridge.settings.cron import previous_fire
 from timbridge.storage.reminders import Reminder, Reminders
 from timbridge.tencent.outbound import Destination, Part
 
@@ -95,12 +98,21 @@ class Scheduling:
 
 
 class ReminderSender:
-    """Sends due reminders until stopped."""
+    """Sends due reminders, and the robots' scheduled messages, until stopped."""
 
     def __init__(
-        self, settings: Settings, reminders: Reminders, replies: ReplySender, metrics: Metrics
+        self,
+        settings: Settings,
+        reminders: Reminders,
+        replies: ReplySender,
+        metrics: Metrics,
+        *,
+        models: ModelChain | None = None,
     ) -> None:
         self._robots = {r.id for r in settings.robots}
+        self._settings = settings
+        self._models = models
+        self._fired: dict[tuple[str, str], float] = {}  # the last fire time handled, per schedule
         self._every = settings.reminders.every_s
         self._grace = settings.reminders.grace_s
         self._reminders = reminders
@@ -128,8 +140,9 @@ class ReminderSender:
             await asyncio.sleep(self._every)
 
     async def send_due(self) -> int:
-        """Send what is due now; how many were sent."""
+        """Send what is due now; how many reminders were sent."""
         now = time.time()
+        await self._scheduled(now)
         sent = 0
         for reminder in await self._reminders.take_due(now):
             if reminder.robot not in self._robots:  # another deployment's robot: leave it be
@@ -162,3 +175,56 @@ class ReminderSender:
             _log.info("reminder.sent", reminder=reminder.id, late_s=round(max(0.0, late)))
             sent += 1
         return sent
+
+    async def _scheduled(self, now: float) -> None:
+        """The robots' scheduled messages whose time came: each fire time is sent once, by the
+        process that claims it; one missed while nothing ran is sent within the grace. The
+        first time a schedule is seen, its past fire time is only noted (nothing is sent for
+        the time before it existed)."""
+        for robot in self._settings.robots:
+            zone = ZoneInfo(robot.time_zone)
+            for schedule in robot.schedules:
+                fire = previous_fire(schedule.cron, datetime.fromtimestamp(now, zone)).timestamp()
+                key = (robot.id, schedule.name)
+                if self._fired.get(key) == fire:
+                    continue
+                if not await self._reminders.ran_before(robot.id, schedule.name):
+                    await self._reminders.claim_run(robot.id, schedule.name, fire, state="skipped")
+                elif now - fire <= self._grace and await self._reminders.claim_run(
+                    robot.id, schedule.name, fire
+                ):
+                    state = await self._send_scheduled(robot.id, schedule, fire)
+                    await self._reminders.finish_run(robot.id, schedule.name, fire, state)
+                self._fired[key] = fire
+
+    async def _send_scheduled(self, robot: str, schedule: ScheduleSettings, fire: float) -> str:
+        settings = next(r for r in self._settings.robots if r.id == robot)
+        text = schedule.text or ""
+        if schedule.prompt is not None:
+            if self._models is None:
+                return "failed"
+            request = [
+                ChatMessage("system", settings.persona),
+                ChatMessage("user", schedule.prompt),
+            ]
+            try:
+                text = (await self._models.answer(settings.model, request)).text.strip()
+            except LLMError as exc:
+                self._metrics.reminders.labels(robot, "failed").inc()
+                _log.error("schedule.failed", schedule=schedule.name, error=str(exc))
+                return "failed"
+        targets = [Destination(robot, "c2c", user, user, None) for user in schedule.to]
+        targets += [Destination(robot, "group", group, "", None) for group in schedule.groups]
+        for number, dest in enumerate(targets):
+            part = Part(f"schedule|{schedule.name}|{fire:.0f}", number)
+            try:
+                await self._replies.outbound.text(dest, part, text, mention=False)
+            except TencentError as exc:  # the other targets still get it
+                self._metrics.reminders.labels(robot, "failed").inc()
+                _log.error(
+                    "schedule.not_sent", schedule=schedule.name, to=dest.peer, error=str(exc)
+                )
+                continue
+            self._metrics.reminders.labels(robot, "scheduled").inc()
+        _log.info("schedule.sent", schedule=schedule.name, targets=len(targets))
+        return "sent"

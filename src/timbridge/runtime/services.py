@@ -294,7 +294,7 @@ class Services:
                 reminders=store.reminders,
             )
             replies = ReplySender(Outbound(tencent), store.history)
-            sender = ReminderSender(settings, store.reminders, replies, metrics)
+            sender = ReminderSender(settings, store.reminders, replies, metrics, models=chain)
             yield cls(
                 settings,
                 session,

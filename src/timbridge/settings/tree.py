@@ -218,6 +218,36 @@ class ToolsSettings(_Section):
     fetch_timeout_s: Annotated[float, Field(gt=0, le=120)] = 10.0
 
 
+class ScheduleSettings(_Section):
+    """A message a robot sends on a schedule: a fixed `text`, or the model's answer to a
+    `prompt` (a daily check-in), to users (`to`) and groups (`groups`), at the times of a cron
+    expression read in the robot's `time_zone`."""
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    cron: str
+    to: tuple[str, ...] = ()
+    groups: tuple[str, ...] = ()
+    text: str | None = Field(default=None, min_length=1, max_length=4000)
+    prompt: str | None = Field(default=None, min_length=1, max_length=4000)
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        from timbridge.settings.cron import valid_cron  # noqa: PLC0415 - croniter only here
+
+        if not valid_cron(value):
+            raise ValueError(f"not a cron expression (minute hour day month weekday): {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _what_and_whom(self) -> ScheduleSettings:
+        if (self.text is None) == (self.prompt is None):
+            raise ValueError("give either text (sent as is) or prompt (the model answers it)")
+        if not self.to and not self.groups:
+            raise ValueError("give the users (to) or the groups (groups) it goes to")
+        return self
+
+
 class RemindersSettings(_Section):
     """Sending what users asked to be reminded of (``/remind``, the ``schedule`` tool)."""
 
@@ -435,6 +465,8 @@ class RobotSettings(_Section):
     handoff: HandoffSettings | None = None
     #: The time zone users' times are read in (``/remind at 9:00``), an IANA name.
     time_zone: str = "UTC"
+    #: Messages the robot sends on a schedule (`[[robots.schedules]]`).
+    schedules: tuple[ScheduleSettings, ...] = ()
     #: Content safety on what users send and what the robot sends (`[robots.safety]`).
     safety: SafetySettings | None = None
     busy_text: str = (
@@ -457,6 +489,14 @@ class RobotSettings(_Section):
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"not an IANA time zone (such as Asia/Shanghai): {value!r}") from None
+        return value
+
+    @field_validator("schedules")
+    @classmethod
+    def _unique_schedules(cls, value: tuple[ScheduleSettings, ...]) -> tuple[ScheduleSettings, ...]:
+        names = [s.name for s in value]
+        if len(set(names)) != len(names):
+            raise ValueError(f"schedule names must differ: {names}")
         return value
 
     @model_validator(mode="after")

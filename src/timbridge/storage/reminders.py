@@ -7,12 +7,13 @@ message carries the same nonce, so Tencent's dedupe drops a double."""
 from __future__ import annotations
 
 import time
+import uuid
 from typing import Literal, NamedTuple
 
 import sqlalchemy as sa
 
-from timbridge.storage.schema import reminders
-from timbridge.storage.sql import Database
+from timbridge.storage.schema import reminders, schedule_runs
+from timbridge.storage.sql import Database, insert_new
 
 __all__ = ["LEASE_S", "Reminder", "Reminders"]
 
@@ -153,3 +154,51 @@ class Reminders:
             .values(state=state, sent_at=time.time())
         )
         await self._database.run("finish reminder", lambda conn: conn.execute(update))
+
+    async def claim_run(
+        self, robot: str, name: str, fire_at: float, *, state: str = "sending"
+    ) -> bool:
+        """Whether this process is the one to send schedule `name`'s message of `fire_at`
+        (True once, for one process, whatever the number of processes asking)."""
+        claimant = uuid.uuid4().hex
+        key = (
+            (schedule_runs.c.robot == robot)
+            & (schedule_runs.c.name == name)
+            & (schedule_runs.c.fire_at == fire_at)
+        )
+
+        def work(conn: sa.Connection) -> bool:
+            row = {
+                "robot": robot,
+                "name": name,
+                "fire_at": fire_at,
+                "claimant": claimant,
+                "state": state,
+                "created_at": time.time(),
+            }
+            insert_new(conn, schedule_runs, [row])
+            return conn.execute(sa.select(schedule_runs.c.claimant).where(key)).scalar() == claimant
+
+        return await self._database.run("claim schedule", work)
+
+    async def ran_before(self, robot: str, name: str) -> bool:
+        """Whether schedule `name` ever fired (or was first seen) in this store."""
+        query = sa.select(sa.func.count()).where(
+            (schedule_runs.c.robot == robot) & (schedule_runs.c.name == name)
+        )
+        found = await self._database.run(
+            "read schedule", lambda conn: conn.execute(query).scalar(), writes=False
+        )
+        return bool(found)
+
+    async def finish_run(self, robot: str, name: str, fire_at: float, state: str) -> None:
+        update = (
+            schedule_runs.update()
+            .where(
+                (schedule_runs.c.robot == robot)
+                & (schedule_runs.c.name == name)
+                & (schedule_runs.c.fire_at == fire_at)
+            )
+            .values(state=state)
+        )
+        await self._database.run("finish schedule", lambda conn: conn.execute(update))

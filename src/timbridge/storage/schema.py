@@ -21,6 +21,7 @@ __all__ = [
     "ratings",
     "reminders",
     "reply_parts",
+    "schedule_runs",
     "tickets",
     "turns",
     "usage",
@@ -165,6 +166,19 @@ reminders = sa.Table(
     sa.UniqueConstraint("identity", "robot", name="uq_reminders_identity"),
     sa.Index("ix_reminders_state_due", "state", "due_at"),
     sa.Index("ix_reminders_conversation", "conversation", "state"),
+)
+
+#: Each time an operator's scheduled message fired (`robots[].schedules`): the one process whose
+#: row this is sends it, so it goes out once however many workers there are.
+schedule_runs = sa.Table(
+    "schedule_runs",
+    _metadata,
+    sa.Column("robot", sa.String(64), primary_key=True),
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("fire_at", sa.Float, primary_key=True),
+    sa.Column("claimant", sa.String(32), nullable=False),
+    sa.Column("state", sa.String(10), nullable=False),  # sending | sent | skipped
+    sa.Column("created_at", sa.Float, nullable=False),
 )
 
 _schema = sa.Table(
