@@ -85,6 +85,12 @@ class Metrics:
             ["robot"],
             registry=r,
         )
+        self.model_cached_tokens = Counter(
+            "timbridge_model_cached_tokens",
+            "Prompt tokens the providers read from their prompt caches",
+            ["profile"],
+            registry=r,
+        )
         self.safety = Counter(
             "timbridge_safety_decisions",
             "Messages a robot's safety rules masked or blocked, by rule and direction",

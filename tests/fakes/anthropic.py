@@ -66,6 +66,8 @@ class FakeAnthropic(VendorFake):
             return await self._call_tools(request, body, calls)
         text = self.reply(body["messages"])
         usage_in = sum(len(_text(m["content"]).split()) for m in body["messages"])
+        read = self.cached(body["messages"], lambda m: len(_text(m["content"]).split()))
+        cache = {"cache_read_input_tokens": read} if self.prompt_cache else {}
         message = {
             "id": "msg_1",
             "type": "message",
@@ -79,14 +81,18 @@ class FakeAnthropic(VendorFake):
                 | {
                     "content": [{"type": "text", "text": text}],
                     "stop_reason": "end_turn",
-                    "usage": {"input_tokens": usage_in, "output_tokens": len(text.split())},
+                    "usage": {
+                        "input_tokens": usage_in - read,
+                        "output_tokens": len(text.split()),
+                        **cache,
+                    },
                 }
             )
         async with SSE(request) as sse:
             start = message | {
                 "content": [],
                 "stop_reason": None,
-                "usage": {"input_tokens": usage_in, "output_tokens": 1},
+                "usage": {"input_tokens": usage_in - read, "output_tokens": 1, **cache},
             }
             await sse.send({"type": "message_start", "message": start}, event="message_start")
             block = {"type": "text", "text": ""}

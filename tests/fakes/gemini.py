@@ -78,6 +78,9 @@ class FakeGemini(VendorFake):
             "candidatesTokenCount": len(text.split()),
             "totalTokenCount": prompt + len(text.split()),
         }
+        if self.prompt_cache:
+            words = lambda c: sum(len(p.get("text", "").split()) for p in c["parts"])  # noqa: E731
+            usage["cachedContentTokenCount"] = self.cached(body["contents"], words)
 
         def response(piece: str, *, last: bool) -> dict[str, Any]:
             parts: list[dict[str, Any]] = [{"text": piece}] if piece else []

@@ -79,11 +79,14 @@ class FakeOpenAI(VendorFake):
             return await self._call_tools(request, body, calls)
         text = self.reply(body["messages"])
         prompt = sum(len(str(m["content"]).split()) for m in body["messages"])
-        usage = {
+        usage: dict[str, Any] = {
             "prompt_tokens": prompt,
             "completion_tokens": len(text.split()),
             "total_tokens": prompt + len(text.split()),
         }
+        if self.prompt_cache:
+            cached = self.cached(body["messages"], lambda m: len(str(m["content"]).split()))
+            usage["prompt_tokens_details"] = {"cached_tokens": cached}
         base = {"id": "chatcmpl-fake", "created": int(time.time()), "model": body["model"]}
         if not body.get("stream"):
             message = {"role": "assistant", "content": text}

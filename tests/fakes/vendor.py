@@ -45,6 +45,10 @@ class VendorFake:
     calls: list[Call] = field(default_factory=list)
     failures: deque[Failure] = field(default_factory=deque)
     hangups: int = 0  # streams the client closed before their end
+    #: Report a prompt cache as the vendors' servers keep one: the longest run of messages
+    #: this request starts with, identical to the previous request's, counts as cached.
+    prompt_cache: bool = False
+    _previous: list[Any] = field(default_factory=list)
 
     @property
     def requests(self) -> list[dict[str, Any]]:
@@ -54,6 +58,18 @@ class VendorFake:
     @property
     def times(self) -> list[float]:
         return [call.at for call in self.calls]
+
+    def cached(self, messages: list[Any], words: Any) -> int:
+        """The tokens (counted as `words(message)`) a prompt cache would have for `messages`."""
+        if not self.prompt_cache:
+            return 0
+        same = 0
+        for before, now in zip(self._previous, messages, strict=False):
+            if before != now:
+                break
+            same += 1
+        self._previous = list(messages)
+        return int(sum(words(m) for m in messages[:same]))
 
     def fail(self, *failures: Failure) -> None:
         self.failures.extend(failures)

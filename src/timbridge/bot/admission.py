@@ -45,6 +45,7 @@ def ledger_entry(
         model=answer.model,
         input_tokens=answer.usage.input_tokens,
         output_tokens=answer.usage.output_tokens,
+        cached_tokens=answer.usage.cached_tokens,
     )
 
 

@@ -56,6 +56,7 @@ class Agent:
             spent = Usage(
                 spent.input_tokens + answer.usage.input_tokens,
                 spent.output_tokens + answer.usage.output_tokens,
+                spent.cached_tokens + answer.usage.cached_tokens,
             )
             if answer.text:
                 said.append(answer.text)

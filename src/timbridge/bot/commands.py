@@ -14,6 +14,7 @@ from timbridge.bot.conversation import Conversation
 from timbridge.bot.reminders import Scheduling, local_time
 from timbridge.bot.replies import ReplySender
 from timbridge.bot.sentences import (
+    CACHE_SHARE_TEXT,
     CANCEL_TEXT,
     COMMANDS,
     COMPACT_TEXT,
@@ -203,6 +204,10 @@ class Commands:
             if conv.kind == "group"
             else None
         )
-        return usage_text(
+        text = usage_text(
             used, robot.tokens_per_user_per_day, group_used, robot.tokens_per_group_per_day
         )
+        prompt, cached = await self._store.cache_share_on(day, conv.robot, sender=conv.sender)
+        if cached:
+            text += CACHE_SHARE_TEXT.format(share=round(100 * cached / max(prompt, 1)))
+        return text

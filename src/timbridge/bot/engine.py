@@ -436,6 +436,8 @@ class Engine:
 
     def _observe(self, answer: Answer) -> None:
         self._metrics.model_answers.labels(answer.profile).inc()
+        if answer.usage.cached_tokens:
+            self._metrics.model_cached_tokens.labels(answer.profile).inc(answer.usage.cached_tokens)
         self._metrics.model_latency.labels(answer.profile).observe(answer.total_s)
         self._metrics.model_first_token.labels(answer.profile).observe(answer.first_token_s)
         _log.info(
@@ -444,6 +446,7 @@ class Engine:
             model=answer.model,
             input_tokens=answer.usage.input_tokens,
             output_tokens=answer.usage.output_tokens,
+            cached_tokens=answer.usage.cached_tokens,
         )
 
     async def _watched(

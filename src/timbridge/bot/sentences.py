@@ -11,6 +11,7 @@ __all__ = [
     "ASKED_REASON",
     "BACK_TEXT",
     "BUDGET_TEXT",
+    "CACHE_SHARE_TEXT",
     "CANCEL_TEXT",
     "CLOSED_POST",
     "COMMANDS",
@@ -122,6 +123,7 @@ BACK_TEXT = (
     "You are back with me, the assistant. How did my colleague do? Reply /rate 1 (poor) to "
     "5 (excellent). How else can I help?"
 )
+CACHE_SHARE_TEXT = " {share} % of what I read came from the model provider's prompt cache."
 RATE_THANKS = "Thank you for your rating ({score}/5)."
 RATE_USAGE = "Please rate from 1 (poor) to 5 (excellent), for example: /rate 4"
 NO_HANDOFF_TEXT = "No person can take over here, I am afraid; I will do my best myself."

@@ -84,8 +84,10 @@ class ModelConfig:
 
 @dataclass(frozen=True, slots=True)
 class Usage:
-    input_tokens: int = 0
+    input_tokens: int = 0  # all of the prompt, cached or not
     output_tokens: int = 0
+    #: Of `input_tokens`, those the provider read from its prompt cache (cheaper).
+    cached_tokens: int = 0
 
 
 @dataclass(frozen=True, slots=True)

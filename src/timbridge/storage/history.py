@@ -49,6 +49,7 @@ class UsageRecord:
     model: str
     input_tokens: int
     output_tokens: int
+    cached_tokens: int = 0  # of input_tokens, read from the provider's prompt cache
 
 
 def utc_day(at: float | None = None) -> str:
@@ -76,6 +77,7 @@ def _usage_row(record: UsageRecord, now: float) -> dict[str, Any]:
         "model": record.model,
         "input_tokens": record.input_tokens,
         "output_tokens": record.output_tokens,
+        "cached_tokens": record.cached_tokens,
         "day": utc_day(now),
         "created_at": now,
     }
@@ -305,6 +307,16 @@ class History:
             await self._run("read usage", lambda conn: conn.execute(query).scalar(), writes=False)
             or 0
         )
+
+    async def cache_share_on(self, day: str, robot: str, *, sender: str) -> tuple[int, int]:
+        """Prompt tokens `robot` spent on `day` for `sender`, and how many came from the
+        providers' prompt caches."""
+        query = sa.select(
+            sa.func.coalesce(sa.func.sum(usage.c.input_tokens), 0),
+            sa.func.coalesce(sa.func.sum(usage.c.cached_tokens), 0),
+        ).where(usage.c.robot == robot, usage.c.day == day, usage.c.sender == sender)
+        row = await self._run("read usage", lambda conn: conn.execute(query).one(), writes=False)
+        return int(row[0]), int(row[1])
 
     # --- reply parts ----------------------------------------------------------------------
 

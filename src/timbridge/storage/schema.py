@@ -2,8 +2,8 @@
 
 Version history: 1 turns and reply parts; 2 the usage ledger; 3 the inbox (accepted messages not
 yet answered); 4 tickets (conversations handed to people), knowledge gaps (questions a base
-could not answer), ratings (what users thought) and reminders. Each version only adds tables, so
-`create_all` is the whole upgrade.
+could not answer), ratings (what users thought) and reminders; 5 the ledger's cached tokens
+(a column: the one change `create_all` cannot make, so `migrate` adds it).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ __all__ = [
     "usage",
 ]
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 _metadata = sa.MetaData()
 
@@ -67,6 +67,8 @@ usage = sa.Table(
     sa.Column("model", sa.String(200), nullable=False),
     sa.Column("input_tokens", sa.Integer, nullable=False),
     sa.Column("output_tokens", sa.Integer, nullable=False),
+    # of input_tokens, read from the provider's prompt cache (version 5)
+    sa.Column("cached_tokens", sa.Integer, nullable=False, server_default="0"),
     sa.Column("day", sa.String(10), nullable=False),  # UTC, YYYY-MM-DD
     sa.Column("created_at", sa.Float, nullable=False),
     sa.UniqueConstraint("identity", "robot", "purpose", name="uq_usage_identity"),
@@ -193,6 +195,12 @@ def migrate(conn: sa.Connection) -> None:
     migration_lock(conn)
     _metadata.create_all(conn)
     found = conn.execute(sa.select(_schema.c.version)).scalar()
+    if found is not None and found < 5:  # the ledger gained cached_tokens
+        columns = {c["name"] for c in sa.inspect(conn).get_columns("usage")}
+        if "cached_tokens" not in columns:
+            conn.execute(
+                sa.text("ALTER TABLE usage ADD COLUMN cached_tokens INTEGER NOT NULL DEFAULT 0")
+            )
     if found is None:
         conn.execute(_schema.insert().values(version=SCHEMA_VERSION))
     elif found < SCHEMA_VERSION:  # create_all added what is new; nothing changes shape

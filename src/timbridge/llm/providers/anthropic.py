@@ -128,13 +128,14 @@ class AnthropicMessages:
                         model=self.config.model,
                     )
                 yield Delta(text=text, tool_calls=calls)
-                yield Delta(usage=Usage(message.usage.input_tokens, message.usage.output_tokens))
+                yield Delta(usage=_usage(message.usage, message.usage.output_tokens))
                 return
             async for delta in self._streamed(request):
                 yield delta
 
     async def _streamed(self, request: dict[str, Any]) -> AsyncGenerator[Delta, None]:
-        input_tokens = output_tokens = 0
+        started: Any = None
+        output_tokens = 0
         finished = False
         assembler = CallAssembler()
         events = await self._client.messages.create(**request, stream=True)
@@ -142,7 +143,7 @@ class AnthropicMessages:
             if event.type == "message_stop":
                 finished = True
             elif event.type == "message_start":
-                input_tokens = event.message.usage.input_tokens
+                started = event.message.usage
             elif event.type == "content_block_start" and event.content_block.type == "tool_use":
                 block = event.content_block
                 assembler.add(event.index, block.id, block.name, "")
@@ -156,4 +157,14 @@ class AnthropicMessages:
             raise cut_stream("anthropic", self.config.model)
         if calls := assembler.calls():
             yield Delta(tool_calls=calls)
-        yield Delta(usage=Usage(input_tokens, output_tokens))
+        yield Delta(usage=_usage(started, output_tokens))
+
+
+def _usage(found: Any, output_tokens: int) -> Usage:
+    """Anthropic counts the prompt in three parts: uncached ``input_tokens``, tokens written
+    to the cache and tokens read from it; the prompt is all three, the cached part the last."""
+    if found is None:
+        return Usage(0, output_tokens)
+    read = int(getattr(found, "cache_read_input_tokens", 0) or 0)
+    written = int(getattr(found, "cache_creation_input_tokens", 0) or 0)
+    return Usage(int(found.input_tokens or 0) + read + written, output_tokens, read)

@@ -234,4 +234,5 @@ def _usage(response: Any) -> Usage | None:
     return Usage(
         input_tokens=int(meta.prompt_token_count or 0),
         output_tokens=int(meta.candidates_token_count or 0),
+        cached_tokens=int(getattr(meta, "cached_content_token_count", 0) or 0),
     )

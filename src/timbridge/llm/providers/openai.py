@@ -292,7 +292,21 @@ def _tool_calls(found: Any) -> tuple[ToolCall, ...]:
 def _usage(found: Any) -> Usage | None:
     if not isinstance(found, dict):
         return None
-    return Usage(int(found.get("prompt_tokens") or 0), int(found.get("completion_tokens") or 0))
+    return Usage(
+        int(found.get("prompt_tokens") or 0),
+        int(found.get("completion_tokens") or 0),
+        cached_tokens(found),
+    )
+
+
+def cached_tokens(usage: Any) -> int:
+    """The cached prompt tokens an OpenAI-style usage object reports: OpenAI's
+    ``prompt_tokens_details.cached_tokens``, or DeepSeek's ``prompt_cache_hit_tokens``."""
+    details = usage.get("prompt_tokens_details") if isinstance(usage, dict) else None
+    found = details.get("cached_tokens") if isinstance(details, dict) else None
+    if found is None and isinstance(usage, dict):
+        found = usage.get("prompt_cache_hit_tokens")
+    return int(found or 0) if isinstance(found, int | float) else 0
 
 
 def _message(body: Any) -> str:

@@ -16,7 +16,7 @@ from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from timbridge.errors import LLMResponseError
 from timbridge.llm.base import ChatMessage, Delta, ModelConfig, Usage, cut_stream
-from timbridge.llm.providers.openai import chat_request, stream_fields
+from timbridge.llm.providers.openai import cached_tokens, chat_request, stream_fields
 from timbridge.llm.providers.sdk import map_sdk_errors, sdk_client
 from timbridge.llm.tools import CallAssembler, ToolSpec
 
@@ -79,7 +79,9 @@ class OpenAISDK:
                 if completion.usage is not None:
                     yield Delta(
                         usage=Usage(
-                            completion.usage.prompt_tokens, completion.usage.completion_tokens
+                            completion.usage.prompt_tokens,
+                            completion.usage.completion_tokens,
+                            cached_tokens(completion.usage.model_dump()),
                         )
                     )
                 return
@@ -106,7 +108,11 @@ class OpenAISDK:
                         yield Delta(tool_calls=calls)
                 if chunk.usage is not None:
                     yield Delta(
-                        usage=Usage(chunk.usage.prompt_tokens, chunk.usage.completion_tokens)
+                        usage=Usage(
+                            chunk.usage.prompt_tokens,
+                            chunk.usage.completion_tokens,
+                            cached_tokens(chunk.usage.model_dump()),
+                        )
                     )
             if not finished:
                 raise cut_stream(self.config.provider, self.config.model)
