@@ -20,10 +20,12 @@ from timbridge.bot.sentences import NO_REMINDERS, REMIND_USAGE, WHEN_UNCLEAR
 from timbridge.bot.when import parse_when
 from timbridge.settings import RobotSettings
 from timbridge.storage import Store
+from timbridge.storage.place import Place
 
 pytestmark = pytest.mark.usefixtures("clean_env")
 
 FAST = {"every_s": 0.1}
+ALICE = Place("@RBT#helper", "c2c:@RBT#helper:alice", "c2c", "alice", "alice", None)
 
 
 def _robots(**extra: Any) -> list[dict[str, Any]]:
@@ -92,16 +94,8 @@ async def test_late_reminders_say_so_and_missed_ones_are_dropped(tmp_path: Path)
     reminders = {**FAST, "grace_s": 600}
     async with running_stack(tmp_path, robots=_robots(), reminders=reminders) as stack:
         store = stack.services.store.reminders
-        common: dict[str, Any] = {
-            "robot": "@RBT#helper",
-            "conversation": "c2c:@RBT#helper:alice",
-            "kind": "c2c",
-            "peer": "alice",
-            "sender": "alice",
-            "topic": None,
-        }
-        await store.add(**common, text="late one", due_at=time.time() - 300, identity="late")
-        await store.add(**common, text="lost one", due_at=time.time() - 900, identity="lost")
+        await store.add(ALICE, text="late one", due_at=time.time() - 300, identity="late")
+        await store.add(ALICE, text="lost one", due_at=time.time() - 900, identity="lost")
         await stack.emu.wait_until(lambda: _reminded(stack, "late one") or None, limit_s=10)
         await asyncio.sleep(0.5)
         metrics = stack.services.metrics.reminders
@@ -145,15 +139,7 @@ async def test_two_deployments_workers_on_one_postgresql_send_each_reminder_once
         due = time.time() + 1.0
         for n in range(20):
             await first.services.store.reminders.add(
-                robot="@RBT#helper",
-                conversation="c2c:@RBT#helper:alice",
-                kind="c2c",
-                peer="alice",
-                sender="alice",
-                topic=None,
-                text=f"number {n:02d}",
-                due_at=due,
-                identity=f"bulk-{n}",
+                ALICE, text=f"number {n:02d}", due_at=due, identity=f"bulk-{n}"
             )
         await emu.wait_until(lambda: len(_reminded(first, "number")) >= 20 or None, limit_s=15)
         await asyncio.sleep(0.5)

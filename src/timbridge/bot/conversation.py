@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from timbridge.protocol.callbacks import C2CAfterSendEvent, C2CMessageEvent, MessageEvent
+from timbridge.storage.place import Place
 from timbridge.tencent.outbound import Destination
 
 __all__ = ["Conversation", "MessageEvent"]
@@ -31,6 +32,10 @@ class Conversation:
         if self.topic:
             key += f":{self.topic}"
         return f"{key}:{self.sender}" if self.member_scoped else key
+
+    def place(self) -> Place:
+        """Where it lives, as tickets and reminders keep it."""
+        return Place(self.robot, self.key, self.kind, self.peer, self.sender, self.topic)
 
     @property
     def destination(self) -> Destination:

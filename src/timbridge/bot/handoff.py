@@ -227,16 +227,7 @@ class Handoff:
             await self._store.add_turns(
                 conv.key, job.identity, [Turn("user", said, count_tokens(said))]
             )
-        ticket, new = await self._tickets.open(
-            robot=conv.robot,
-            conversation=conv.key,
-            kind=conv.kind,
-            peer=conv.peer,
-            sender=conv.sender,
-            topic=conv.topic,
-            reason=reason,
-            identity=job.identity,
-        )
+        ticket, new = await self._tickets.open(conv.place(), reason=reason, identity=job.identity)
         if new:
             _log.info("ticket.opened", ticket=ticket.number, reason=reason)
             robot = self._robots[conv.robot]

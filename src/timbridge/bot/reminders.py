@@ -79,15 +79,7 @@ class Scheduling:
                 f"You have {len(pending)} reminders already; cancel one with /reminders cancel N."
             )
         return await self._reminders.add(
-            robot=conv.robot,
-            conversation=conv.key,
-            kind=conv.kind,
-            peer=conv.peer,
-            sender=conv.sender,
-            topic=conv.topic,
-            text=body,
-            due_at=due.timestamp(),
-            identity=identity,
+            conv.place(), text=body, due_at=due.timestamp(), identity=identity
         )
 
     async def pending(self, conv: Conversation) -> list[Reminder]:

@@ -12,6 +12,7 @@ from typing import Literal, NamedTuple
 
 import sqlalchemy as sa
 
+from timbridge.storage.place import Place
 from timbridge.storage.schema import reminders, schedule_runs
 from timbridge.storage.sql import Database, insert_new
 
@@ -44,33 +45,17 @@ class Reminders:
     def __init__(self, database: Database) -> None:
         self._database = database
 
-    async def add(
-        self,
-        *,
-        robot: str,
-        conversation: str,
-        kind: Literal["c2c", "group"],
-        peer: str,
-        sender: str,
-        topic: str | None,
-        text: str,
-        due_at: float,
-        identity: str,
-    ) -> Reminder:
-        """Keep a reminder (the same `identity` again: the one kept before)."""
+    async def add(self, place: Place, *, text: str, due_at: float, identity: str) -> Reminder:
+        """Keep a reminder to send into `place` (the same `identity` again: the one kept
+        before)."""
 
         def work(conn: sa.Connection) -> Reminder:
-            mine = (reminders.c.identity == identity) & (reminders.c.robot == robot)
+            mine = (reminders.c.identity == identity) & (reminders.c.robot == place.robot)
             found = conn.execute(sa.select(*_COLUMNS).where(mine)).first()
             if found is None:
                 conn.execute(
                     reminders.insert().values(
-                        robot=robot,
-                        conversation=conversation,
-                        kind=kind,
-                        peer=peer,
-                        sender=sender,
-                        topic=topic,
+                        **place.row(),
                         text=text[:2000],
                         due_at=due_at,
                         state="pending",

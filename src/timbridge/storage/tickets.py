@@ -10,6 +10,7 @@ from typing import Literal, NamedTuple
 
 import sqlalchemy as sa
 
+from timbridge.storage.place import Place
 from timbridge.storage.schema import tickets
 from timbridge.storage.sql import Database
 
@@ -43,21 +44,11 @@ class Tickets:
     def __init__(self, database: Database) -> None:
         self._database = database
 
-    async def open(
-        self,
-        *,
-        robot: str,
-        conversation: str,
-        kind: Literal["c2c", "group"],
-        peer: str,
-        sender: str,
-        topic: str | None,
-        reason: str,
-        identity: str,
-    ) -> tuple[Ticket, bool]:
+    async def open(self, place: Place, *, reason: str, identity: str) -> tuple[Ticket, bool]:
         """The conversation's open ticket, opened now unless there is one; and whether it is
         new. The same `identity` (a job run again) finds the ticket it opened."""
         now = time.time()
+        robot, conversation = place.robot, place.conversation
 
         def work(conn: sa.Connection) -> tuple[Ticket, bool]:
             found = conn.execute(
@@ -73,12 +64,7 @@ class Tickets:
                 return Ticket._make(found), False
             conn.execute(
                 tickets.insert().values(
-                    robot=robot,
-                    conversation=conversation,
-                    kind=kind,
-                    peer=peer,
-                    sender=sender,
-                    topic=topic,
+                    **place.row(),
                     reason=reason[:500],
                     state="open",
                     opened_at=now,
