@@ -23,7 +23,12 @@ pytestmark = pytest.mark.usefixtures("clean_env")
 
 @asynccontextmanager
 async def anthropic_stack(
-    tmp: Path, fake: FakeAnthropic, *, stream: bool = True, fallback: bool = False
+    tmp: Path,
+    fake: FakeAnthropic,
+    *,
+    stream: bool = True,
+    fallback: bool = False,
+    cache_prompts: bool = True,
 ) -> AsyncIterator[Stack]:
     server = TestServer(fake.app(), host="127.0.0.1", port=0)
     await server.start_server()
@@ -41,6 +46,7 @@ async def anthropic_stack(
                 "retries": 1,
                 "api_key_env": "FAKE_ANTHROPIC_KEY",
                 "fallback": ["backup"] if fallback else [],
+                "cache_prompts": cache_prompts,
             },
             "backup": {"provider": "openai", "model": "gpt-test", "base_url": openai_url},
         }
@@ -65,12 +71,19 @@ async def test_anthropic_answers_with_system_and_history(
         reply = await stack.emu.wait_message(from_="@RBT#helper", to="alice", after=mark)
         assert reply.text == "claude: second"
         request = fake.requests[-1]
-        assert request["system"] == "You are Helper."
+        # prompt-cache breakpoints after the system prompt and after the newest turn
+        cached = {"type": "ephemeral"}
+        assert request["system"] == [
+            {"type": "text", "text": "You are Helper.", "cache_control": cached}
+        ]
         assert request["max_tokens"] == 1024
         assert request["messages"] == [
             {"role": "user", "content": "first"},
             {"role": "assistant", "content": "claude: first"},
-            {"role": "user", "content": "second"},
+            {
+                "role": "user",
+                "content": [{"type": "text", "text": "second", "cache_control": cached}],
+            },
         ]
         headers = fake.calls[-1].headers
         # the SDK owns the header: x-api-key, or (SDK 2.x) a bearer token
@@ -132,3 +145,15 @@ def test_to_anthropic_shapes_roles() -> None:
     )
     assert system == "persona"
     assert turns == [{"role": "user", "content": "a\n\nb"}, {"role": "assistant", "content": "c"}]
+
+
+async def test_cache_breakpoints_can_be_switched_off_for_endpoints_that_refuse_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAKE_ANTHROPIC_KEY", "sk-ant-test")
+    fake = FakeAnthropic()
+    async with anthropic_stack(tmp_path, fake, cache_prompts=False) as stack:
+        stack.emu.user_send("alice", "@RBT#helper", "hello")
+        await stack.emu.wait_message(from_="@RBT#helper", to="alice")
+    assert fake.requests[-1]["system"] == "You are Helper."
+    assert fake.requests[-1]["messages"] == [{"role": "user", "content": "hello"}]

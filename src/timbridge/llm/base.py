@@ -76,6 +76,7 @@ class ModelConfig:
     max_tokens: int | None = None
     provider: str = "openai"  # the provider's name in the table, for logs and metrics
     max_connections: int = 1000
+    cache_prompts: bool = True  # set prompt-cache breakpoints where the API takes them
 
     @property
     def name(self) -> str:

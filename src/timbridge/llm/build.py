@@ -53,6 +53,7 @@ def build_model(name: str, profile: ModelProfile, *, max_connections: int = 1000
         max_tokens=profile.max_tokens,
         provider=profile.provider,
         max_connections=max_connections,
+        cache_prompts=profile.cache_prompts,
     )
     if provider.family == "openai":
         return (OpenAISDK if profile.client == "sdk" else OpenAICompatible)(config)

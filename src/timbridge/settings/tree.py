@@ -403,6 +403,9 @@ class ModelProfile(_Section):
     api_key_env: str | None = None
     timeout_s: Annotated[float, Field(gt=0)] = 60.0
     stream: bool = True
+    #: Anthropic: mark the stable prefix (the system prompt, the conversation so far) for the
+    #: provider's prompt cache, which bills the cached part at a tenth of the price.
+    cache_prompts: bool = True
     max_tokens: Annotated[int, Field(gt=0)] | None = None
     #: The longest answer kept, in characters: the rest is not read, and the answer ends with a
     #: note saying it was cut. The default (about 8 000 tokens) takes 3 messages of Tencent's

@@ -79,6 +79,25 @@ def to_anthropic(messages: Sequence[ChatMessage]) -> tuple[str, list[dict[str, A
     return system, turns
 
 
+_EPHEMERAL = {"type": "ephemeral"}
+
+
+def _cache_breakpoints(request: dict[str, Any]) -> None:
+    """Two of the four prompt-cache breakpoints Anthropic allows: after the system prompt, and
+    after the newest turn, so that the next request of the conversation, which starts with all
+    of this one, reads it from the cache. A prefix under the model's minimum (1 024 tokens for
+    most) is simply not cached, at no cost."""
+    if system := request.get("system"):
+        request["system"] = [{"type": "text", "text": system, "cache_control": _EPHEMERAL}]
+    turns = request["messages"]
+    if turns:
+        last = turns[-1]
+        blocks = [dict(block) for block in _as_blocks(last["content"])]
+        if blocks:
+            blocks[-1]["cache_control"] = _EPHEMERAL
+            turns[-1] = {**last, "content": blocks}
+
+
 class AnthropicMessages:
     """A `ChatModel` for Anthropic's Messages API (or a compatible endpoint)."""
 
@@ -107,6 +126,8 @@ class AnthropicMessages:
         }
         if system:
             request["system"] = system
+        if self.config.cache_prompts:
+            _cache_breakpoints(request)
         if tools:
             request["tools"] = [
                 {"name": t.name, "description": t.description, "input_schema": dict(t.parameters)}
