@@ -16,6 +16,8 @@ from aiohttp.test_utils import TestServer
 from pydantic import SecretStr
 
 from tests.conftest import FAST_RETRY
+from tests.fakes.anthropic import FakeAnthropic
+from tests.fakes.gemini import FakeGemini
 from tests.fakes.openai import FakeOpenAI
 from timbridge.emulator import Emulator, EmulatorConfig
 from timbridge.emulator.world import Change
@@ -86,6 +88,25 @@ def stack_settings(
         robots=robots,
         **overrides,
     )
+
+
+@asynccontextmanager
+async def vendor_models(
+    fake: FakeAnthropic | FakeGemini, provider: str, *, key_env: str, **options: Any
+) -> AsyncIterator[dict[str, Any]]:
+    """`models` settings whose default profile is `fake` (a vendor SDK's fake server, served on
+    loopback until the block ends), the key read from `key_env`."""
+    from tests.processes import loopback
+
+    async with loopback(fake.app()) as (server,):
+        profile = {
+            "provider": provider,
+            "model": f"{provider}-test",
+            "base_url": str(server.make_url("")).rstrip("/"),
+            "api_key_env": key_env,
+            **options,
+        }
+        yield {"default": profile}
 
 
 def every_text(emu: Emulator, account: str) -> list[str]:

@@ -11,12 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestServer
 
 from tests.fakes.anthropic import FakeAnthropic
 from tests.fakes.gemini import FakeGemini
 from tests.fakes.openai import FakeOpenAI
-from tests.stack import running_stack
+from tests.stack import running_stack, vendor_models
 
 pytestmark = pytest.mark.usefixtures("clean_env")
 
@@ -68,20 +67,8 @@ async def test_anthropic_and_gemini_cached_tokens_reach_the_ledger(
         if vendor == "anthropic"
         else FakeGemini(reply=lambda contents: "a short answer", prompt_cache=True)
     )
-    server = TestServer(fake.app(), host="127.0.0.1", port=0)
-    await server.start_server()
-    models = {
-        "default": {
-            "provider": vendor,
-            "model": f"{vendor}-test",
-            "base_url": str(server.make_url("")).rstrip("/"),
-            "api_key_env": "FAKE_VENDOR_KEY",
-        }
-    }
-    try:
+    async with vendor_models(fake, vendor, key_env="FAKE_VENDOR_KEY") as models:
         usage, counted = await _converse(tmp_path, models=models)
-    finally:
-        await server.close()
     assert _share(usage) > 70 and counted > 0
 
 

@@ -16,12 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestServer
 
 from tests.fakes.anthropic import FakeAnthropic
 from tests.fakes.gemini import FakeGemini
 from tests.fakes.openai import FakeOpenAI
-from tests.stack import Stack, running_stack
+from tests.stack import Stack, running_stack, vendor_models
 from timbridge.bot.sentences import INTERRUPTED
 from timbridge.emulator.faults import Fault
 from timbridge.emulator.world import Change, ChangeKind, Message
@@ -60,21 +59,11 @@ async def _stack(tmp: Path, provider: str, mode: str, llm: FakeOpenAI) -> AsyncI
         if provider == "anthropic"
         else FakeGemini(reply=lambda contents: ANSWER)
     )
-    server = TestServer(fake.app(), host="127.0.0.1", port=0)
-    await server.start_server()
-    models = {
-        "default": {
-            "provider": provider,
-            "model": f"{provider}-test",
-            "base_url": str(server.make_url("")).rstrip("/"),
-            "api_key_env": "FAKE_VENDOR_KEY",
-        }
-    }
-    try:
-        async with running_stack(tmp, llm=llm, models=models, robots=_robots(mode)) as stack:
-            yield stack
-    finally:
-        await server.close()
+    async with (
+        vendor_models(fake, provider, key_env="FAKE_VENDOR_KEY") as models,
+        running_stack(tmp, llm=llm, models=models, robots=_robots(mode)) as stack,
+    ):
+        yield stack
 
 
 def _visible(messages: list[Message], *, group: bool = False) -> list[str]:

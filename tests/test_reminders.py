@@ -123,14 +123,19 @@ async def test_the_model_sets_a_reminder_with_the_schedule_tool(tmp_path: Path) 
     assert _reminded(stack, "drink") == ["Reminder: drink some water"]
 
 
-async def test_two_deployments_workers_on_one_postgresql_send_each_reminder_once(
-    tmp_path: Path, postgres_url: str, redis_url: str, redis_prefix: str
-) -> None:
-    scale: dict[str, Any] = {
+@pytest.fixture
+def scale(postgres_url: str, redis_url: str, redis_prefix: str) -> dict[str, Any]:
+    """Settings of the scale-out deployment: PostgreSQL, Redis, and a quick reminder loop."""
+    return {
         "store": {"url": postgres_url},
         "coordination": {"url": redis_url, "prefix": redis_prefix},
         "reminders": {"every_s": 0.05},
     }
+
+
+async def test_two_deployments_workers_on_one_postgresql_send_each_reminder_once(
+    tmp_path: Path, scale: dict[str, Any]
+) -> None:
     emu = stack_emulator()
     async with (
         running_stack(tmp_path / "a", emu=emu, robots=_robots(), **scale) as first,
@@ -225,14 +230,11 @@ async def test_a_new_schedule_does_not_send_for_the_time_before_it_existed(
 
 
 async def test_two_deployments_send_a_scheduled_message_once(
-    tmp_path: Path, postgres_url: str, redis_url: str, redis_prefix: str
+    tmp_path: Path, scale: dict[str, Any]
 ) -> None:
-    scale: dict[str, Any] = {
-        "store": {"url": postgres_url},
-        "coordination": {"url": redis_url, "prefix": redis_prefix},
-        "reminders": {"every_s": 0.05},
-    }
-    store = await Store.open(postgres_url)  # as if it had run an hour ago, before either starts
+    store = await Store.open(
+        scale["store"]["url"]
+    )  # as if it had run an hour ago, before either starts
     try:
         await store.reminders.claim_run("@RBT#helper", "checkin", time.time() - 3600)
     finally:

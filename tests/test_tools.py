@@ -16,8 +16,7 @@ import pytest
 from tests.fakes.anthropic import FakeAnthropic
 from tests.fakes.gemini import FakeGemini
 from tests.fakes.openai import Call, FakeOpenAI
-from tests.processes import loopback
-from tests.stack import Stack, every_text, running_stack
+from tests.stack import Stack, every_text, running_stack, vendor_models
 from timbridge.bot.sentences import LOOKING_UP, STEPS_SPENT
 from timbridge.errors import ConfigError
 from timbridge.llm.tools import ToolCall, ToolSpec
@@ -106,17 +105,11 @@ async def vendor_stack(
     tmp: Path, fake: FakeAnthropic | FakeGemini, provider: str, **options: Any
 ) -> AsyncIterator[Stack]:
     """The stack with the robot's model on `fake`, a vendor SDK's fake server (key: FAKE_KEY)."""
-    async with loopback(fake.app()) as (server,):
-        profile = {
-            "provider": provider,
-            "model": f"{provider}-test",
-            "base_url": str(server.make_url("")).rstrip("/"),
-            "retries": 0,
-            "api_key_env": "FAKE_KEY",
-            **options,
-        }
-        async with running_stack(tmp, models={"default": profile}, robots=ROBOT) as stack:
-            yield stack
+    async with (
+        vendor_models(fake, provider, key_env="FAKE_KEY", retries=0, **options) as models,
+        running_stack(tmp, models=models, robots=ROBOT) as stack,
+    ):
+        yield stack
 
 
 @pytest.mark.parametrize("stream", [True, False])

@@ -32,7 +32,7 @@ from timbridge.errors import LLMError, StorageError, TencentError
 from timbridge.llm.base import ChatMessage
 from timbridge.llm.chain import ModelChain
 from timbridge.metrics import Metrics
-from timbridge.settings import ScheduleSettings, Settings
+from timbridge.settings import RobotSettings, ScheduleSettings, Settings
 from timbridge.settings.cron import previous_fire
 from timbridge.storage.reminders import Reminder, Reminders
 from timbridge.tencent.outbound import Destination, Part
@@ -185,12 +185,14 @@ class ReminderSender:
                 elif now - fire <= self._grace and await self._reminders.claim_run(
                     robot.id, schedule.name, fire
                 ):
-                    state = await self._send_scheduled(robot.id, schedule, fire)
+                    state = await self._send_scheduled(robot, schedule, fire)
                     await self._reminders.finish_run(robot.id, schedule.name, fire, state)
                 self._fired[key] = fire
 
-    async def _send_scheduled(self, robot: str, schedule: ScheduleSettings, fire: float) -> str:
-        settings = next(r for r in self._settings.robots if r.id == robot)
+    async def _send_scheduled(
+        self, settings: RobotSettings, schedule: ScheduleSettings, fire: float
+    ) -> str:
+        robot = settings.id
         text = schedule.text or ""
         if schedule.prompt is not None:
             if self._models is None:
