@@ -109,6 +109,18 @@ class Metrics:
             ["robot", "outcome"],
             registry=r,
         )
+        self.memory_facts = Counter(
+            "timbridge_memory_facts",
+            "Long-term memory's facts by what happened: added, updated (replaced), forgotten",
+            ["robot", "outcome"],
+            registry=r,
+        )
+        self.memory_extractions = Counter(
+            "timbridge_memory_extractions",
+            "Batches of messages the model read for facts: read, failed (read again later)",
+            ["robot", "outcome"],
+            registry=r,
+        )
         self.stopped = Counter(
             "timbridge_stopped_answers",
             "Answers stopped: their question was recalled, or its sender wrote /cancel",

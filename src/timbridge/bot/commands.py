@@ -1,5 +1,5 @@
 """Chat commands a user can send a robot (``/help``, ``/reset``, ``/compact``, ``/usage``,
-``/cancel``, ``/human``, ``/rate``, ``/remind``, ``/reminders``):
+``/cancel``, ``/human``, ``/rate``, ``/remind``, ``/reminders``, ``/memory``, ``/forget``):
 how a message is recognised as one, and what each does. Their texts are in `bot.sentences`."""
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import structlog
 
 from timbridge.bot.cancels import Cancels
 from timbridge.bot.conversation import Conversation
+from timbridge.bot.memory import LongMemory
 from timbridge.bot.reminders import Scheduling, local_time
 from timbridge.bot.replies import ReplySender
 from timbridge.bot.sentences import (
@@ -18,12 +19,21 @@ from timbridge.bot.sentences import (
     CANCEL_TEXT,
     COMMANDS,
     COMPACT_TEXT,
+    FORGET_USAGE,
+    FORGOTTEN,
+    FORGOTTEN_ALL,
+    FORGOTTEN_HISTORY,
     HELP_TEXT,
+    MEMORY_FOOTER,
+    MEMORY_LINE,
+    MEMORY_OFF,
     NO_HANDOFF_TEXT,
     NO_REMINDERS,
     NO_SUCH_REMINDER,
+    NOTHING_REMEMBERED,
     NOTHING_TO_CANCEL_TEXT,
     NOTHING_TO_COMPACT_TEXT,
+    NOTHING_TO_FORGET,
     RATE_THANKS,
     RATE_USAGE,
     REMIND_USAGE,
@@ -108,6 +118,7 @@ class Commands:
         ratings: Ratings | None = None,
         tickets: Tickets | None = None,
         scheduling: Scheduling | None = None,
+        memory: LongMemory | None = None,
     ) -> None:
         self._robots = {r.id: r for r in settings.robots}
         self._store = store
@@ -118,6 +129,7 @@ class Commands:
         self._ratings = ratings
         self._tickets = tickets
         self._scheduling = scheduling
+        self._memory = memory
 
     async def run(self, job: Job, conv: Conversation, command: Command) -> None:
         if command.name == "/reset":
@@ -135,6 +147,10 @@ class Commands:
             reply = await self._remind(job, conv, command.argument)
         elif command.name == "/reminders":
             reply = await self._reminders(conv, command.argument)
+        elif command.name == "/memory":
+            reply = await self._recalled(conv)
+        elif command.name == "/forget":
+            reply = await self._forget(conv, command.argument)
         elif command.name == "/rate":
             reply = await self._rate(job, conv, command.argument)
         elif command.name == "/human":  # (a robot with a handoff takes it before this)
@@ -171,6 +187,43 @@ class Commands:
             REMINDER_LINE.format(number=r.id, when=local_time(r.due_at, zone), text=r.text)
             for r in pending
         )
+
+    def _remembers(self, conv: Conversation) -> LongMemory | None:
+        memory = self._memory
+        return memory if memory is not None and conv.robot in memory else None
+
+    async def _recalled(self, conv: Conversation) -> str:
+        """``/memory``: what the robot remembers about the sender here, numbered."""
+        memory = self._remembers(conv)
+        if memory is None:
+            return MEMORY_OFF
+        known = await memory.known(conv)
+        if not known:
+            return NOTHING_REMEMBERED
+        lines = (MEMORY_LINE.format(number=n, text=f.text) for n, f in enumerate(known, 1))
+        return "\n".join(lines) + MEMORY_FOOTER
+
+    async def _forget(self, conv: Conversation, argument: str) -> str:
+        """``/forget N|words|all``. All is everything the robot knows about the sender, in
+        every chat, and in a private chat the conversation too: nothing they said is left to
+        be learned again."""
+        memory = self._remembers(conv)
+        if memory is None:
+            return MEMORY_OFF
+        if not argument:
+            return FORGET_USAGE
+        if argument.lower() in ("all", "everything"):
+            count = await memory.forget_user(conv)
+            history = ""
+            if conv.kind == "c2c":
+                await self._store.reset(conv.key)
+                history = FORGOTTEN_HISTORY
+            _log.info("command.forget_all", facts=count)
+            return FORGOTTEN_ALL.format(count=count, history=history)
+        gone = await memory.forget(conv, argument)
+        if not gone:
+            return NOTHING_TO_FORGET.format(what=argument)
+        return FORGOTTEN.format(what="; ".join(gone))
 
     async def _rate(self, job: Job, conv: Conversation, argument: str) -> str:
         """Keep a rating of 1 to 5 (of the ticket closed in the last day, if there is one)."""

@@ -1,7 +1,9 @@
-"""The context sent to a model: persona first (stable, cache-friendly), then the knowledge
-passages retrieved for this message, then the stored summary of older turns, then the newest
-history that fits the token budget, then the new message. Its cost does not grow with the
-history: only the newest turns are loaded, and token counts were stored with each turn.
+"""The context sent to a model, stable parts first so that providers' prompt caches keep the
+prefix: the persona, what is remembered about the user (long-term memory, oldest fact first),
+then the knowledge passages retrieved for this message, then the stored summary of older turns,
+then the newest history that fits the token budget, then the new message. Its cost does not
+grow with the history: only the newest turns are loaded, and token counts were stored with each
+turn.
 """
 
 from __future__ import annotations
@@ -61,15 +63,20 @@ def build_context(
     budget: int,
     answer_tokens: int | None,
     knowledge: Sequence[Hit] = (),
+    facts: ChatMessage | None = None,
 ) -> tuple[list[ChatMessage], int]:
-    """Persona, the knowledge passages, the conversation's summary, as much recent history as
-    fits `budget`, and `message`; with how many uncovered turns did not fit (time to compact).
+    """Persona, the remembered facts, the knowledge passages, the conversation's summary, as
+    much recent history as fits `budget`, and `message`; with how many uncovered turns did not
+    fit (time to compact).
     """
     passages = knowledge_message(knowledge)
     summary, recent = split_summary(history)
     left = budget - count_tokens(persona) - count_tokens(message)
     left -= answer_tokens if answer_tokens is not None else ANSWER_RESERVE
     head = [ChatMessage("system", persona)]
+    if facts is not None:
+        left -= count_tokens(facts.content)
+        head.append(facts)
     if passages is not None:
         left -= count_tokens(passages.content)
         head.append(passages)

@@ -1,8 +1,9 @@
 """The engine: answers one job (one robot, one inbound message), start to finish.
 
-command? ▸ build context (persona + history within the budget) ▸ model chain ▸ store both turns
-▸ send the reply as the robot. A job that is run again (redelivery, restart) finds its stored
-reply and the parts already sent, and sends only what is missing.
+command? ▸ build context (persona, remembered facts, knowledge, history within the budget) ▸
+model chain ▸ store both turns ▸ send the reply as the robot ▸ read the conversation for facts
+(long-term memory) and fold an overgrown history. A job that is run again (redelivery, restart)
+finds its stored reply and the parts already sent, and sends only what is missing.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from timbridge.bot.conversation import Conversation
 from timbridge.bot.handoff import Handoff
 from timbridge.bot.live import LiveReply
 from timbridge.bot.media import MediaFetcher, image_urls
+from timbridge.bot.memory import LongMemory, Notebook
 from timbridge.bot.reminders import Scheduling, local_time
 from timbridge.bot.replies import ReplySender
 from timbridge.bot.screening import Screen
@@ -33,6 +35,7 @@ from timbridge.bot.sentences import (
     IMAGE_FAILED,
     INTERRUPTED,
     LOOKING_UP,
+    REMEMBERED,
     STOPPED,
     STORE_FAILED,
     TEXT_ONLY,
@@ -64,6 +67,7 @@ from timbridge.storage.ratings import Ratings
 from timbridge.storage.reminders import Reminders
 from timbridge.storage.tickets import Tickets
 from timbridge.tools.handoff import REQUESTS
+from timbridge.tools.memory import NOTEBOOK
 from timbridge.tools.schedule import SCHEDULER
 from timbridge.tools.toolbox import Toolbox
 
@@ -104,6 +108,7 @@ class Engine:
         gaps: Gaps | None = None,
         ratings: Ratings | None = None,
         reminders: Reminders | None = None,
+        memory: LongMemory | None = None,
     ) -> None:
         self._settings = settings
         self._robots = {r.id: r for r in settings.robots}
@@ -118,6 +123,7 @@ class Engine:
         self._screen = screen or Screen(settings, None, metrics)
         self._gaps = gaps
         self._scheduling = Scheduling(settings, reminders) if reminders is not None else None
+        self._memory = memory
         self._agent = Agent(models, max_steps=settings.tools.max_steps)
         self._admission = Admission(settings, store, coordination, replies, metrics)
         self._bursts = Bursts(settings, coordination)
@@ -133,6 +139,7 @@ class Engine:
             ratings=ratings,
             tickets=tickets,
             scheduling=self._scheduling,
+            memory=memory,
         )
         self._handoff = (
             Handoff(settings, store, tickets, replies, coordination, summaries=self._summaries)
@@ -290,11 +297,19 @@ class Engine:
             await self._replies.send(conv, job.identity, stored, resuming=True)
             return
         started = time.monotonic()
+        profile = self._settings.models[robot.model]
+        memory = self._memory if self._memory is not None and robot.id in self._memory else None
+        facts = None
+        if memory is not None:
+            kept = await memory.said(conv, text)
+            if kept is not None and profile.provider == "offline":  # nothing else to answer
+                await self._noted(job, conv, said, REMEMBERED.format(fact=kept))
+                return
+            facts = await memory.recall(conv, text)
         history = await self._store.recent_turns(conv.key)
         searches = "knowledge_search" in robot.tools and robot.id in self._toolboxes
         hits = [] if searches else await self._retrieve(conv.robot, text)  # else the model asks
         kb_used = not searches and conv.robot in self._knowledge
-        profile = self._settings.models[robot.model]
         messages, dropped = build_context(
             robot.persona,
             history,
@@ -302,20 +317,15 @@ class Engine:
             budget=profile.context_tokens,
             answer_tokens=profile.max_tokens,
             knowledge=hits,
+            facts=facts,
         )
         if images:  # the current message carries them; history keeps "[image]"
             messages[-1] = ChatMessage("user", messages[-1].content, images=images)
-        screen = (
-            functools.partial(self._screen.growing, robot.id) if robot.id in self._screen else None
-        )
-        live = (
-            LiveReply(self._replies, conv, job.identity, robot.reply_mode, screen=screen)
-            if robot.reply_mode != "off"
-            else None
-        )
+        live = self._live(job, conv)
         handoffs: list[str] = []  # the reasons of the model's handoff calls, if it makes any
         handing = REQUESTS.set(handoffs)
         scheduling = SCHEDULER.set(functools.partial(self._schedule, conv, job, [0]))
+        noting = NOTEBOOK.set(Notebook(memory, conv) if memory is not None else None)
         async with self._replies.typing(conv):
             try:
                 asked = await self._watched(job, conv, robot.model, messages, live)
@@ -325,6 +335,7 @@ class Engine:
             finally:
                 REQUESTS.reset(handing)
                 SCHEDULER.reset(scheduling)
+                NOTEBOOK.reset(noting)
         if isinstance(asked, Stop):
             await self._stopped(job, conv, said, live, asked)
             return
@@ -336,11 +347,39 @@ class Engine:
         if kb_used:
             self._note_gap(conv.robot, text, answer.text, found=bool(hits))
         await self._maybe_hand_off(job, conv, handoffs, searched=kb_used, found=bool(hits))
-        if dropped and profile.provider != "offline":  # history outgrew the budget: fold it
-            try:
+        await self._afterwards(conv, memory, overflowing=bool(dropped))
+
+    def _live(self, job: Job, conv: Conversation) -> LiveReply | None:
+        """The live reply the answer is shown in, for a robot with a live reply mode."""
+        robot = self._robots[conv.robot]
+        if robot.reply_mode == "off":
+            return None
+        screen = (
+            functools.partial(self._screen.growing, robot.id) if robot.id in self._screen else None
+        )
+        return LiveReply(self._replies, conv, job.identity, robot.reply_mode, screen=screen)
+
+    async def _afterwards(
+        self, conv: Conversation, memory: LongMemory | None, *, overflowing: bool
+    ) -> None:
+        """Once the reply is out: read the new messages for facts (long-term memory; before
+        anything is folded out of sight), and fold a history that outgrew the budget."""
+        try:
+            if memory is not None:
+                await memory.read(conv, overflowing=overflowing)
+            if overflowing and conv.robot not in self._summaries.offline:
                 await self._summaries.compact(conv, keep=4)
-            except StorageError as exc:  # the reply is out; the next answer tries again
-                _log.error("compact.not_kept", error=str(exc))
+        except StorageError as exc:  # the reply is out; the next answer tries again
+            _log.error("afterwards.not_kept", error=str(exc))
+
+    async def _noted(self, job: Job, conv: Conversation, said: str, reply: str) -> None:
+        """Keep the exchange and send `reply` (the robot answered without its model)."""
+        await self._store.add_turns(
+            conv.key,
+            job.identity,
+            [Turn("user", said, count_tokens(said)), Turn("assistant", reply, count_tokens(reply))],
+        )
+        await self._replies.send(conv, job.identity, reply)
 
     async def _deliver(
         self,

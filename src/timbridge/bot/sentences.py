@@ -19,6 +19,10 @@ __all__ = [
     "COMPATIBLE_TEXT",
     "DESK_HANDOFF_TEXT",
     "EMPTY_TEXT",
+    "FORGET_USAGE",
+    "FORGOTTEN",
+    "FORGOTTEN_ALL",
+    "FORGOTTEN_HISTORY",
     "HANDOFF_TEXT",
     "HELP_TEXT",
     "IMAGE_FAILED",
@@ -26,9 +30,14 @@ __all__ = [
     "LATE_REMINDER",
     "LIMIT_TEXT",
     "LOOKING_UP",
+    "MEMORY_FOOTER",
+    "MEMORY_LINE",
+    "MEMORY_OFF",
     "MISSES_REASON",
+    "NOTHING_REMEMBERED",
     "NOTHING_TO_CANCEL_TEXT",
     "NOTHING_TO_COMPACT_TEXT",
+    "NOTHING_TO_FORGET",
     "NO_AGENT_TEXT",
     "NO_HANDOFF_TEXT",
     "NO_REMINDERS",
@@ -37,6 +46,7 @@ __all__ = [
     "RATE_THANKS",
     "RATE_USAGE",
     "RELAY_POST",
+    "REMEMBERED",
     "REMINDER",
     "REMINDER_CANCELLED",
     "REMINDER_LINE",
@@ -68,6 +78,8 @@ COMMANDS: dict[str, str] = {
     "/rate": "rate my last answer, or a person's help: /rate 1 (poor) to 5 (excellent)",
     "/remind": "remind you later: /remind in 20 minutes call Lin, /remind tomorrow at 9 …",
     "/reminders": "list your reminders; /reminders cancel N cancels one",
+    "/memory": "show what I remember about you",
+    "/forget": "delete what I remember: /forget N, /forget words, /forget all",
 }
 
 HELP_TEXT = "Commands:\n" + "\n".join(f"{name} — {what}" for name, what in COMMANDS.items())
@@ -157,3 +169,15 @@ WHEN_UNCLEAR = "I could not tell when: say, for example, in 20 minutes, at 9:30,
 WHAT_MISSING = "What should I remind you of? Put it after the time."
 TIME_PASSED = "That time has passed already."
 TOO_MANY_REMINDERS = "You have {count} reminders already; cancel one with /reminders cancel N."
+
+# --- long-term memory (`bot.memory`) ----------------------------------------------------------
+REMEMBERED = "I'll remember that: {fact}"
+MEMORY_OFF = "I keep no long-term memory here: I know only our conversation so far."
+NOTHING_REMEMBERED = "I don't remember anything about you yet."
+MEMORY_LINE = "{number}. {text}"
+MEMORY_FOOTER = "\n\n/forget N deletes one, /forget all deletes everything."
+FORGOTTEN = "Done: I have forgotten {what}."
+FORGOTTEN_ALL = "Done: I have forgotten everything I knew about you ({count} facts){history}."
+FORGOTTEN_HISTORY = " and our conversation"
+NOTHING_TO_FORGET = "I remember nothing that matches {what!r}. /memory shows what I remember."
+FORGET_USAGE = "Tell me what to forget: /forget N (from /memory), /forget words, or /forget all."

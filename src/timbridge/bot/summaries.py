@@ -81,16 +81,17 @@ class Summaries:
 
     def __init__(self, settings: Settings, store: History, models: ModelChain) -> None:
         self._models_of = {r.id: r.model for r in settings.robots}
-        self._offline = {
+        #: The robots whose model is the offline one (it writes no summaries).
+        self.offline = frozenset(
             r.id for r in settings.robots if settings.models[r.model].provider == "offline"
-        }
+        )
         self._store = store
         self._models = models
 
     async def brief(self, conv: Conversation, identity: str) -> str | None:
         """A few sentences on the conversation for the person taking it over; None when the
         robot's model is the offline one (it writes nothing of its own) or fails."""
-        if conv.robot in self._offline:
+        if conv.robot in self.offline:
             return None
         summary, recent = split_summary(await self._store.recent_turns(conv.key))
         if not recent and summary is None:

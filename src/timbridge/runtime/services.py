@@ -18,6 +18,7 @@ from aiohttp import web
 
 from timbridge.bot.engine import Engine
 from timbridge.bot.media import MediaFetcher
+from timbridge.bot.memory import LongMemory
 from timbridge.bot.reminders import ReminderSender
 from timbridge.bot.replies import ReplySender
 from timbridge.bot.screening import Screen
@@ -35,7 +36,7 @@ from timbridge.metrics import Metrics
 from timbridge.protocol.rest import GetAllRobots
 from timbridge.protocol.usersig import UserSigSigner
 from timbridge.redact import public_url, remember
-from timbridge.runtime.library import open_library
+from timbridge.runtime.library import build_embedder, open_library
 from timbridge.settings import ModelProfile, Settings
 from timbridge.storage.inbox import Inbox
 from timbridge.storage.store import Store
@@ -47,6 +48,7 @@ from timbridge.tools.fetch import UrlFetcher
 from timbridge.tools.handoff import HANDOFF
 from timbridge.tools.knowledge_search import knowledge_tool
 from timbridge.tools.mcp import McpServer
+from timbridge.tools.memory import FORGET, REMEMBER
 from timbridge.tools.schedule import SCHEDULE
 from timbridge.tools.toolbox import Tool, Toolbox
 from timbridge.webhook.app import create_app
@@ -143,7 +145,8 @@ def robot_toolboxes(
     found: dict[str, Toolbox] = {}
     for index, robot in enumerate(settings.robots):
         hands_off = robot.handoff is not None and robot.handoff.tool
-        if not robot.tools and not hands_off:
+        remembers = robot.memory == "long"
+        if not robot.tools and not hands_off and not remembers:
             continue
         known = [*BUILTIN, *CONFIGURED_TOOLS]
         unknown = [n for n in robot.tools if not n.startswith("mcp:") and n not in known]
@@ -159,6 +162,8 @@ def robot_toolboxes(
                 f"robots[{index}].tools", "knowledge_search needs the robot's knowledge = NAME"
             )
         if not models[robot.model].supports_tools:
+            if not robot.tools and not hands_off:  # memory's tools only: it has commands too
+                continue
             _log.warning(
                 "tools.unsupported",
                 robot=robot.id,
@@ -175,7 +180,8 @@ def robot_toolboxes(
             [BUILTIN[name] for name in robot.tools if name in BUILTIN]
             + [mine[name] for name in robot.tools if name in mine]
             + ([HANDOFF] if hands_off else [])
-            + ([SCHEDULE] if "schedule" in robot.tools else []),
+            + ([SCHEDULE] if "schedule" in robot.tools else [])
+            + ([REMEMBER, FORGET] if remembers else []),
             timeout_s=settings.tools.timeout_s,
             max_result_chars=settings.tools.max_result_chars,
             sources=sources,
@@ -276,6 +282,14 @@ class Services:
                     await library.ensure_builtin(kb)
             servers = await open_mcp(settings, stack)
             configured = await _configured_tools(settings, stack, library, knowledge)
+            memory = None
+            if any(robot.memory == "long" for robot in settings.robots):
+                embedder = library.embedder if library is not None else build_embedder(settings)
+                if library is None:
+                    stack.push_async_callback(embedder.aclose)
+                memory = LongMemory(
+                    settings, store.facts, store.history, chain, embedder=embedder, metrics=metrics
+                )
             engine = Engine(
                 settings,
                 store.history,
@@ -292,6 +306,7 @@ class Services:
                 gaps=store.gaps,
                 ratings=store.ratings,
                 reminders=store.reminders,
+                memory=memory,
             )
             replies = ReplySender(Outbound(tencent), store.history)
             sender = ReminderSender(settings, store.reminders, replies, metrics, models=chain)

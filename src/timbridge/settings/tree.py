@@ -260,6 +260,21 @@ class RemindersSettings(_Section):
     per_user: Annotated[int, Field(ge=1, le=1000)] = 50
 
 
+class MemorySettings(_Section):
+    """Long-term memory: what robots with ``memory = "long"`` keep about each user."""
+
+    #: The most tokens of remembered facts put into one context; when a user's facts take
+    #: more, the ones nearest the message (and the newest) are chosen.
+    budget_tokens: Annotated[int, Field(ge=0, le=8192)] = 300
+    #: The model is asked what was worth remembering once a conversation has this many new
+    #: messages (and always before older turns are folded out of the context).
+    extract_every: Annotated[int, Field(ge=1, le=50)] = 6
+    #: The most facts kept per user (per robot and chat): the longest unused go first.
+    per_user: Annotated[int, Field(ge=1, le=2000)] = 100
+    #: A new fact this similar (cosine, 0 to 1) to a known one replaces it.
+    same_above: Annotated[float, Field(gt=0, le=1)] = 0.9
+
+
 class SafetyRule(_Section):
     """One rule: `words` (matched anywhere, any case) and/or a regular expression `pattern`;
     what it does (`block` the message, `mask` what matches, or answer with the robot's
@@ -466,6 +481,9 @@ class RobotSettings(_Section):
     admins: tuple[str, ...] = ()
     #: Handing conversations to human agents (`[robots.handoff]`; none: never).
     handoff: HandoffSettings | None = None
+    #: ``long``: facts about each user are kept beyond the context window (`[memory]`); the
+    #: default keeps the conversation's history alone.
+    memory: Literal["history", "long"] = "history"
     #: The time zone users' times are read in (``/remind at 9:00``), an IANA name.
     time_zone: str = "UTC"
     #: Messages the robot sends on a schedule (`[[robots.schedules]]`).
@@ -531,6 +549,7 @@ class Settings(BaseSettings):
     media: MediaSettings = MediaSettings()
     tools: ToolsSettings = ToolsSettings()
     reminders: RemindersSettings = RemindersSettings()
+    memory: MemorySettings = MemorySettings()
     mcp: dict[str, McpServerSettings] = Field(default_factory=dict)
     models: dict[str, ModelProfile] = Field(default_factory=_default_models)
     robots: tuple[RobotSettings, ...] = ()

@@ -32,7 +32,7 @@ __all__ = ["History", "Purpose", "Turn", "UsageRecord", "Window", "utc_day"]
 Role = Literal["user", "assistant", "summary", "tools"]
 T = TypeVar("T")
 
-Purpose = Literal["answer", "summary"]
+Purpose = Literal["answer", "summary", "memory"]
 """What a model call was for, in the usage ledger."""
 
 

@@ -3,7 +3,8 @@
 Version history: 1 turns and reply parts; 2 the usage ledger; 3 the inbox (accepted messages not
 yet answered); 4 tickets (conversations handed to people), knowledge gaps (questions a base
 could not answer), ratings (what users thought) and reminders; 5 the ledger's cached tokens
-(a column: the one change `create_all` cannot make, so `migrate` adds it).
+(a column: the one change `create_all` cannot make, so `migrate` adds it); 6 long-term memory
+(facts about users, and how far each conversation has been read for them).
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ from timbridge.storage.sql import ID_TYPE, migration_lock
 
 __all__ = [
     "SCHEMA_VERSION",
+    "facts",
     "gaps",
     "inbox",
+    "memory_marks",
     "migrate",
     "ratings",
     "reminders",
@@ -27,7 +30,7 @@ __all__ = [
     "usage",
 ]
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 _metadata = sa.MetaData()
 
@@ -181,6 +184,37 @@ schedule_runs = sa.Table(
     sa.Column("claimant", sa.String(32), nullable=False),
     sa.Column("state", sa.String(10), nullable=False),  # sending | sent | skipped
     sa.Column("created_at", sa.Float, nullable=False),
+)
+
+#: What robots with long-term memory know about their users: one row per fact, per robot, user
+#: and chat (``scope``: empty for the private chat, else the GroupId), with the fact's embedding.
+#: Forgetting deletes the row.
+facts = sa.Table(
+    "facts",
+    _metadata,
+    sa.Column("id", ID_TYPE, primary_key=True, autoincrement=True),
+    sa.Column("robot", sa.String(64), nullable=False),
+    sa.Column("owner", sa.String(64), nullable=False),  # the user the fact is about
+    sa.Column("scope", sa.String(100), nullable=False),  # "" (private chat) or the GroupId
+    sa.Column("text", sa.String(500), nullable=False),
+    sa.Column("vector", sa.LargeBinary, nullable=True),  # float32, unit length
+    sa.Column("embedder", sa.String(64), nullable=True),  # the vector's space
+    sa.Column("source", sa.String(16), nullable=False),  # said | learned | tool
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+    sa.Column("used_at", sa.Float, nullable=False),
+    sa.Index("ix_facts_owner", "robot", "owner", "scope", "id"),
+)
+
+#: How far each conversation's history has been read for facts: the identity of the last
+#: message read (the messages after it are the next batch).
+memory_marks = sa.Table(
+    "memory_marks",
+    _metadata,
+    sa.Column("robot", sa.String(64), primary_key=True),
+    sa.Column("conversation", sa.String(300), primary_key=True),
+    sa.Column("identity", sa.String(300), nullable=False),
+    sa.Column("read_at", sa.Float, nullable=False),
 )
 
 _schema = sa.Table(

@@ -1,12 +1,13 @@
 """The store: one database (SQLite embedded, PostgreSQL at scale), its schema, one group commit,
 and what is kept in it: the history, the inbox, the tickets, the knowledge gaps,
-the ratings and the reminders."""
+the ratings, the reminders and long-term memory's facts."""
 
 from __future__ import annotations
 
 import sqlalchemy as sa
 
 from timbridge.errors import StorageError
+from timbridge.storage.facts import Facts
 from timbridge.storage.gaps import Gaps
 from timbridge.storage.group_commit import GroupCommit
 from timbridge.storage.history import History
@@ -32,6 +33,7 @@ class Store:
         self.gaps = Gaps(database, self.commits)
         self.ratings = Ratings(database, self.commits)
         self.reminders = Reminders(database)
+        self.facts = Facts(database)
 
     @classmethod
     async def open(cls, url: str) -> Store:
