@@ -78,16 +78,21 @@ async def test_a_store_of_the_previous_version_gains_the_ledger_s_cached_column(
     import sqlite3
 
     from timbridge.storage import Store
+    from timbridge.storage.schema import SCHEMA_VERSION
 
     db = tmp_path / "old.db"
     store = await Store.open(f"sqlite:///{db}")
     await store.aclose()
     with sqlite3.connect(db) as conn:  # as version 4 left it
         conn.execute("ALTER TABLE usage DROP COLUMN cached_tokens")
+        conn.execute("DROP TABLE facts")
+        conn.execute("DROP TABLE memory_marks")
         conn.execute("UPDATE timbridge_schema SET version = 4")
     store = await Store.open(f"sqlite:///{db}")
     await store.aclose()
     with sqlite3.connect(db) as conn:
         columns = [row[1] for row in conn.execute("PRAGMA table_info(usage)")]
         (version,) = conn.execute("SELECT version FROM timbridge_schema").fetchone()
-    assert "cached_tokens" in columns and version == 5
+        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+    assert "cached_tokens" in columns and version == SCHEMA_VERSION
+    assert {"facts", "memory_marks"} <= tables  # and what came after version 4
