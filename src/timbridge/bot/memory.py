@@ -10,17 +10,23 @@ context window and put back into it.
 - **Merging.** A correction names the fact it replaces; a new fact nearly identical to a known
   one (`memory.same_above`, cosine of their embeddings) replaces it instead of repeating it.
 - **Recalling.** All of a user's facts go into the context, oldest first, while they fit
-  `memory.budget_tokens` (a stable block the providers' prompt caches keep); past it, the facts
-  nearest the message and the most recent fill the budget, still oldest first.
+  `memory.budget_tokens`: a block that stays byte-identical from message to message, so the
+  providers' prompt caches keep it. Past the budget, a *recalled set* is chosen once per batch:
+  the facts nearest what the user wrote in it (embeddings) and the most recent; new and
+  corrected facts join it at once. The block shows the recalled set, newest first while it
+  fits, and, for one message, any fact the message names by a rare word ("how is Mochi?").
+  The block changes when facts do, not with every message, and a message costs no embedding.
 - **Scope.** A fact belongs to one user in one chat: the private chat's stay there, and in a
   group each member has their own (a batch's fact is kept only for a member who wrote in it).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import time
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -142,6 +148,45 @@ def _norm(text: str) -> str:
     return " ".join(re.findall(r"\w+", text.lower()))
 
 
+@functools.lru_cache(maxsize=8192)
+def _cost(text: str) -> int:
+    """What a fact costs in the context (its tokens and its line's)."""
+    return count_tokens(text) + 2
+
+
+_COMMON_WORDS = (
+    "the and you your are was were her his she him how why who what when where did does has "
+    "had have for not but can all any one our out get got see now day way too yes its new old "
+    "that this with from they them their there been will would could should about just like "
+    "very much some more most also than then into over only well"
+)
+_COMMON = frozenset(_COMMON_WORDS.split())
+
+
+def _words(text: str) -> set[str]:
+    """The words of `text` that can name something: three letters or more and not common;
+    in Chinese or Japanese text (no spaces), its pairs of characters."""
+    found: set[str] = set()
+    for word in _norm(text).split():
+        if word.isascii():
+            if len(word) >= 3 and word not in _COMMON and not word.isdigit():
+                found.add(word)
+        else:
+            found.update(word[i : i + 2] for i in range(max(len(word) - 1, 1)))
+    return found
+
+
+def _named(known: Sequence[Fact], message: str) -> set[int]:
+    """The facts `message` names: it has a word of theirs that at most two facts have (a
+    name, a place, a pet: "how is Mochi?"), so that they are recalled although not chosen."""
+    said = _words(message)
+    if not said:
+        return set()
+    words = {f.id: _words(f.text) for f in known}
+    rare = Counter(w for mine in words.values() for w in mine)
+    return {n for n, mine in words.items() if any(rare[w] <= 2 for w in mine & said)}
+
+
 Outcome = Literal["added", "updated", "same"]
 
 
@@ -235,38 +280,55 @@ class LongMemory:
         known = await self.known(conv)
         if not known:
             return None
-        chosen = await self._within_budget(known, message)
+        chosen = await self._within_budget(owner_of(conv), known, message)
         if not chosen:
             return None
         lines = "\n".join(f"- {f.text}" for f in chosen)
         return ChatMessage("system", f"{FACTS_INTRO.format(user=conv.sender)}\n{lines}")
 
-    async def _within_budget(self, known: list[Fact], message: str) -> list[Fact]:
+    async def _within_budget(self, owner: Owner, known: list[Fact], message: str) -> list[Fact]:
+        """`known` when it fits the budget; else the recalled set, and before it any fact the
+        message names, as much as fits (newest first), in id order."""
         budget = self._config.budget_tokens
-        costs = {f.id: count_tokens(f.text) + 2 for f in known}
-        if sum(costs.values()) <= budget:
+        if sum(_cost(f.text) for f in known) <= budget:
             return known
-        (query,) = await self._vectors([message])
-        words = set(_norm(message).split())
+        recalled = [f for f in known if f.chosen] or await self._choose(owner, known, message)
+        named = _named(known, message)
+        newest = sorted(recalled, key=lambda f: (f.updated_at, f.id), reverse=True)
+        order = [f for f in known if f.id in named] + [f for f in newest if f.id not in named]
+        taken: set[int] = set()
+        left = budget
+        for fact in order:
+            if _cost(fact.text) <= left:
+                taken.add(fact.id)
+                left -= _cost(fact.text)
+        await self._facts.used(sorted(taken & named))
+        return [f for f in known if f.id in taken]
+
+    async def _choose(self, owner: Owner, known: list[Fact], about: str) -> list[Fact]:
+        """Make the facts nearest `about` (embeddings, else shared words) and the most recent,
+        as many as the budget holds, `owner`'s recalled set; that set."""
+        (query,) = await self._vectors([about])
+        words = set(_norm(about).split())
         now = time.time()
 
         def score(fact: Fact) -> float:
             vector = self._vector_of(fact)
             if query is not None and vector is not None:
                 near = float(vector @ query)
-            else:  # no embeddings: the share of the fact's words the message has
+            else:  # no embeddings: the share of the fact's words `about` has
                 mine = set(_norm(fact.text).split())
                 near = len(mine & words) / max(len(mine), 1)
             recent = math.exp(-max(0.0, now - fact.updated_at) * math.log(2) / _HALF_LIFE_S)
             return near + _RECENCY_WEIGHT * recent
 
         chosen: set[int] = set()
-        left = budget
+        left = self._config.budget_tokens
         for fact in sorted(known, key=score, reverse=True):
-            if costs[fact.id] <= left:
+            if _cost(fact.text) <= left:
                 chosen.add(fact.id)
-                left -= costs[fact.id]
-        await self._facts.used(sorted(chosen))
+                left -= _cost(fact.text)
+        await self._facts.choose(owner, sorted(chosen))
         return [f for f in known if f.id in chosen]
 
     async def said(self, conv: Conversation, text: str) -> str | None:
@@ -397,6 +459,10 @@ class LongMemory:
             )
             kept += outcome != "same"
             known[fact.user] = await self._facts.of(owners[fact.user])
+        for user, owner in owners.items():  # what the batch was about is recalled next
+            if sum(_cost(f.text) for f in known[user]) > self._config.budget_tokens:
+                wrote = [line.partition(": ")[2] for line in lines if line.startswith(f"{user}: ")]
+                await self._choose(owner, known[user], " ".join(wrote))
         self._metrics.memory_extractions.labels(conv.robot, "read").inc()
         _log.info("memory.read", messages=len(lines), facts=len(learned), kept=kept)
         return kept

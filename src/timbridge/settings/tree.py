@@ -271,8 +271,10 @@ class MemorySettings(_Section):
     extract_every: Annotated[int, Field(ge=1, le=50)] = 6
     #: The most facts kept per user (per robot and chat): the longest unused go first.
     per_user: Annotated[int, Field(ge=1, le=2000)] = 100
-    #: A new fact this similar (cosine, 0 to 1) to a known one replaces it.
-    same_above: Annotated[float, Field(gt=0, le=1)] = 0.9
+    #: A new fact this similar (cosine, 0 to 1) to a known one replaces it. High on purpose:
+    #: a wrong merge loses a fact, a missed one only costs budget (with the local model,
+    #: paraphrases score 0.96-0.98, "sister"/"brother" of the same name 0.95).
+    same_above: Annotated[float, Field(gt=0, le=1)] = 0.96
 
 
 class SafetyRule(_Section):

@@ -39,6 +39,7 @@ class Fact(NamedTuple):
     created_at: float
     updated_at: float
     used_at: float
+    chosen: bool
 
 
 _COLUMNS = [facts.c[name] for name in Fact._fields]
@@ -76,8 +77,8 @@ class Facts:
         source: Source,
         keep: int,
     ) -> int:
-        """Keep a new fact about `owner`, and then at most `keep` of theirs (the ones used
-        longest ago go); the new fact's id."""
+        """Keep a new fact about `owner` (in their recalled set: what is new is recalled), and
+        then at most `keep` of theirs (the ones used longest ago go); the new fact's id."""
         now = time.time()
 
         def work(conn: sa.Connection) -> int:
@@ -94,6 +95,7 @@ class Facts:
                     created_at=now,
                     updated_at=now,
                     used_at=now,
+                    chosen=True,
                 )
                 .returning(facts.c.id)
             ).scalar_one()
@@ -113,12 +115,20 @@ class Facts:
     async def replace(
         self, owner: Owner, number: int, text: str, *, vector: bytes | None, embedder: str | None
     ) -> bool:
-        """Change `owner`'s fact `number` to `text` (a correction); False if it is not theirs."""
+        """Change `owner`'s fact `number` to `text` (a correction, recalled from now on); False
+        if it is not theirs."""
         now = time.time()
         update = (
             facts.update()
             .where(_mine(owner) & (facts.c.id == number))
-            .values(text=text[:500], vector=vector, embedder=embedder, updated_at=now, used_at=now)
+            .values(
+                text=text[:500],
+                vector=vector,
+                embedder=embedder,
+                updated_at=now,
+                used_at=now,
+                chosen=True,
+            )
         )
         changed = await self._database.run(
             "replace fact", lambda conn: conn.execute(update).rowcount
@@ -131,6 +141,19 @@ class Facts:
             return
         update = facts.update().where(facts.c.id.in_(list(numbers))).values(used_at=time.time())
         await self._database.run("note facts used", lambda conn: conn.execute(update))
+
+    async def choose(self, owner: Owner, numbers: Sequence[int]) -> None:
+        """Make facts `numbers` `owner`'s recalled set (and note them used), the others not."""
+        chosen = facts.c.id.in_(list(numbers))
+        update = (
+            facts.update()
+            .where(_mine(owner))
+            .values(
+                chosen=chosen,
+                used_at=sa.case((chosen, time.time()), else_=facts.c.used_at),
+            )
+        )
+        await self._database.run("choose facts", lambda conn: conn.execute(update))
 
     async def delete(self, owner: Owner, numbers: Sequence[int]) -> int:
         """Delete `owner`'s facts `numbers`; how many there were."""
