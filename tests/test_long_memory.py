@@ -335,3 +335,63 @@ async def test_facts_past_the_budget_are_chosen_by_nearness_and_kept_in_a_stable
         await _say(stack, "more small talk")
         first, second = llm.requests[-2]["messages"], llm.requests[-1]["messages"]
         assert first[:2] == second[:2]  # persona and facts: the same prefix, byte for byte
+
+
+async def test_past_the_budget_a_recalled_set_keeps_the_facts_block_the_same_between_batches(
+    tmp_path: Path,
+) -> None:
+    llm = FakeOpenAI(reply=companion)
+    settings: dict[str, Any] = {
+        "robots": _robots(),
+        "memory": {"budget_tokens": 60, "extract_every": 3},
+    }
+    hobbies = [
+        "chess", "pottery", "tango", "climbing", "origami", "jazz piano", "knitting",
+        "archery", "fencing", "rowing", "baking bread", "birdwatching",
+    ]  # fmt: skip
+    async with running_stack(tmp_path, llm=llm, **settings) as stack:
+        memory = stack.services.engine._memory
+        assert memory is not None
+        owner = Owner(ROBOT, "alice", "")
+        await memory.keep(owner, "alice has a cat called Mochi who hates the vet", "learned")
+        for hobby in hobbies:
+            await memory.keep(owner, f"alice practises {hobby} every week", "learned")
+        await memory.keep(owner, "alice practises sailing on the lake every week", "learned")
+        # a batch about sailing: the extractor reads it, and the set is chosen from it
+        for said in ("I love sailing", "the lake was windy for sailing", "sailing again soon"):
+            await _say(stack, said)
+        blocks = []
+        for said in ("small talk", "more small talk"):
+            await _say(stack, said)
+            blocks.append(_facts_in(llm.requests[-1]["messages"]))
+        assert len(_extractions(llm)) == 1  # read after the batch, before the next message
+        assert blocks[0] == blocks[1]  # the same block, so the same cached prefix
+        recalled = blocks[0]
+        assert "alice loves sailing" in recalled  # new: recalled at once
+        assert "alice practises sailing on the lake every week" in recalled  # what it was about
+        assert "alice has a cat called Mochi who hates the vet" not in recalled
+        assert 0 < len(recalled) < len(hobbies) + 3
+        known = await memory.known(Conversation(ROBOT, "c2c", "alice", "alice"))
+        assert sum(f.recall is not None for f in known) == len(recalled)
+
+        mochi = "alice has a cat called Mochi who hates the vet"
+        await _say(stack, "how is Mochi doing, do you think?")  # named by a rare word
+        named = _facts_in(llm.requests[-1]["messages"])
+        assert mochi in named
+        assert set(named) - {mochi} <= set(recalled)  # the rest is the recalled set
+        # that batch was about the cat: the set chosen from it keeps her
+        await _say(stack, "remember that I am allergic to peanuts")
+        assert len(_extractions(llm)) == 2
+        await _say(stack, "anything")
+        after = _facts_in(llm.requests[-1]["messages"])
+        assert "I am allergic to peanuts" in after  # a new fact joins the set at once
+        assert mochi in after
+        url = stack.settings.store.url
+
+    llm = FakeOpenAI(reply=companion)
+    async with running_stack(tmp_path, llm=llm, **settings) as stack:  # the set is stored
+        await _say(stack, "hello again")
+        assert _facts_in(llm.requests[-1]["messages"]) == after
+    async with running_stack(tmp_path, llm=llm, **settings) as stack:
+        await _say(stack, "/forget all")
+    assert await _count_facts(url) == 0

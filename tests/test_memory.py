@@ -1,6 +1,6 @@
 """The SQL store on SQLite and on a real PostgreSQL server, through the same code: idempotent
 writes, the history window, reset, resume records, the index behind history loads, and the
-schema version."""
+schema version and long-term memory's recalled set."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import pytest
 
 from timbridge.errors import StorageError
 from timbridge.storage import Store, Turn
+from timbridge.storage.facts import JOINED, Owner
 from timbridge.storage.sql import async_url
 
 
@@ -192,3 +193,27 @@ async def test_cached_windows_are_invisible_to_the_garbage_collector(tmp_path: P
         assert not any(gc.is_tracked(turn) for turn in window)
     finally:
         await store.aclose()
+
+
+async def test_a_users_recalled_set_is_chosen_in_order_and_new_facts_join_it_first(
+    store: Store,
+) -> None:
+    alice, bob = Owner("@RBT#a", "alice", ""), Owner("@RBT#a", "bob", "")
+    ids = [
+        await store.facts.add(
+            alice, f"fact {n}", vector=None, embedder=None, source="learned", keep=9
+        )
+        for n in range(5)
+    ]
+    theirs = await store.facts.add(bob, "bob's", vector=None, embedder=None, source="said", keep=9)
+    assert [f.recall for f in await store.facts.of(alice)] == [JOINED] * 5  # new: recalled
+
+    await store.facts.choose(alice, [ids[3], ids[0]])
+    assert [f.recall for f in await store.facts.of(alice)] == [1, None, None, 0, None]
+    assert [f.recall for f in await store.facts.of(bob)] == [JOINED]  # someone else's: as was
+
+    assert await store.facts.replace(alice, ids[2], "fact 2, corrected", vector=None, embedder=None)
+    assert [f.recall for f in await store.facts.of(alice)] == [1, None, JOINED, 0, None]
+    await store.facts.choose(alice, [])
+    assert [f.recall for f in await store.facts.of(alice)] == [None] * 5
+    assert not await store.facts.replace(alice, theirs, "not hers", vector=None, embedder=None)

@@ -12,10 +12,11 @@ context window and put back into it.
 - **Recalling.** All of a user's facts go into the context, oldest first, while they fit
   `memory.budget_tokens`: a block that stays byte-identical from message to message, so the
   providers' prompt caches keep it. Past the budget, a *recalled set* is chosen once per batch:
-  the facts nearest what the user wrote in it (embeddings) and the most recent; new and
-  corrected facts join it at once. The block shows the recalled set, newest first while it
-  fits, and, for one message, any fact the message names by a rare word ("how is Mochi?").
-  The block changes when facts do, not with every message, and a message costs no embedding.
+  the facts named in what the user wrote in it, then the nearest to it (embeddings) and the
+  most recent. New and corrected facts join the set at once, ahead of it. The block shows what
+  of the set fits, and, for one message, any fact the message names by a rare word ("how is
+  Mochi?"). It changes when the facts or the set do (once per batch at most), not with every
+  message, and a message costs no embedding.
 - **Scope.** A fact belongs to one user in one chat: the private chat's stay there, and in a
   group each member has their own (a batch's fact is kept only for a member who wrote in it).
 """
@@ -287,15 +288,18 @@ class LongMemory:
         return ChatMessage("system", f"{FACTS_INTRO.format(user=conv.sender)}\n{lines}")
 
     async def _within_budget(self, owner: Owner, known: list[Fact], message: str) -> list[Fact]:
-        """`known` when it fits the budget; else the recalled set, and before it any fact the
-        message names, as much as fits (newest first), in id order."""
+        """`known` when it fits the budget; else as much as fits of: the facts the message names,
+        those new or corrected since the recalled set was chosen, the set as it was ranked. In
+        id order, the order they were learned."""
         budget = self._config.budget_tokens
         if sum(_cost(f.text) for f in known) <= budget:
             return known
-        recalled = [f for f in known if f.chosen] or await self._choose(owner, known, message)
+        recalled = [f for f in known if f.recall is not None]
+        if not recalled:
+            recalled = await self._choose(owner, known, message)
         named = _named(known, message)
-        newest = sorted(recalled, key=lambda f: (f.updated_at, f.id), reverse=True)
-        order = [f for f in known if f.id in named] + [f for f in newest if f.id not in named]
+        ranked = sorted(recalled, key=lambda f: (f.recall or 0, -f.updated_at))
+        order = [f for f in known if f.id in named] + [f for f in ranked if f.id not in named]
         taken: set[int] = set()
         left = budget
         for fact in order:
@@ -306,8 +310,9 @@ class LongMemory:
         return [f for f in known if f.id in taken]
 
     async def _choose(self, owner: Owner, known: list[Fact], about: str) -> list[Fact]:
-        """Make the facts nearest `about` (embeddings, else shared words) and the most recent,
-        as many as the budget holds, `owner`'s recalled set; that set."""
+        """Make the facts `about` names, then those nearest it (embeddings, else shared words)
+        and the most recent, as many as the budget holds, `owner`'s recalled set; that set."""
+        named = _named(known, about)
         (query,) = await self._vectors([about])
         words = set(_norm(about).split())
         now = time.time()
@@ -322,14 +327,14 @@ class LongMemory:
             recent = math.exp(-max(0.0, now - fact.updated_at) * math.log(2) / _HALF_LIFE_S)
             return near + _RECENCY_WEIGHT * recent
 
-        chosen: set[int] = set()
+        chosen: list[Fact] = []
         left = self._config.budget_tokens
-        for fact in sorted(known, key=score, reverse=True):
+        for fact in sorted(known, key=lambda f: (f.id in named, score(f)), reverse=True):
             if _cost(fact.text) <= left:
-                chosen.add(fact.id)
+                chosen.append(fact)
                 left -= _cost(fact.text)
-        await self._facts.choose(owner, sorted(chosen))
-        return [f for f in known if f.id in chosen]
+        await self._facts.choose(owner, [f.id for f in chosen])
+        return [f._replace(recall=place) for place, f in enumerate(chosen)]
 
     async def said(self, conv: Conversation, text: str) -> str | None:
         """Keep what the user asked to be remembered in `text`, if they asked; what was kept."""

@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import sqlalchemy as sa
 
 from timbridge.storage.schema import facts, memory_marks
 from timbridge.storage.sql import Database, insert_new
 
-__all__ = ["Fact", "Facts", "Owner", "Source"]
+__all__ = ["JOINED", "Fact", "Facts", "Owner", "Source"]
+
+JOINED = -1
+"""The recalled-set place of a fact new or corrected since the set was chosen: before it."""
 
 Source = Literal["said", "learned", "tool"]
 """How a fact came to be known: the user said "remember …", the model read it from the
@@ -39,7 +42,7 @@ class Fact(NamedTuple):
     created_at: float
     updated_at: float
     used_at: float
-    chosen: bool
+    recall: int | None
 
 
 _COLUMNS = [facts.c[name] for name in Fact._fields]
@@ -95,7 +98,7 @@ class Facts:
                     created_at=now,
                     updated_at=now,
                     used_at=now,
-                    chosen=True,
+                    recall=JOINED,
                 )
                 .returning(facts.c.id)
             ).scalar_one()
@@ -127,7 +130,7 @@ class Facts:
                 embedder=embedder,
                 updated_at=now,
                 used_at=now,
-                chosen=True,
+                recall=JOINED,
             )
         )
         changed = await self._database.run(
@@ -143,16 +146,16 @@ class Facts:
         await self._database.run("note facts used", lambda conn: conn.execute(update))
 
     async def choose(self, owner: Owner, numbers: Sequence[int]) -> None:
-        """Make facts `numbers` `owner`'s recalled set (and note them used), the others not."""
+        """Make facts `numbers`, in this order, `owner`'s recalled set (and note them used);
+        the others leave it."""
         chosen = facts.c.id.in_(list(numbers))
-        update = (
-            facts.update()
-            .where(_mine(owner))
-            .values(
-                chosen=chosen,
-                used_at=sa.case((chosen, time.time()), else_=facts.c.used_at),
-            )
+        place: sa.ColumnElement[Any] = (
+            sa.case({n: i for i, n in enumerate(numbers)}, value=facts.c.id, else_=None)
+            if numbers
+            else sa.null()
         )
+        used = sa.case((chosen, time.time()), else_=facts.c.used_at)
+        update = facts.update().where(_mine(owner)).values(recall=place, used_at=used)
         await self._database.run("choose facts", lambda conn: conn.execute(update))
 
     async def delete(self, owner: Owner, numbers: Sequence[int]) -> int:

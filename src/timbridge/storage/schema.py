@@ -203,9 +203,10 @@ facts = sa.Table(
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("updated_at", sa.Float, nullable=False),
     sa.Column("used_at", sa.Float, nullable=False),
-    # in the owner's recalled set, the part of their facts that goes into contexts while they
-    # are more than the budget holds (chosen once per batch, so that the prefix stays the same)
-    sa.Column("chosen", sa.Boolean, nullable=False),
+    # the fact's place in the owner's recalled set (NULL: not in it), the part of their facts
+    # that goes into contexts while they are more than the budget holds (chosen once per batch,
+    # so that the prompt's prefix stays the same); a new or corrected fact joins it first (-1)
+    sa.Column("recall", sa.Integer, nullable=True),
     sa.Index("ix_facts_owner", "robot", "owner", "scope", "id"),
 )
 
