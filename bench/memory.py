@@ -3,7 +3,8 @@
 Two robots on one stack in this process (the project's Tencent emulator, a fake
 OpenAI-compatible model on loopback, timbridge's services): ``@RBT#plain`` keeps the history
 only, ``@RBT#friend`` has ``memory = "long"`` and starts with `--facts` facts about the user
-(more than `memory.budget_tokens` holds, so every message chooses them by embedding). Each
+(40 are more than the default `memory.budget_tokens` holds, so its recalled set is in play; 10
+fit, so all of them go into every context). Each
 robot answers one `--turns`-message conversation. Reported: CPU per reply (this process: the
 emulator and the fake model are in it, so the ratio understates memory's share of timbridge's
 own work), model calls per message (the extraction batches), prompt tokens per message, and
@@ -29,6 +30,7 @@ from aiohttp.test_utils import TestServer
 from timbridge.bot.memory import EXTRACT_PROMPT
 from timbridge.emulator import Emulator, EmulatorConfig
 from timbridge.llm.tokens import count_tokens
+from timbridge.logs import configure_logging
 from timbridge.runtime.services import Services
 from timbridge.settings import Settings
 from timbridge.storage.facts import Owner
@@ -195,6 +197,7 @@ def main() -> None:
     parser.add_argument("--turns", type=int, default=60)
     parser.add_argument("--facts", type=int, default=40)
     args = parser.parse_args()
+    configure_logging(level="warning")  # the figures, not a log line per message
     asyncio.run(run(args.turns, args.facts))
 
 
