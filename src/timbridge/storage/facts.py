@@ -48,6 +48,18 @@ class Fact(NamedTuple):
 _COLUMNS = [facts.c[name] for name in Fact._fields]
 
 
+def _fresh(text: str, vector: bytes | None, embedder: str | None, now: float) -> dict[str, Any]:
+    """The columns a fact learned or corrected at `now` gets: it is used, and recalled, first."""
+    return {
+        "text": text[:500],
+        "vector": vector,
+        "embedder": embedder,
+        "updated_at": now,
+        "used_at": now,
+        "recall": JOINED,
+    }
+
+
 def _mine(owner: Owner) -> sa.ColumnElement[bool]:
     return (
         (facts.c.robot == owner.robot)
@@ -91,14 +103,9 @@ class Facts:
                     robot=owner.robot,
                     owner=owner.user,
                     scope=owner.scope,
-                    text=text[:500],
-                    vector=vector,
-                    embedder=embedder,
                     source=source,
                     created_at=now,
-                    updated_at=now,
-                    used_at=now,
-                    recall=JOINED,
+                    **_fresh(text, vector, embedder, now),
                 )
                 .returning(facts.c.id)
             ).scalar_one()
@@ -124,14 +131,7 @@ class Facts:
         update = (
             facts.update()
             .where(_mine(owner) & (facts.c.id == number))
-            .values(
-                text=text[:500],
-                vector=vector,
-                embedder=embedder,
-                updated_at=now,
-                used_at=now,
-                recall=JOINED,
-            )
+            .values(**_fresh(text, vector, embedder, now))
         )
         changed = await self._database.run(
             "replace fact", lambda conn: conn.execute(update).rowcount
