@@ -3,6 +3,7 @@ UserSig library) and observed through the webhooks it delivers to a receiver on 
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -25,6 +26,11 @@ from timbridge.protocol.callbacks import (
     GroupMessageEvent,
     GroupRecallEvent,
 )
+from timbridge.protocol.elements import TextElem
+from timbridge.protocol.rest import SendC2CMsg
+from timbridge.protocol.usersig import UserSigSigner
+from timbridge.tencent.client import RetryPolicy, TencentClient
+from timbridge.tencent.limits import CallLimits
 
 APP = 1400000123
 KEY = "emulator-test-secret"
@@ -643,6 +649,47 @@ async def test_timbridge_client_retries_through_emulator_faults(setup: Setup) ->
     assert result.ok
     [stored] = setup.emu.messages(from_="@RBT#helper")
     assert stored.key == result.msg_key
+
+
+async def test_a_client_held_to_the_limit_is_never_refused_for_frequency(
+    aiohttp_server: AiohttpServer,
+) -> None:
+    """Tencent counts calls per second. A client held to 40 calls/s sends 90 at once: none is
+    refused (60007), as one would be if its bucket let a second's worth through at once and
+    refilled as many within the same second."""
+    emu = Emulator(
+        EmulatorConfig(
+            sdkappid=APP,
+            secret_key=KEY,
+            admin=ADMIN,
+            robots=("@RBT#helper",),
+            users=("alice",),
+            per_api_limit=40,
+        )
+    )
+    server = await aiohttp_server(emu.create_app(), host="127.0.0.1", port=0)
+    async with aiohttp.ClientSession(headers={TOKEN_HEADER: emu.token}) as http:
+        client = TencentClient(
+            http,
+            base_url=str(server.make_url("")).rstrip("/"),
+            sdkappid=APP,
+            admin=ADMIN,
+            signer=UserSigSigner(APP, KEY),
+            retry=RetryPolicy(attempts=1),  # a refusal would show, not be retried away
+            limits=CallLimits(per_api=40),
+        )
+        sends = [
+            SendC2CMsg(
+                from_account="@RBT#helper",
+                to_account="alice",
+                msg_random=n,
+                msg_body=(TextElem.of(f"{n}"),),
+            )
+            for n in range(90)
+        ]
+        results = await asyncio.gather(*map(client.call, sends), return_exceptions=True)
+    assert [r for r in results if isinstance(r, BaseException)] == []
+    assert len(emu.messages(from_="@RBT#helper")) == 90
 
 
 async def test_typing_notice_is_not_stored(setup: Setup) -> None:
