@@ -172,6 +172,10 @@ async def run(turns: int, facts: int) -> None:
                     mark = emu.mark()
                     emu.user_send("alice", name, f"message {n}: how was your day, and mine?")
                     await emu.wait_message(from_=name, to="alice", after=mark)
+                    # as a person writes: the reading of a batch (in the background, after
+                    # the reply) is over before the next message, and its CPU is counted
+                    await services.coordination.idle()  # type: ignore[attr-defined]
+                    await memory.settled()
                 cpu[name] = (time.process_time() - started) / turns
             await services.stop_workers()
             await bot.close()

@@ -5,6 +5,7 @@ member's facts stay theirs, the offline model keeps what it is told to remember,
 
 from __future__ import annotations
 
+import asyncio
 import re
 from pathlib import Path
 from typing import Any
@@ -100,6 +101,14 @@ def _extractions(llm: FakeOpenAI) -> list[dict[str, Any]]:
     return [r for r in llm.requests if r["messages"][0]["content"] == EXTRACT_PROMPT]
 
 
+async def _read(stack: Stack) -> None:
+    """Once every message is answered and the readings for facts this started are over."""
+    memory = stack.services.engine._memory
+    assert memory is not None
+    await stack.services.coordination.idle()  # type: ignore[attr-defined]
+    await memory.settled()
+
+
 async def _count_facts(url: str) -> int:
     store = await Store.open(url)
     try:
@@ -151,6 +160,7 @@ async def test_a_companion_remembers_after_200_turns_a_restart_and_a_correction(
             assert await _say(stack, said) == "ok"
         for n in range(200):
             await _say(stack, f"small talk number {n} about the weather and nothing else")
+        await _read(stack)
         asked = await _say(stack, ASK)
         context = llm.requests[-1]["messages"]
         url = stack.settings.store.url
@@ -234,6 +244,7 @@ async def test_group_members_facts_never_reach_each_other(tmp_path: Path) -> Non
         await say("bob", "my cat is called Rex")
         await say("alice", "I love chess")
         await say("bob", "my name is Bo")
+        await _read(stack)
         assert (
             await say("bob", ASK) == "@bob You told me: bob has a cat called Rex; bob's name is Bo"
         )
@@ -360,11 +371,12 @@ async def test_past_the_budget_a_recalled_set_keeps_the_facts_block_the_same_bet
         # a batch about sailing: the extractor reads it, and the set is chosen from it
         for said in ("I love sailing", "the lake was windy for sailing", "sailing again soon"):
             await _say(stack, said)
+        await _read(stack)
+        assert len(_extractions(llm)) == 1
         blocks = []
         for said in ("small talk", "more small talk"):
             await _say(stack, said)
             blocks.append(_facts_in(llm.requests[-1]["messages"]))
-        assert len(_extractions(llm)) == 1  # read after the batch, before the next message
         assert blocks[0] == blocks[1]  # the same block, so the same cached prefix
         recalled = blocks[0]
         assert "alice loves sailing" in recalled  # new: recalled at once
@@ -380,6 +392,7 @@ async def test_past_the_budget_a_recalled_set_keeps_the_facts_block_the_same_bet
         assert mochi in named
         assert set(named) - {mochi} <= set(recalled)  # the rest is the recalled set
         # that batch was about the cat: the set chosen from it keeps her
+        await _read(stack)
         await _say(stack, "remember that I am allergic to peanuts")
         assert len(_extractions(llm)) == 2
         await _say(stack, "anything")
@@ -395,3 +408,70 @@ async def test_past_the_budget_a_recalled_set_keeps_the_facts_block_the_same_bet
     async with running_stack(tmp_path, llm=llm, **settings) as stack:
         await _say(stack, "/forget all")
     assert await _count_facts(url) == 0
+
+
+class _Held:
+    """A hold for the fake model: extraction requests say they came (`asked`) and wait for
+    `gate`; answers do not wait."""
+
+    def __init__(self) -> None:
+        self.asked = asyncio.Event()
+        self.gate = asyncio.Event()
+
+    async def __call__(self, messages: list[dict[str, Any]]) -> None:
+        if messages[0]["content"] == EXTRACT_PROMPT:
+            self.asked.set()
+            await self.gate.wait()
+
+
+async def test_the_next_message_does_not_wait_for_the_reading_and_forget_waits_for_it(
+    tmp_path: Path,
+) -> None:
+    held = _Held()
+    llm = FakeOpenAI(reply=companion, hold=held)
+    async with running_stack(
+        tmp_path, llm=llm, robots=_robots(), memory={"extract_every": 2}
+    ) as stack:
+        await _say(stack, "my name is Ana")
+        await _say(stack, "my cat is called Mochi")  # a batch: its reading waits at the model
+        await asyncio.wait_for(held.asked.wait(), 10)
+        assert await _say(stack, "hello") == "ok"  # answered while the batch is being read
+        assert await _say(stack, ASK) == "?"  # nothing learned yet
+        assert len(_extractions(llm)) == 1
+
+        mark = stack.emu.mark()
+        stack.emu.user_send("alice", ROBOT, "/forget all")
+        await asyncio.sleep(0.2)  # /forget all waits for the reading under way...
+        assert stack.emu.messages(from_=ROBOT, to="alice", after=mark) == []
+        held.gate.set()
+        told = (await stack.emu.wait_message(from_=ROBOT, to="alice", after=mark)).text
+        assert told.startswith("Done: I have forgotten everything I knew about you (2 facts)")
+        await _read(stack)  # ...so that nothing it learned is left behind
+        assert await _say(stack, "/memory") == NOTHING_REMEMBERED
+        url = stack.settings.store.url
+    assert await _count_facts(url) == 0
+
+
+async def test_a_reading_cut_off_by_a_shutdown_is_read_again_after_the_restart(
+    tmp_path: Path,
+) -> None:
+    held = _Held()
+    llm = FakeOpenAI(reply=companion, hold=held)
+    settings: dict[str, Any] = {
+        "robots": _robots(),
+        "memory": {"extract_every": 2},
+        "server": {"shutdown_grace_s": 0.2},
+    }
+    async with running_stack(tmp_path, llm=llm, **settings) as stack:
+        await _say(stack, "my name is Ana")
+        await _say(stack, "my cat is called Mochi")
+        await asyncio.wait_for(held.asked.wait(), 10)
+
+    llm = FakeOpenAI(reply=companion)
+    async with running_stack(tmp_path, llm=llm, **settings) as stack:
+        await _say(stack, "I love jasmine tea")
+        await _read(stack)
+        [reading] = _extractions(llm)
+        assert "alice: my name is Ana" in reading["messages"][1]["content"]  # read again
+        known = "alice's name is Ana; alice has a cat called Mochi; alice loves jasmine tea"
+        assert await _say(stack, ASK) == f"You told me: {known}"

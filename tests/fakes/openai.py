@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,6 +53,7 @@ class FakeOpenAI(VendorFake):
     break_after: int | None = None  # pieces sent before the connection is dropped mid-answer
     end_marker: bool = True  # False: the stream ends cleanly with no finish reason nor [DONE]
     tool_calls: Calls | None = None  # the tools it calls, by request
+    hold: Callable[[list[dict[str, Any]]], Awaitable[None]] | None = None  # awaited first
 
     @property
     def headers(self) -> list[dict[str, str]]:
@@ -74,6 +75,8 @@ class FakeOpenAI(VendorFake):
             return web.json_response(_error(failure), status=failure.status, headers=headers)
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
+        if self.hold is not None:
+            await self.hold(body["messages"])
         calls = self.tool_calls(body["messages"]) if self.tool_calls and body.get("tools") else None
         if calls:
             return await self._call_tools(request, body, calls)

@@ -197,6 +197,7 @@ class Commands:
         memory = self._remembers(conv)
         if memory is None:
             return MEMORY_OFF
+        await memory.settled(conv)  # with what the batch being read holds
         known = await memory.known(conv)
         if not known:
             return NOTHING_REMEMBERED
@@ -220,6 +221,7 @@ class Commands:
                 history = FORGOTTEN_HISTORY
             _log.info("command.forget_all", facts=count)
             return FORGOTTEN_ALL.format(count=count, history=history)
+        await memory.settled(conv)  # the numbers are those /memory shows
         gone = await memory.forget(conv, argument)
         if not gone:
             return NOTHING_TO_FORGET.format(what=argument)

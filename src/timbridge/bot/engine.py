@@ -362,11 +362,14 @@ class Engine:
     async def _afterwards(
         self, conv: Conversation, memory: LongMemory | None, *, overflowing: bool
     ) -> None:
-        """Once the reply is out: read the new messages for facts (long-term memory; before
-        anything is folded out of sight), and fold a history that outgrew the budget."""
+        """Once the reply is out: read the new messages for facts (long-term memory: in the
+        background, or first when the history is to be folded, so that nothing is folded out
+        of sight unread), and fold a history that outgrew the budget."""
         try:
-            if memory is not None:
-                await memory.read(conv, overflowing=overflowing)
+            if memory is not None and overflowing:
+                await memory.read(conv, overflowing=True)
+            elif memory is not None:
+                await memory.read_soon(conv)
             if overflowing and conv.robot not in self._summaries.offline:
                 await self._summaries.compact(conv, keep=4)
         except StorageError as exc:  # the reply is out; the next answer tries again

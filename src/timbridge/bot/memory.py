@@ -7,6 +7,8 @@ context window and put back into it.
   (before anything rolls out of sight), one call reads the new messages against what is known
   and answers with new facts and corrections. A message costs no extra call; the batch costs one
   call per `extract_every` messages, and nothing is lost: a batch that fails is read again.
+  The call runs in the background (`read_soon`), so the next message need not wait for it,
+  except before a fold; `/memory`, `/forget` and deleting wait for it (`settled`).
 - **Merging.** A correction names the fact it replaces; a new fact nearly identical to a known
   one (`memory.same_above`, cosine of their embeddings) replaces it instead of repeating it.
 - **Recalling.** All of a user's facts go into the context, oldest first, while they fit
@@ -23,6 +25,7 @@ context window and put back into it.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import math
 import re
@@ -37,7 +40,7 @@ import structlog
 
 from timbridge.bot.admission import ledger_entry
 from timbridge.bot.conversation import Conversation
-from timbridge.errors import LLMError, TimbridgeError
+from timbridge.errors import LLMError, StorageError, TimbridgeError
 from timbridge.knowledge.embed import Embedder
 from timbridge.llm.base import ChatMessage
 from timbridge.llm.chain import ModelChain
@@ -57,6 +60,9 @@ __all__ = [
 ]
 
 _log = structlog.get_logger("timbridge.memory")
+
+_READING_AT_ONCE = 64
+"""Conversations read for facts in the background at once; a reading past it is done inline."""
 
 EXTRACT_PROMPT = (
     "You keep an assistant's long-term memory of its users. Below are the facts already known "
@@ -214,6 +220,9 @@ class LongMemory:
         self._models = models
         self._embedder = embedder
         self._metrics = metrics
+        self._grace_s = settings.server.shutdown_grace_s
+        self._reading: dict[str, asyncio.Task[None]] = {}  # conversation → its batch being read
+        self._closed = False
 
     def __contains__(self, robot: str) -> bool:
         return robot in self._robots
@@ -386,26 +395,79 @@ class LongMemory:
         return best.text
 
     async def forget_user(self, conv: Conversation) -> int:
-        """Delete everything the robot knows about the sender, in every chat."""
+        """Delete everything the robot knows about the sender, in every chat (once the readings
+        under way are over, so that none adds a fact after it)."""
+        await self.settled()
         gone = await self._facts.delete_user(conv.robot, conv.sender)
         self._metrics.memory_facts.labels(conv.robot, "forgotten").inc(gone)
         return gone
 
-    async def read(self, conv: Conversation, *, overflowing: bool) -> int:
-        """After an answer: when the conversation has a batch of unread messages (or its history
-        `overflowing` the context), have the model read them for facts; how many were kept."""
+    async def read_soon(self, conv: Conversation) -> None:
+        """After an answer: read the conversation for facts (`read`) in the background, so that
+        its next message need not wait for the model. One reading per conversation at a time
+        (the messages after it are the next batch's), at most `_READING_AT_ONCE` in all: past
+        that, the reading is done before returning, which slows the answers instead of
+        growing. Nothing is lost to a crash or a shutdown: an unfinished batch is read again."""
+        if self._closed or conv.robot not in self._robots or conv.robot in self._offline:
+            return
+        if conv.key in self._reading:
+            return
+        if len(self._reading) >= _READING_AT_ONCE:
+            await self._read_logged(conv)
+            return
+        task = asyncio.create_task(self._read_logged(conv), name=f"memory.read {conv.key}")
+        self._reading[conv.key] = task
+        task.add_done_callback(lambda _: self._reading.pop(conv.key, None))
+
+    async def settled(self, conv: Conversation | None = None) -> None:
+        """Once the reading of `conv` under way, if any (or every reading, without `conv`), is
+        over: what the user sees and deletes includes what it learned."""
+        tasks = list(self._reading.values()) if conv is None else [self._reading.get(conv.key)]
+        waits = [t for t in tasks if t is not None and t is not asyncio.current_task()]
+        if waits:
+            await asyncio.wait(waits)
+
+    async def _read_logged(self, conv: Conversation) -> None:
+        """Read batch after batch while one is due (messages that came during a reading make
+        the next); errors logged, the batch left for the next answer."""
+        try:
+            while not self._closed and await self.read(conv, overflowing=False) is not None:
+                pass
+        except StorageError as exc:
+            _log.error("memory.not_read", error=str(exc))
+        except Exception:  # noqa: BLE001 - a background task: its error would go unseen
+            _log.exception("memory.read_failed")
+
+    async def aclose(self) -> None:
+        """Let the readings under way finish within the shutdown grace; cancel the rest (their
+        batches are read again after the restart)."""
+        self._closed = True
+        tasks = list(self._reading.values())
+        if not tasks:
+            return
+        _, late = await asyncio.wait(tasks, timeout=self._grace_s)
+        for task in late:
+            task.cancel()
+        await asyncio.gather(*late, return_exceptions=True)
+
+    async def read(self, conv: Conversation, *, overflowing: bool) -> int | None:
+        """When the conversation has a batch of unread messages (or its history `overflowing`
+        the context, about to be folded), have the model read them for facts; how many were
+        kept, None if no batch was read (none was due, or the model failed: then it is read
+        again next time). A reading of it under way in the background is waited for first."""
         if conv.robot not in self._robots or conv.robot in self._offline:
-            return 0
+            return None
+        await self.settled(conv)
         history = await self._history.recent_turns(conv.key)
         mark = await self._facts.mark(conv.robot, conv.key)
         start = max((i + 1 for i, t in enumerate(history) if t.identity == mark), default=0)
         unread = [t for t in history[start:] if t.role in ("user", "assistant")]
         said = [t for t in unread if t.role == "user"]
         if not said or (len(said) < self._config.extract_every and not overflowing):
-            return 0
+            return None
         kept = await self._extract(conv, unread)
         if kept is None:  # the model failed: the same batch is read next time
-            return 0
+            return None
         await self._facts.set_mark(conv.robot, conv.key, said[-1].identity)
         return kept
 

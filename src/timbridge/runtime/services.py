@@ -290,6 +290,7 @@ class Services:
                 memory = LongMemory(
                     settings, store.facts, store.history, chain, embedder=embedder, metrics=metrics
                 )
+                stack.push_async_callback(memory.aclose)  # before the store and models close
             engine = Engine(
                 settings,
                 store.history,
