@@ -222,6 +222,28 @@ async def test_forgetting_one_fact_by_number_or_words(tmp_path: Path) -> None:
         assert _facts_in(llm.requests[-1]["messages"]) == ["alice's name is Ana"]
 
 
+async def test_memory_and_forget_see_what_was_said_a_moment_ago(tmp_path: Path) -> None:
+    llm = FakeOpenAI(reply=companion)
+    async with running_stack(tmp_path, llm=llm, robots=_robots()) as stack:  # batches of 6
+        await _say(stack, "my name is Ana")
+        await _say(stack, "my cat is called Mochi")
+        assert (await _say(stack, "/memory")).splitlines()[:2] == [
+            "1. alice's name is Ana",
+            "2. alice has a cat called Mochi",
+        ]  # read for it, although the batch is not full
+        await _say(stack, "I love jasmine tea")
+        assert await _say(stack, "/forget jasmine") == (
+            "Done: I have forgotten alice loves jasmine tea."
+        )
+        for n in range(6):
+            await _say(stack, f"small talk {n}")
+        await _read(stack)
+        listed = await _say(stack, "/memory")
+        assert "jasmine" not in listed  # not learned again from the message it came from
+        assert len(_extractions(llm)) == 3  # /memory, /forget, the batch of small talk
+        assert "alice: I love jasmine tea" not in str(_extractions(llm)[2]["messages"])
+
+
 def _facts_in_intro(messages: list[dict[str, Any]]) -> str:
     return next((str(m["content"]) for m in messages if str(m["content"]).startswith(_INTRO)), "")
 

@@ -197,7 +197,7 @@ class Commands:
         memory = self._remembers(conv)
         if memory is None:
             return MEMORY_OFF
-        await memory.settled(conv)  # with what the batch being read holds
+        await memory.caught_up(conv)  # with what the messages not read yet hold
         known = await memory.known(conv)
         if not known:
             return NOTHING_REMEMBERED
@@ -214,6 +214,8 @@ class Commands:
         if not argument:
             return FORGET_USAGE
         if argument.lower() in ("all", "everything"):
+            if conv.kind != "c2c":  # a group's history stays: what it holds unread is read now
+                await memory.caught_up(conv)
             count = await memory.forget_user(conv)
             history = ""
             if conv.kind == "c2c":
@@ -221,7 +223,7 @@ class Commands:
                 history = FORGOTTEN_HISTORY
             _log.info("command.forget_all", facts=count)
             return FORGOTTEN_ALL.format(count=count, history=history)
-        await memory.settled(conv)  # the numbers are those /memory shows
+        await memory.caught_up(conv)  # the numbers are /memory's, and nothing comes back
         gone = await memory.forget(conv, argument)
         if not gone:
             return NOTHING_TO_FORGET.format(what=argument)

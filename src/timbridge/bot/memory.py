@@ -8,7 +8,8 @@ context window and put back into it.
   and answers with new facts and corrections. A message costs no extra call; the batch costs one
   call per `extract_every` messages, and nothing is lost: a batch that fails is read again.
   The call runs in the background (`read_soon`), so the next message need not wait for it,
-  except before a fold; `/memory`, `/forget` and deleting wait for it (`settled`).
+  except before a fold; `/memory` and `/forget` wait for it and have the rest read too
+  (`caught_up`), so that they are current and nothing deleted is learned again.
 - **Merging.** A correction names the fact it replaces; a new fact nearly identical to a known
   one (`memory.same_above`, cosine of their embeddings) replaces it instead of repeating it.
 - **Recalling.** All of a user's facts go into the context, oldest first, while they fit
@@ -374,7 +375,8 @@ class LongMemory:
 
     async def forget_like(self, conv: Conversation, text: str) -> str | None:
         """Delete the sender's fact nearest `text` (the ``forget`` tool's words are the model's,
-        not the fact's), if one is near enough; its text."""
+        not the fact's), if one is near enough; its text. A reading under way lands first."""
+        await self.settled(conv)
         owner = owner_of(conv)
         known = await self._facts.of(owner)
         (query,) = await self._vectors([text])
@@ -426,6 +428,12 @@ class LongMemory:
         waits = [t for t in tasks if t is not None and t is not asyncio.current_task()]
         if waits:
             await asyncio.wait(waits)
+
+    async def caught_up(self, conv: Conversation) -> None:
+        """Once what the conversation holds unread is read, however little (one model call, if
+        there is any): before the sender sees or deletes what is known, so that `/memory` is
+        current and nothing deleted is learned again from a message not read yet."""
+        await self.read(conv, overflowing=True)
 
     async def _read_logged(self, conv: Conversation) -> None:
         """Read batch after batch while one is due (messages that came during a reading make
