@@ -133,3 +133,13 @@ def postgres_url(postgres_base: str) -> Iterator[str]:
     _in_thread(admin(f'CREATE DATABASE "{name}"'))
     yield f"{postgres_base}/{name}"
     _in_thread(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+def scale(postgres_url: str, redis_url: str, redis_prefix: str) -> dict[str, Any]:
+    """Settings of the scale-out deployment: PostgreSQL, Redis, and a quick reminder loop."""
+    return {
+        "store": {"url": postgres_url},
+        "coordination": {"url": redis_url, "prefix": redis_prefix},
+        "reminders": {"every_s": 0.05},
+    }

@@ -15,7 +15,7 @@ import pytest
 import sqlalchemy as sa
 
 from tests.fakes.openai import FakeOpenAI
-from tests.stack import Stack, running_stack
+from tests.stack import Stack, running_stack, stack_emulator
 from timbridge.bot.conversation import Conversation
 from timbridge.bot.memory import EXTRACT_PROMPT, FACTS_INTRO, explicit_fact, parse_extraction
 from timbridge.bot.sentences import (
@@ -497,3 +497,35 @@ async def test_a_reading_cut_off_by_a_shutdown_is_read_again_after_the_restart(
         assert "alice: my name is Ana" in reading["messages"][1]["content"]  # read again
         known = "alice's name is Ana; alice has a cat called Mochi; alice loves jasmine tea"
         assert await _say(stack, ASK) == f"You told me: {known}"
+
+
+async def test_another_deployment_on_postgresql_and_redis_recalls_what_one_learned(
+    tmp_path: Path, scale: dict[str, Any]
+) -> None:
+    settings: dict[str, Any] = {
+        "robots": _robots(),
+        "memory": {"extract_every": 2, "budget_tokens": 40},
+        **scale,
+    }
+    emu = stack_emulator()
+    first_llm = FakeOpenAI(reply=companion)
+    async with running_stack(tmp_path / "a", emu=emu, llm=first_llm, **settings) as first:
+        for hobby in ("chess", "sailing", "pottery", "tango", "origami"):
+            await first.services.engine._memory.keep(  # type: ignore[union-attr]
+                Owner(ROBOT, "alice", ""), f"alice practises {hobby} every week", "learned"
+            )
+        await _say(first, "my name is Ana")
+        await _say(first, "my cat is called Mochi")
+        await _read(first)
+        await _say(first, "hello")
+        block = _facts_in(first_llm.requests[-1]["messages"])
+    assert "alice has a cat called Mochi" in block and len(block) < 7  # past the budget
+
+    second_llm = FakeOpenAI(reply=companion)
+    async with running_stack(tmp_path / "b", emu=emu, llm=second_llm, **settings) as second:
+        await _say(second, "hello again")
+        assert _facts_in(second_llm.requests[-1]["messages"]) == block  # the same recalled set
+        listed = await _say(second, "/memory")
+        assert "1. alice practises chess every week" in listed and "Mochi" in listed
+        await _say(second, "/forget all")
+    assert await _count_facts(scale["store"]["url"]) == 0

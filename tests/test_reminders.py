@@ -123,16 +123,6 @@ async def test_the_model_sets_a_reminder_with_the_schedule_tool(tmp_path: Path) 
     assert _reminded(stack, "drink") == ["Reminder: drink some water"]
 
 
-@pytest.fixture
-def scale(postgres_url: str, redis_url: str, redis_prefix: str) -> dict[str, Any]:
-    """Settings of the scale-out deployment: PostgreSQL, Redis, and a quick reminder loop."""
-    return {
-        "store": {"url": postgres_url},
-        "coordination": {"url": redis_url, "prefix": redis_prefix},
-        "reminders": {"every_s": 0.05},
-    }
-
-
 async def test_two_deployments_workers_on_one_postgresql_send_each_reminder_once(
     tmp_path: Path, scale: dict[str, Any]
 ) -> None:
