@@ -1,7 +1,8 @@
 """Long-term memory end to end in the emulator: facts told once are used hundreds of turns later
 and after a restart, a correction replaces the old fact, `/forget` deletes for real, each group
 member's facts stay theirs, the offline model keeps what it is told to remember, the model's
-`remember`/`forget` tools, and the budget that chooses the facts nearest the message."""
+`remember`/`forget` tools, the budget and its recalled set, readings in the background, and a
+second deployment on PostgreSQL and Redis recalling what the first learned."""
 
 from __future__ import annotations
 
