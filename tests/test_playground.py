@@ -23,9 +23,16 @@ from playwright.async_api import expect
 from TLSSigAPIv2 import TLSSigAPIv2
 
 from tests.browser import chromium
+from timbridge.bot.sentences import REMEMBERED
 from timbridge.emulator import DEMO_SDKAPPID, DEMO_SECRET_KEY
 from timbridge.llm.providers.offline import NO_MATCH, OFFLINE_NOTE
-from timbridge.runtime.playground import DEMO_GROUP, DEMO_USER, PLAYGROUND_ROBOT, open_playground
+from timbridge.runtime.playground import (
+    DEMO_GROUP,
+    DEMO_USER,
+    FRIEND_ROBOT,
+    PLAYGROUND_ROBOT,
+    open_playground,
+)
 from timbridge.settings import Settings
 
 pytestmark = pytest.mark.usefixtures("clean_env")
@@ -50,18 +57,18 @@ class RestCaller:
         assert answer["ActionStatus"] == "OK", answer
         return answer
 
-    async def c2c_replies(self, user: str) -> list[str]:
+    async def c2c_replies(self, user: str, robot: str = PLAYGROUND_ROBOT) -> list[str]:
         answer = await self(
             "openim/admin_getroammsg",
             {
                 "Operator_Account": user,
-                "Peer_Account": PLAYGROUND_ROBOT,
+                "Peer_Account": robot,
                 "MaxCnt": 100,
                 "MinTime": 0,
                 "MaxTime": int(time.time()) + 60,
             },
         )
-        return [_text(m) for m in answer["MsgList"] if m["From_Account"] == PLAYGROUND_ROBOT]
+        return [_text(m) for m in answer["MsgList"] if m["From_Account"] == robot]
 
     async def group_replies(self) -> list[str]:
         answer = await self(
@@ -115,6 +122,29 @@ async def test_one_to_one_answer_comes_from_the_docs(playground: str) -> None:
     assert "api_key_env" in reply  # the passage on model keys, quoted
     assert OFFLINE_NOTE in reply
     assert "Sources: " in reply and "(models.md)" in reply
+
+
+async def test_the_companion_keeps_what_it_is_told_to_remember_and_sets_reminders(
+    playground: str,
+) -> None:
+    """On the offline model the companion keeps what it is told to remember, lists it, and
+    sets a reminder that arrives."""
+    async with aiohttp.ClientSession() as http:
+        rest = RestCaller(http, playground)
+
+        async def say(text: str, replies: int) -> str:
+            body = {"MsgType": "TIMTextElem", "MsgContent": {"Text": text}}
+            message = {"From_Account": DEMO_USER, "To_Account": FRIEND_ROBOT, "MsgBody": [body]}
+            await rest("openim/sendmsg", {**message, "MsgRandom": replies})
+            return (await _until(lambda: rest.c2c_replies(DEMO_USER, FRIEND_ROBOT), replies))[-1]
+
+        told = await say("Remember that my cat is called Mochi.", 1)
+        listed = await say("/memory", 2)
+        await say("/remind in 1 second feed Mochi", 3)
+        reminded = (await _until(lambda: rest.c2c_replies(DEMO_USER, FRIEND_ROBOT), 4))[-1]
+    assert told == REMEMBERED.format(fact="my cat is called Mochi")
+    assert listed.startswith("1. my cat is called Mochi\n")
+    assert reminded == "Reminder: feed Mochi"
 
 
 async def test_group_answers_mentions_only_and_says_when_nothing_matches(playground: str) -> None:

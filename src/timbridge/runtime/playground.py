@@ -5,8 +5,9 @@ as in `serve`. The emulated app uses the configured SDKAppID and secret key, els
 no robots configured, ``@RBT#helper`` answers from timbridge's own documentation, and
 ``@RBT#shop`` is a customer-service demo: it answers from a small shop FAQ and hands the chat to
 people in the "Shop agents" group (``/human``, or two questions the FAQ does not cover), where
-the demo user plays the agent. Both use the configured default model, or the offline model when
-none is configured: a newcomer needs no account, key or network.
+the demo user plays the agent. ``@RBT#friend`` is a companion with long-term memory and
+reminders. All use the configured default model, or the offline model when none is configured:
+a newcomer needs no account, key or network.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ __all__ = [
     "AGENTS_GROUP",
     "DEMO_GROUP",
     "DEMO_USER",
+    "FRIEND_ROBOT",
     "PLAYGROUND_ROBOT",
     "SHOP_ROBOT",
     "Playground",
@@ -37,10 +39,15 @@ __all__ = [
 
 PLAYGROUND_ROBOT = "@RBT#helper"
 SHOP_ROBOT = "@RBT#shop"  # the customer-service demo: a shop FAQ, and people to hand over to
+FRIEND_ROBOT = "@RBT#friend"  # the companion demo: long-term memory and reminders
 DEMO_USER = "user01"
 DEMO_GROUP = "demo-group"
 AGENTS_GROUP = "shop-agents"  # the shop's human agents: the demo user is one of them
 
+_FRIEND_PERSONA = (
+    "You are Friend, a warm and attentive companion. Use what you remember about the user "
+    "naturally, ask about the people and things in their life, and keep replies short."
+)
 _SHOP_PERSONA = (
     "You are Shop, the customer-service assistant of the Lantern Lane shop. Answer briefly from "
     "the shop's FAQ passages; when they do not cover a question, say so."
@@ -72,6 +79,7 @@ def playground_settings(settings: Settings, *, port: int) -> Settings:
             knowledge=DEMO_SHOP_KB,
             handoff=HandoffSettings(group=AGENTS_GROUP, after_misses=2, tool=False),
         ),
+        RobotSettings(id=FRIEND_ROBOT, nick="Friend", persona=_FRIEND_PERSONA, memory="long"),
     )
     return settings.model_copy(update={"tencent": tencent, "robots": robots})
 
