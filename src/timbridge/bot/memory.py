@@ -171,7 +171,8 @@ _COMMON_WORDS = (
 _COMMON = frozenset(_COMMON_WORDS.split())
 
 
-def _words(text: str) -> set[str]:
+@functools.lru_cache(maxsize=8192)
+def _words(text: str) -> frozenset[str]:
     """The words of `text` that can name something: three letters or more and not common;
     in Chinese or Japanese text (no spaces), its pairs of characters."""
     found: set[str] = set()
@@ -181,7 +182,7 @@ def _words(text: str) -> set[str]:
                 found.add(word)
         else:
             found.update(word[i : i + 2] for i in range(max(len(word) - 1, 1)))
-    return found
+    return frozenset(found)
 
 
 def _named(known: Sequence[Fact], message: str) -> set[int]:
