@@ -26,7 +26,7 @@ from timbridge.bot.sentences import (
     REMEMBERED,
 )
 from timbridge.bot.summaries import SUMMARY_PROMPT
-from timbridge.storage import Store
+from timbridge.storage import Store, Turn
 from timbridge.storage.facts import Owner
 from timbridge.storage.schema import facts
 
@@ -530,3 +530,38 @@ async def test_another_deployment_on_postgresql_and_redis_recalls_what_one_learn
         assert "1. alice practises chess every week" in listed and "Mochi" in listed
         await _say(second, "/forget all")
     assert await _count_facts(scale["store"]["url"]) == 0
+
+
+async def test_of_two_deployments_only_one_reads_a_batch(
+    tmp_path: Path, scale: dict[str, Any]
+) -> None:
+    settings: dict[str, Any] = {"robots": _robots(), "memory": {"extract_every": 2}, **scale}
+    emu = stack_emulator()
+    held = _Held()
+    first_llm, second_llm = FakeOpenAI(reply=companion, hold=held), FakeOpenAI(reply=companion)
+    async with (
+        running_stack(tmp_path / "a", emu=emu, llm=first_llm, **settings) as first,
+        running_stack(tmp_path / "b", emu=emu, llm=second_llm, **settings) as second,
+    ):
+        conv = Conversation(ROBOT, "c2c", "alice", "alice")
+        reader = first.services.engine._memory
+        other = second.services.engine._memory
+        assert reader is not None and other is not None
+        await first.services.store.history.add_turns(
+            conv.key, "m1", [Turn("user", "my name is Ana", 4), Turn("assistant", "ok", 1)]
+        )
+        await first.services.store.history.add_turns(
+            conv.key, "m2", [Turn("user", "my cat is called Mochi", 5), Turn("assistant", "ok", 1)]
+        )
+        reading = asyncio.create_task(reader.read(conv, overflowing=False))
+        await asyncio.wait_for(held.asked.wait(), 10)  # the first is at the model with it
+        assert await other.read(conv, overflowing=True) is None  # the second leaves it alone
+        assert _extractions(second_llm) == []
+        held.gate.set()
+        assert await reading == 2
+        assert [f.text for f in await other.known(conv)] == [
+            "alice's name is Ana",
+            "alice has a cat called Mochi",
+        ]
+        assert await other.read(conv, overflowing=True) is None  # nothing left unread
+    assert _extractions(second_llm) == []

@@ -217,3 +217,25 @@ async def test_a_users_recalled_set_is_chosen_in_order_and_new_facts_join_it_fir
     await store.facts.choose(alice, [])
     assert [f.recall for f in await store.facts.of(alice)] == [None] * 5
     assert not await store.facts.replace(alice, theirs, "not hers", vector=None, embedder=None)
+
+
+async def test_one_process_at_a_time_holds_a_conversation_s_batch_for_reading(
+    store_url: str,
+) -> None:
+    first, second = await Store.open(store_url), await Store.open(store_url)  # two processes
+    try:
+        assert await first.facts.mark("@RBT#a", "c") is None
+        assert await first.facts.claim_reading("@RBT#a", "c", for_s=60)
+        assert not await second.facts.claim_reading("@RBT#a", "c", for_s=60)  # held
+        assert await second.facts.claim_reading("@RBT#a", "other", for_s=60)  # another chat
+        assert await first.facts.mark("@RBT#a", "c") is None  # holding is not having read
+        await first.facts.set_mark("@RBT#a", "c", "m6")  # read: the hold is given up
+        assert await second.facts.mark("@RBT#a", "c") == "m6"
+        assert await second.facts.claim_reading("@RBT#a", "c", for_s=60)
+        await second.facts.release_reading("@RBT#a", "c")  # given up unread
+        assert await first.facts.claim_reading("@RBT#a", "c", for_s=0)  # held for no time...
+        assert await second.facts.claim_reading("@RBT#a", "c", for_s=60)  # ...so free again
+        assert await second.facts.mark("@RBT#a", "c") == "m6"
+    finally:
+        await first.aclose()
+        await second.aclose()

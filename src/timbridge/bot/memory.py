@@ -9,7 +9,8 @@ context window and put back into it.
   call per `extract_every` messages, and nothing is lost: a batch that fails is read again.
   The call runs in the background (`read_soon`), so the next message need not wait for it,
   except before a fold; `/memory` and `/forget` wait for it and have the rest read too
-  (`caught_up`), so that they are current and nothing deleted is learned again.
+  (`caught_up`), so that they are current and nothing deleted is learned again. One process
+  at a time reads a conversation's batch: it holds it in the store while it does.
 - **Merging.** A correction names the fact it replaces; a new fact nearly identical to a known
   one (`memory.same_above`, cosine of their embeddings) replaces it instead of repeating it.
 - **Recalling.** All of a user's facts go into the context, oldest first, while they fit
@@ -64,6 +65,9 @@ _log = structlog.get_logger("timbridge.memory")
 
 _READING_AT_ONCE = 64
 """Conversations read for facts in the background at once; a reading past it is done inline."""
+_READING_HOLD_S = 300.0
+"""How long a process holds a batch it reads (the others leave it alone): a process that dies
+while reading delays that conversation's batch by this much at most."""
 
 EXTRACT_PROMPT = (
     "You keep an assistant's long-term memory of its users. Below are the facts already known "
@@ -467,18 +471,37 @@ class LongMemory:
         if conv.robot not in self._robots or conv.robot in self._offline:
             return None
         await self.settled(conv)
+        if not await self._unread(conv, overflowing=overflowing):
+            return None
+        if not await self._facts.claim_reading(conv.robot, conv.key, for_s=_READING_HOLD_S):
+            return None  # another process is reading it
+        marked = False
+        try:
+            unread = await self._unread(conv, overflowing=overflowing)  # it may have moved on
+            if not unread:
+                return None
+            kept = await self._extract(conv, unread)
+            if kept is None:  # the model failed: the same batch is read next time
+                return None
+            said = [t for t in unread if t.role == "user"]
+            await self._facts.set_mark(conv.robot, conv.key, said[-1].identity)
+            marked = True
+            return kept
+        finally:
+            if not marked:
+                await self._facts.release_reading(conv.robot, conv.key)
+
+    async def _unread(self, conv: Conversation, *, overflowing: bool) -> list[Turn]:
+        """The conversation's messages not read for facts yet, if they make a batch (or any,
+        when `overflowing`); else none."""
         history = await self._history.recent_turns(conv.key)
         mark = await self._facts.mark(conv.robot, conv.key)
         start = max((i + 1 for i, t in enumerate(history) if t.identity == mark), default=0)
         unread = [t for t in history[start:] if t.role in ("user", "assistant")]
-        said = [t for t in unread if t.role == "user"]
-        if not said or (len(said) < self._config.extract_every and not overflowing):
-            return None
-        kept = await self._extract(conv, unread)
-        if kept is None:  # the model failed: the same batch is read next time
-            return None
-        await self._facts.set_mark(conv.robot, conv.key, said[-1].identity)
-        return kept
+        said = sum(t.role == "user" for t in unread)
+        if not said or (said < self._config.extract_every and not overflowing):
+            return []
+        return unread
 
     def _lines(self, conv: Conversation, turns: Sequence[Turn]) -> tuple[list[str], list[str]]:
         """The batch as ``writer: text`` lines, and its writers (in a group the stored turns

@@ -60,6 +60,10 @@ def _fresh(text: str, vector: bytes | None, embedder: str | None, now: float) ->
     }
 
 
+def _marked(robot: str, conversation: str) -> sa.ColumnElement[bool]:
+    return (memory_marks.c.robot == robot) & (memory_marks.c.conversation == conversation)
+
+
 def _mine(owner: Owner) -> sa.ColumnElement[bool]:
     return (
         (facts.c.robot == owner.robot)
@@ -174,27 +178,47 @@ class Facts:
 
     async def mark(self, robot: str, conversation: str) -> str | None:
         """The identity of the last message of `conversation` read for facts, if any."""
-        query = sa.select(memory_marks.c.identity).where(
-            (memory_marks.c.robot == robot) & (memory_marks.c.conversation == conversation)
-        )
-        return await self._database.run(
+        query = sa.select(memory_marks.c.identity).where(_marked(robot, conversation))
+        found = await self._database.run(
             "read memory mark", lambda conn: conn.execute(query).scalar(), writes=False
         )
+        return str(found) if found else None
+
+    async def claim_reading(self, robot: str, conversation: str, *, for_s: float) -> bool:
+        """Hold `conversation`'s next batch for this process for `for_s` seconds (or until
+        `set_mark` or `release_reading`); False if another process holds it."""
+
+        def work(conn: sa.Connection) -> bool:
+            now = time.time()
+            until = now + for_s
+            free = _marked(robot, conversation) & (memory_marks.c.reading_until <= now)
+            if conn.execute(memory_marks.update().where(free).values(reading_until=until)).rowcount:
+                return True
+            row = {"robot": robot, "conversation": conversation, "identity": ""}
+            insert_new(conn, memory_marks, [{**row, "read_at": 0.0, "reading_until": until}])
+            held = sa.select(memory_marks.c.reading_until).where(_marked(robot, conversation))
+            return bool(conn.execute(held).scalar() == until)
+
+        return bool(await self._database.run("claim memory reading", work))
+
+    async def release_reading(self, robot: str, conversation: str) -> None:
+        """Give up the hold on `conversation`'s next batch without having read it."""
+        update = memory_marks.update().where(_marked(robot, conversation)).values(reading_until=0.0)
+        await self._database.run("release memory reading", lambda conn: conn.execute(update))
 
     async def set_mark(self, robot: str, conversation: str, identity: str) -> None:
-        """`conversation` has been read for facts up to the message `identity`."""
+        """`conversation` has been read for facts up to the message `identity` (and the hold
+        on it is given up)."""
         row = {"robot": robot, "conversation": conversation, "identity": identity}
 
         def work(conn: sa.Connection) -> None:
             now = time.time()
             update = (
                 memory_marks.update()
-                .where(
-                    (memory_marks.c.robot == robot) & (memory_marks.c.conversation == conversation)
-                )
-                .values(identity=identity, read_at=now)
+                .where(_marked(robot, conversation))
+                .values(identity=identity, read_at=now, reading_until=0.0)
             )
             if not conn.execute(update).rowcount:
-                insert_new(conn, memory_marks, [{**row, "read_at": now}])
+                insert_new(conn, memory_marks, [{**row, "read_at": now, "reading_until": 0.0}])
 
         await self._database.run("keep memory mark", work)

@@ -217,8 +217,10 @@ memory_marks = sa.Table(
     _metadata,
     sa.Column("robot", sa.String(64), primary_key=True),
     sa.Column("conversation", sa.String(300), primary_key=True),
-    sa.Column("identity", sa.String(300), nullable=False),
+    sa.Column("identity", sa.String(300), nullable=False),  # "": nothing read yet
     sa.Column("read_at", sa.Float, nullable=False),
+    # a process reading the conversation's next batch holds it until then (one reader at a time)
+    sa.Column("reading_until", sa.Float, nullable=False),
 )
 
 _schema = sa.Table(
