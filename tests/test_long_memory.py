@@ -345,7 +345,7 @@ async def test_the_model_keeps_and_drops_facts_with_its_tools(tmp_path: Path) ->
         assert await _say(stack, "/memory") == NOTHING_REMEMBERED
 
 
-async def test_facts_past_the_budget_are_chosen_by_nearness_and_kept_in_a_stable_order(
+async def test_facts_past_the_budget_fill_it_in_the_order_learned_and_keep_the_prefix(
     tmp_path: Path,
 ) -> None:
     llm = FakeOpenAI(reply=companion)
